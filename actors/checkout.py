@@ -1,0 +1,284 @@
+"""The checkout actor: one per payment, from PSP registration to COMPLETED.
+
+It registers the checkout with the PSP (the payment id is the nonce, so a retried registration
+returns the same session), waits for the buyer's outcome (a webhook, or the session's status
+when the buyer's time is up), tells each order to capture once authorized, and completes the
+checkout when every order is terminal and every captured order is booked.
+
+Each message is at most one unit of work; PSP calls happen outside it. A webhook is recorded in
+the same unit of work as its effect, so a duplicate is recognised by its event id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+import trio
+
+from actors.context import Context
+from actors.messages import (
+    CHECKOUT,
+    ORDER,
+    ApplyPspEvent,
+    CheckCompletion,
+    ExecuteOrder,
+    ExpireCheckout,
+    RegisterCheckout,
+    ResumeCheckout,
+)
+from engine.errors import DuplicateKey
+from engine.gateway import GatewayUnavailable, PspEventKind, PspNotification, SessionStatus
+from engine.records import Payment, PspEvent
+from engine.states import OrderStatus, PaymentStatus, can_transition, is_terminal, transition
+from engine.store.port import UnitOfWork
+
+log = logging.getLogger("payengine.checkout")
+
+#: While the PSP's risk team reviews a session, how often we ask again.
+REVIEW_RECHECK_S = 15 * 60.0
+
+
+class CheckoutActor:
+    def __init__(self, ctx: Context, payment_id: str) -> None:
+        self.ctx = ctx
+        self.payment_id = payment_id
+        self.payment: Payment | None = None
+        self.register_attempts = 0
+
+    async def on_start(self) -> None:
+        self.payment = await self.ctx.store.get_payment(self.payment_id)
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, ApplyPspEvent):
+            return await self._apply_event(message.event)
+        if self.payment is None:
+            return "unknown_payment"
+        if isinstance(message, RegisterCheckout):
+            return await self._register()
+        if isinstance(message, ExpireCheckout):
+            return await self._expire()
+        if isinstance(message, CheckCompletion):
+            return await self._check_completion()
+        if isinstance(message, ResumeCheckout):
+            return await self._resume()
+        raise AssertionError(f"checkout actor got {message!r}")
+
+    # --- registration ------------------------------------------------------------------------
+    async def _register(self) -> Payment:
+        payment = self.payment
+        assert payment is not None
+        if payment.status is not PaymentStatus.CREATED:
+            return payment
+        try:
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
+                registration = await self.ctx.gateway.register_checkout(
+                    payment.payment_id, payment.amount, payment.return_url
+                )
+        except (GatewayUnavailable, trio.TooSlowError) as exc:
+            self.register_attempts += 1
+            if self.register_attempts >= self.ctx.config.register_attempts_max:
+                return await self._finish(
+                    PaymentStatus.FAILED, f"psp_registration_failed: {exc!r}"
+                )
+            self.ctx.tell_later(
+                self.ctx.backoff_s(self.register_attempts), CHECKOUT, payment.payment_id,
+                RegisterCheckout(),
+            )
+            return payment
+        now_ms = self.ctx.clock.now_ms()
+        async with self.ctx.store.unit_of_work() as uow:
+            self.payment = await uow.update_payment(
+                attrs.evolve(
+                    payment,
+                    status=transition(payment.status, PaymentStatus.AWAITING_PAYMENT),
+                    psp_session_id=registration.session_id,
+                    hosted_url=registration.hosted_url,
+                    updated_at_ms=now_ms,
+                )
+            )
+            await uow.append_outbox(self._event_message("payment.awaiting_payment"))
+        self.ctx.doorbell.ring()
+        self._schedule_expiry()
+        return self.payment
+
+    def _schedule_expiry(self) -> None:
+        assert self.payment is not None
+        delay_s = max(0.0, (self.payment.expires_at_ms - self.ctx.clock.now_ms()) / 1000)
+        self.ctx.tell_later(delay_s, CHECKOUT, self.payment_id, ExpireCheckout())
+
+    # --- the buyer's outcome -----------------------------------------------------------------
+    async def _apply_event(self, event: PspNotification) -> str:
+        record = PspEvent(event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms())
+        payment = self.payment
+        target = _SESSION_OUTCOMES.get(event.kind)
+        if payment is not None and payment.status is PaymentStatus.CREATED and target is not None:
+            # We have not recorded the session yet (registration in flight or retrying): keep
+            # nothing, so the PSP delivers the event again later.
+            return "retry_later"
+        try:
+            async with self.ctx.store.unit_of_work() as uow:
+                await uow.record_psp_event(record)
+                if payment is None:
+                    log.warning("PSP event %s for unknown payment %s", event.event_id, event.reference)
+                    return "unknown_reference"
+                if target is None or not can_transition(payment.status, target):
+                    if event.kind is PspEventKind.SESSION_AUTHORIZED and is_terminal(payment.status):
+                        # Money authorized for a checkout we already gave up: a human must look.
+                        await uow.append_outbox(
+                            self._event_message("payment.authorized_after_close", event.event_id)
+                        )
+                    return "ignored"
+                if target is PaymentStatus.AUTHORIZED:
+                    await self._authorize(uow, payment)
+                else:
+                    await self._close(uow, payment, target, event.reason or event.kind.value)
+        except DuplicateKey as exc:
+            if exc.key != "psp_events.event_id":
+                raise
+            await self.on_start()  # nothing of this unit was kept
+            return "duplicate"
+        self.ctx.doorbell.ring()
+        if self.payment is not None and self.payment.status is PaymentStatus.AUTHORIZED:
+            await self._execute_orders()
+        return "applied"
+
+    async def _authorize(self, uow: UnitOfWork, payment: Payment) -> None:
+        self.payment = await uow.update_payment(
+            attrs.evolve(
+                payment,
+                status=transition(payment.status, PaymentStatus.AUTHORIZED),
+                updated_at_ms=self.ctx.clock.now_ms(),
+            )
+        )
+        await uow.append_outbox(self._event_message("payment.authorized"))
+
+    async def _close(
+        self, uow: UnitOfWork, payment: Payment, target: PaymentStatus, reason: str
+    ) -> None:
+        """FAILED / EXPIRED / REJECTED: the payment and its unstarted orders end together."""
+        now_ms = self.ctx.clock.now_ms()
+        self.payment = await uow.update_payment(
+            attrs.evolve(
+                payment,
+                status=transition(payment.status, target),
+                failure_reason=reason,
+                updated_at_ms=now_ms,
+            )
+        )
+        for order in await uow.get_orders(payment.payment_id):
+            if order.status is OrderStatus.NOT_STARTED:
+                await uow.update_order(
+                    attrs.evolve(
+                        order,
+                        status=transition(order.status, OrderStatus.FAILED),
+                        failure_reason=f"checkout_{target.value.lower()}",
+                        updated_at_ms=now_ms,
+                    )
+                )
+        await uow.append_outbox(self._event_message(f"payment.{target.value.lower()}"))
+
+    async def _finish(self, target: PaymentStatus, reason: str) -> Payment:
+        assert self.payment is not None
+        async with self.ctx.store.unit_of_work() as uow:
+            await self._close(uow, self.payment, target, reason)
+        self.ctx.doorbell.ring()
+        return self.payment
+
+    async def _expire(self) -> str:
+        payment = self.payment
+        assert payment is not None
+        if payment.status is not PaymentStatus.AWAITING_PAYMENT:
+            return "not_awaiting"
+        assert payment.psp_session_id is not None
+        if self.ctx.clock.now_ms() < payment.expires_at_ms:
+            self._schedule_expiry()
+            return "not_yet"
+        try:
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
+                status = await self.ctx.gateway.expire_session(payment.psp_session_id)
+        except (GatewayUnavailable, trio.TooSlowError):
+            self.ctx.tell_later(self.ctx.backoff_s(1), CHECKOUT, self.payment_id, ExpireCheckout())
+            return "retry"
+        if status is SessionStatus.REVIEW:
+            self.ctx.tell_later(REVIEW_RECHECK_S, CHECKOUT, self.payment_id, ExpireCheckout())
+            return "in_review"
+        if status is SessionStatus.AUTHORIZED:
+            # The buyer paid but the webhook is late or lost: the PSP's word decides.
+            async with self.ctx.store.unit_of_work() as uow:
+                await self._authorize(uow, payment)
+            self.ctx.doorbell.ring()
+            await self._execute_orders()
+            return "authorized"
+        target = PaymentStatus.FAILED if status is SessionStatus.DECLINED else PaymentStatus.EXPIRED
+        await self._finish(target, f"session_{status.value}")
+        return target.value
+
+    # --- orders and completion ---------------------------------------------------------------
+    async def _execute_orders(self) -> None:
+        payment = self.payment
+        assert payment is not None and payment.psp_session_id is not None
+        for order in await self.ctx.store.get_orders(payment.payment_id):
+            if order.status in (OrderStatus.NOT_STARTED, OrderStatus.EXECUTING):
+                await self.ctx.system.tell(ORDER, order.order_id, ExecuteOrder(payment.psp_session_id))
+
+    async def _check_completion(self) -> str:
+        payment = self.payment
+        assert payment is not None
+        if payment.status is not PaymentStatus.AUTHORIZED:
+            return payment.status.value
+        orders = await self.ctx.store.get_orders(payment.payment_id)
+        done = all(
+            o.status is OrderStatus.FAILED or (o.status is OrderStatus.SUCCESS and o.booked)
+            for o in orders
+        )
+        if not done:
+            return "waiting"
+        succeeded = any(o.status is OrderStatus.SUCCESS for o in orders)
+        target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
+        async with self.ctx.store.unit_of_work() as uow:
+            self.payment = await uow.update_payment(
+                attrs.evolve(
+                    payment,
+                    status=transition(payment.status, target),
+                    failure_reason=None if succeeded else "every_order_failed",
+                    updated_at_ms=self.ctx.clock.now_ms(),
+                )
+            )
+            await uow.append_outbox(self._event_message(f"payment.{target.value.lower()}"))
+        self.ctx.doorbell.ring()
+        return target.value
+
+    async def _resume(self) -> str:
+        payment = self.payment
+        assert payment is not None
+        if payment.status is PaymentStatus.CREATED:
+            await self._register()
+        elif payment.status is PaymentStatus.AWAITING_PAYMENT:
+            self._schedule_expiry()
+        elif payment.status is PaymentStatus.AUTHORIZED:
+            await self._execute_orders()
+            await self._check_completion()
+        return payment.status.value
+
+    def _event_message(self, topic: str, event_id: str | None = None) -> Any:
+        payment = self.payment
+        assert payment is not None
+        payload = {
+            "payment_id": payment.payment_id,
+            "checkout_id": payment.checkout_id,
+            "status": payment.status.value,
+            "amount_minor": payment.amount_minor,
+            "currency": payment.currency,
+        }
+        if event_id is not None:
+            payload["psp_event_id"] = event_id
+        return self.ctx.message(topic, payment.payment_id, payload)
+
+
+_SESSION_OUTCOMES = {
+    PspEventKind.SESSION_AUTHORIZED: PaymentStatus.AUTHORIZED,
+    PspEventKind.SESSION_DECLINED: PaymentStatus.FAILED,
+    PspEventKind.SESSION_EXPIRED: PaymentStatus.EXPIRED,
+}

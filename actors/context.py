@@ -1,0 +1,78 @@
+"""What every payment actor shares: the ports, the limits, the runtime and the doorbell."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from actors.runtime import ActorSystem, Timers
+from engine.gateway import Gateway
+from engine.ids import Ids
+from engine.limits import EngineConfig, backoff_delay_s
+from engine.ports import Clock, Rng
+from engine.records import OutboxMessage
+from engine.store.port import Store
+
+
+class Doorbell:
+    """Wakes the outbox consumers right after a commit that wrote outbox messages.
+
+    Each waiter has its own event, so a ring is never consumed by one waiter for all.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[str, trio.Event] = {}
+        self.rings = 0
+
+    def ring(self) -> None:
+        self.rings += 1
+        for event in self._events.values():
+            event.set()
+
+    async def wait(self, waiter: str, timeout_s: float) -> None:
+        event = self._events.setdefault(waiter, trio.Event())
+        if not event.is_set():
+            with trio.move_on_after(timeout_s):
+                await event.wait()
+        # Rung (now or since the last wait): re-arm, and the caller looks for work.
+        if event.is_set():
+            self._events[waiter] = trio.Event()
+
+
+@attrs.define(eq=False)
+class Context:
+    store: Store
+    gateway: Gateway
+    clock: Clock
+    ids: Ids
+    rng: Rng
+    config: EngineConfig
+    system: ActorSystem
+    timers: Timers[None]
+    doorbell: Doorbell
+    #: Test-only seams that switch on a known-bad behaviour, so the simulator's oracle can be
+    #: shown to catch it (tests/simulation). Never set in production.
+    faults: frozenset[str] = frozenset()
+
+    def message(self, topic: str, key: str, payload: Mapping[str, Any]) -> OutboxMessage:
+        return OutboxMessage(self.ids.new("msg"), topic, key, dict(payload), self.clock.now_ms())
+
+    def backoff_s(self, attempt: int) -> float:
+        c = self.config
+        return backoff_delay_s(
+            attempt,
+            c.retry_delay_s_base,
+            c.retry_delay_factor,
+            c.retry_delay_s_max,
+            c.retry_jitter_ratio,
+            self.rng.random(),
+        )
+
+    def tell_later(self, delay_s: float, kind: str, key: str, message: Any) -> None:
+        async def fire() -> None:
+            await self.system.tell(kind, key, message)
+
+        self.timers.call_later(delay_s, fire)

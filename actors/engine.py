@@ -1,0 +1,175 @@
+"""`open_engine`: the whole pay-in engine in one nursery, resumed from the store on start.
+
+Everything long-lived (the actor system, the timer heap, one consumer per outbox subscriber,
+recovery) is a task of one nursery, so leaving the context cancels all of it within
+`shutdown_timeout_s`; an in-flight unit of work is rolled back, exactly like a crash. Reopening
+on the same store resumes every unfinished payment: recovery pages through the non-terminal
+payments and hands each to its checkout actor, which takes it from wherever it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from actors.checkout import CheckoutActor
+from actors.context import Context, Doorbell
+from actors.merchant import MerchantActor
+from actors.messages import CHECKOUT, MERCHANT, ORDER, BookOrder, ResumeCheckout
+from actors.order import OrderActor
+from actors.outbox import OutboxConsumer, Subscriber
+from actors.runtime import ActorSystem, Timers
+from actors.service import PaymentService
+from engine.gateway import Gateway
+from engine.ids import Ids
+from engine.limits import EngineConfig
+from engine.ports import Clock, Rng
+from engine.records import Delivery, OutboxMessage
+from engine.store.port import Store
+
+log = logging.getLogger("payengine.engine")
+
+#: How many recent notifications the built-in recording notifier keeps.
+NOTIFICATIONS_KEPT_MAX = 1000
+
+PAYMENT_TOPICS = (
+    "payment.created",
+    "payment.rejected_by_risk",
+    "payment.awaiting_payment",
+    "payment.authorized",
+    "payment.completed",
+    "payment.failed",
+    "payment.expired",
+    "payment.authorized_after_close",
+)
+ORDER_TOPICS = ("order.succeeded", "order.failed", "order.conflicting_psp_event")
+
+Notifier = Callable[[OutboxMessage], Awaitable[None]]
+
+
+class RecordingNotifier:
+    """The default merchant notifier: keeps the latest notifications in memory (bounded).
+
+    The HTTP layer replaces it with signed webhook delivery to each merchant's URL.
+    """
+
+    def __init__(self) -> None:
+        self.sent: deque[OutboxMessage] = deque(maxlen=NOTIFICATIONS_KEPT_MAX)
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        self.sent.append(message)
+
+
+@attrs.define
+class Analytics:
+    """A minimal analytics subscriber: counts events and captured money per currency."""
+
+    events: Counter[str] = attrs.Factory(Counter)
+    captured_minor: Counter[str] = attrs.Factory(Counter)
+
+    async def __call__(self, delivery: Delivery) -> None:
+        message = delivery.message
+        self.events[message.topic] += 1
+        if message.topic == "order.succeeded":
+            self.captured_minor[str(message.payload["currency"])] += int(
+                message.payload["amount_minor"]
+            )
+
+
+class Engine:
+    def __init__(self, ctx: Context, consumers: list[OutboxConsumer], analytics: Analytics) -> None:
+        self.ctx = ctx
+        self.service = PaymentService(ctx)
+        self.consumers = {c.subscriber.name: c for c in consumers}
+        self.analytics = analytics
+        self.recovered = 0
+        self.recovery_done = trio.Event()
+
+    @property
+    def system(self) -> ActorSystem:
+        return self.ctx.system
+
+    async def recover(self) -> None:
+        """Hand every unfinished payment to its checkout actor (idempotent)."""
+        after: str | None = None
+        while True:
+            page = await self.ctx.store.list_unfinished_payments(
+                self.ctx.config.recovery_batch_size_max, after
+            )
+            if not page:
+                break
+            for payment in page:
+                await self.ctx.system.tell(CHECKOUT, payment.payment_id, ResumeCheckout())
+                self.recovered += 1
+            after = page[-1].payment_id
+        self.recovery_done.set()
+        log.info("recovery handed %d unfinished payments to their actors", self.recovered)
+
+    def health(self) -> list[str]:
+        return self.ctx.system.health()
+
+
+def _booking(ctx: Context) -> Subscriber:
+    async def book(delivery: Delivery) -> None:
+        payload = delivery.message.payload
+        await ctx.system.ask(
+            MERCHANT,
+            str(payload["seller_id"]),
+            BookOrder(str(payload["order_id"]), "booking", delivery.message.message_id),
+        )
+
+    return Subscriber("booking", ("order.succeeded",), book, acks_itself=True)
+
+
+@asynccontextmanager
+async def open_engine(
+    store: Store,
+    gateway: Gateway,
+    clock: Clock,
+    ids: Ids,
+    rng: Rng,
+    config: EngineConfig | None = None,
+    *,
+    notifier: Notifier | None = None,
+    extra_subscribers: tuple[Subscriber, ...] = (),
+    faults: frozenset[str] = frozenset(),
+    recover: bool = True,
+) -> AsyncIterator[Engine]:
+    config = (config or EngineConfig()).check()
+    notify = notifier or RecordingNotifier()
+    async with trio.open_nursery() as nursery:
+        system = ActorSystem(nursery, config)
+        timers: Timers[None] = Timers()
+        ctx = Context(store, gateway, clock, ids, rng, config, system, timers, Doorbell(), faults)
+        system.register(CHECKOUT, lambda key: CheckoutActor(ctx, str(key)))
+        system.register(ORDER, lambda key: OrderActor(ctx, str(key)))
+        system.register(MERCHANT, lambda key: MerchantActor(ctx, str(key)))
+        await nursery.start(timers.run, nursery)
+
+        async def notify_delivery(delivery: Delivery) -> None:
+            await notify(delivery.message)
+
+        analytics = Analytics()
+        subscribers = [
+            _booking(ctx),
+            Subscriber("notifications", PAYMENT_TOPICS + ORDER_TOPICS, notify_delivery),
+            Subscriber("analytics", PAYMENT_TOPICS + ORDER_TOPICS, analytics),
+            *extra_subscribers,
+        ]
+        consumers = [OutboxConsumer(ctx, s) for s in subscribers]
+        for consumer in consumers:
+            await nursery.start(consumer.run)
+        engine = Engine(ctx, consumers, analytics)
+        if recover:
+            nursery.start_soon(engine.recover)
+        else:
+            engine.recovery_done.set()
+        try:
+            yield engine
+        finally:
+            nursery.cancel_scope.cancel()

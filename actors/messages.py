@@ -1,0 +1,71 @@
+"""Messages between actors: imperative commands (`CaptureOrder`), one record each."""
+
+from __future__ import annotations
+
+import attrs
+
+from engine.gateway import PspNotification
+
+CHECKOUT = "checkout"
+ORDER = "order"
+MERCHANT = "merchant"
+
+
+@attrs.frozen
+class RegisterCheckout:
+    """Register the checkout with the PSP (idempotent on the payment id) and get its page."""
+
+
+@attrs.frozen
+class ApplyPspEvent:
+    """Apply a verified PSP event, recording it in the same unit of work (dedup by event id)."""
+
+    event: PspNotification
+
+
+@attrs.frozen
+class ExpireCheckout:
+    """The buyer's time is up: close the PSP session and settle the checkout's fate."""
+
+
+@attrs.frozen
+class CheckCompletion:
+    """An order changed: complete the checkout if every order is terminal and booked."""
+
+
+@attrs.frozen
+class ResumeCheckout:
+    """Recovery after a restart: take the checkout from wherever it stopped."""
+
+
+@attrs.frozen
+class ExecuteOrder:
+    """The checkout is authorized: start capturing this order."""
+
+    session_id: str
+
+
+@attrs.frozen
+class AttemptCapture:
+    """Call the PSP's capture with the order id as idempotency key."""
+
+
+@attrs.frozen
+class QueryCapture:
+    """Ask the PSP what it knows of this order's capture (after an unknown outcome)."""
+
+
+@attrs.frozen
+class FailOrder:
+    """The checkout failed or expired before this order started."""
+
+    reason: str
+
+
+@attrs.frozen
+class BookOrder:
+    """Book a succeeded order into the ledger and the wallet, and ack its delivery."""
+
+    order_id: str
+    subscriber: str
+    message_id: str

@@ -1,0 +1,263 @@
+"""The order actor: one per payment order, NOT_STARTED -> EXECUTING -> SUCCESS | FAILED.
+
+The order id is the PSP idempotency key, so every capture call for an order, first or retried,
+after a timeout or after a crash, is the same capture at the PSP: at most one is ever made.
+
+A timeout is not a failure. When the PSP does not answer (timeout, 5xx, connection lost) the
+outcome is unknown: the order stays EXECUTING and retries the same capture with exponential
+backoff and jitter; after `capture_attempts_max` unknown outcomes it stops capturing and asks
+the PSP for the capture's status by key every `status_poll_interval_s`, until the PSP's word
+arrives, by answer or by webhook. Webhooks may come before, during or after the call returns,
+duplicated or out of order: a terminal state is final, so every interleaving converges.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+import trio
+
+from actors.context import Context
+from actors.messages import (
+    CHECKOUT,
+    ORDER,
+    ApplyPspEvent,
+    AttemptCapture,
+    CheckCompletion,
+    ExecuteOrder,
+    QueryCapture,
+)
+from engine.errors import DuplicateKey
+from engine.gateway import (
+    CaptureResult,
+    CaptureStatus,
+    GatewayUnavailable,
+    PspEventKind,
+    PspNotification,
+)
+from engine.records import PaymentOrder, PspEvent
+from engine.states import OrderStatus, transition
+from engine.store.port import UnitOfWork
+
+log = logging.getLogger("payengine.order")
+
+
+class OrderActor:
+    def __init__(self, ctx: Context, order_id: str) -> None:
+        self.ctx = ctx
+        self.order_id = order_id
+        self.order: PaymentOrder | None = None
+        self.session_id: str | None = None
+
+    async def on_start(self) -> None:
+        self.order = await self.ctx.store.get_order(self.order_id)
+        if self.order is not None and self.session_id is None:
+            payment = await self.ctx.store.get_payment(self.order.payment_id)
+            self.session_id = None if payment is None else payment.psp_session_id
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, ApplyPspEvent):
+            return await self._apply_event(message.event)
+        if self.order is None:
+            return "unknown_order"
+        if isinstance(message, ExecuteOrder):
+            return await self._execute(message.session_id)
+        if isinstance(message, AttemptCapture):
+            return await self._attempt_capture()
+        if isinstance(message, QueryCapture):
+            return await self._query()
+        raise AssertionError(f"order actor got {message!r}")
+
+    # --- capture -----------------------------------------------------------------------------
+    async def _execute(self, session_id: str) -> str:
+        order = self.order
+        assert order is not None
+        self.session_id = session_id
+        if order.status is OrderStatus.NOT_STARTED:
+            async with self.ctx.store.unit_of_work() as uow:
+                self.order = await uow.update_order(
+                    attrs.evolve(
+                        order,
+                        status=transition(order.status, OrderStatus.EXECUTING),
+                        updated_at_ms=self.ctx.clock.now_ms(),
+                    )
+                )
+            self._later(0.0, AttemptCapture())
+            return "executing"
+        if order.status is OrderStatus.EXECUTING:
+            # Resumed after a restart: the outcome of an earlier call is unknown; ask first.
+            self._later(0.0, QueryCapture())
+            return "resumed"
+        await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
+        return order.status.value
+
+    def _capture_key(self) -> str:
+        if "new_key_on_retry" in self.ctx.faults and self.order and self.order.attempts > 0:
+            return self.ctx.ids.new("key")  # planted bug, test-only seam
+        if "capture_without_idempotency_key" in self.ctx.faults:
+            return self.ctx.ids.new("key")  # planted bug, test-only seam
+        return self.order_id
+
+    async def _attempt_capture(self) -> str:
+        order = self.order
+        assert order is not None
+        if order.status is not OrderStatus.EXECUTING:
+            return order.status.value
+        assert self.session_id is not None, f"order {order.order_id} has no PSP session"
+        try:
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
+                result = await self.ctx.gateway.capture(
+                    self._capture_key(), self.session_id, order.amount
+                )
+        except (GatewayUnavailable, trio.TooSlowError) as exc:
+            return await self._outcome_unknown(repr(exc))
+        return await self._settle(result, event=None)
+
+    async def _query(self) -> str:
+        order = self.order
+        assert order is not None
+        if order.status is not OrderStatus.EXECUTING:
+            return order.status.value
+        try:
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
+                result = await self.ctx.gateway.query_capture(self.order_id)
+        except (GatewayUnavailable, trio.TooSlowError):
+            self._later(
+                min(self.ctx.backoff_s(order.attempts + 1), self.ctx.config.status_poll_interval_s),
+                QueryCapture(),
+            )
+            return "unknown"
+        if result.status is CaptureStatus.NOT_FOUND:
+            # The PSP never received a capture with this key: capturing now is safe.
+            self._later(0.0, AttemptCapture())
+            return "not_found"
+        return await self._settle(result, event=None)
+
+    async def _outcome_unknown(self, error: str) -> str:
+        order = self.order
+        assert order is not None
+        if "timeout_as_failure" in self.ctx.faults:  # planted bug, test-only seam
+            return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
+        async with self.ctx.store.unit_of_work() as uow:
+            self.order = await uow.update_order(
+                attrs.evolve(order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms())
+            )
+        attempts = self.order.attempts
+        if attempts < self.ctx.config.capture_attempts_max:
+            self._later(self.ctx.backoff_s(attempts), AttemptCapture())
+        else:
+            self._later(self.ctx.config.status_poll_interval_s, QueryCapture())
+        return "unknown"
+
+    # --- outcomes ----------------------------------------------------------------------------
+    async def _settle(self, result: CaptureResult, event: PspNotification | None) -> str:
+        """Apply the PSP's word (a call's answer or a webhook) in one unit of work."""
+        order = self.order
+        assert order is not None
+        if result.status is CaptureStatus.NOT_FOUND:
+            return "not_found"
+        target = OrderStatus.SUCCESS if result.status is CaptureStatus.CAPTURED else OrderStatus.FAILED
+        trust_order = "trust_webhook_order" in self.ctx.faults and event is not None
+        if order.status is not OrderStatus.EXECUTING and not trust_order:
+            if event is not None:
+                return await self._record_only(event, conflicting=order.status is not target)
+            return order.status.value
+        try:
+            async with self.ctx.store.unit_of_work() as uow:
+                if event is not None:
+                    await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
+                await self._transition(uow, order, target, result)
+        except DuplicateKey as exc:
+            if exc.key != "psp_events.event_id":
+                raise
+            await self.on_start()
+            return "duplicate"
+        self.ctx.doorbell.ring()
+        if target is OrderStatus.FAILED:
+            await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
+        return "applied" if event is not None else target.value
+
+    async def _transition(
+        self, uow: UnitOfWork, order: PaymentOrder, target: OrderStatus, result: CaptureResult
+    ) -> None:
+        status = target if "trust_webhook_order" in self.ctx.faults else transition(
+            order.status, target
+        )
+        self.order = await uow.update_order(
+            attrs.evolve(
+                order,
+                status=status,
+                psp_capture_id=result.capture_id or order.psp_capture_id,
+                failure_reason=None if target is OrderStatus.SUCCESS else result.reason,
+                updated_at_ms=self.ctx.clock.now_ms(),
+            )
+        )
+        topic = "order.succeeded" if target is OrderStatus.SUCCESS else "order.failed"
+        await uow.append_outbox(
+            self.ctx.message(
+                topic,
+                order.order_id,
+                {
+                    "order_id": order.order_id,
+                    "payment_id": order.payment_id,
+                    "seller_id": order.seller_id,
+                    "amount_minor": order.amount_minor,
+                    "currency": order.currency,
+                    "capture_id": result.capture_id,
+                },
+            )
+        )
+
+    async def _apply_event(self, event: PspNotification) -> str:
+        order = self.order
+        if order is None:
+            try:
+                async with self.ctx.store.unit_of_work() as uow:
+                    await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
+            except DuplicateKey:
+                return "duplicate"
+            log.warning("PSP event %s for unknown order %s", event.event_id, event.reference)
+            return "unknown_reference"
+        if order.status is OrderStatus.NOT_STARTED:
+            return "retry_later"  # keep nothing: the PSP delivers it again
+        status = (
+            CaptureStatus.CAPTURED
+            if event.kind is PspEventKind.CAPTURE_SUCCEEDED
+            else CaptureStatus.DECLINED
+        )
+        return await self._settle(CaptureResult(status, event.capture_id, event.reason), event)
+
+    async def _record_only(self, event: PspNotification, *, conflicting: bool) -> str:
+        """A late or duplicate event about a settled order: keep it, change nothing."""
+        order = self.order
+        assert order is not None
+        try:
+            async with self.ctx.store.unit_of_work() as uow:
+                await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
+                if conflicting:
+                    # The PSP contradicts a final state: a person must look (reconciliation).
+                    await uow.append_outbox(
+                        self.ctx.message(
+                            "order.conflicting_psp_event",
+                            order.order_id,
+                            {"order_id": order.order_id, "event_id": event.event_id,
+                             "status": order.status.value, "event_kind": event.kind.value},
+                        )
+                    )
+        except DuplicateKey as exc:
+            if exc.key != "psp_events.event_id":
+                raise
+            return "duplicate"
+        if conflicting:
+            log.error("PSP event %s contradicts order %s (%s)", event.event_id, order.order_id,
+                      order.status)
+        return "ignored"
+
+    def _later(self, delay_s: float, message: Any) -> None:
+        self.ctx.tell_later(delay_s, ORDER, self.order_id, message)
+
+
+def _event_record(event: PspNotification, now_ms: int) -> PspEvent:
+    return PspEvent(event.event_id, event.kind.value, dict(event.raw), now_ms)

@@ -1,0 +1,142 @@
+"""Outbox consumers: each subscriber drains its own deliveries, independently of the others.
+
+A subscriber's pending deliveries are its durable cursor (engine/store/port.py). The consumer
+loop fetches the due ones in batches, hands each to the subscriber's handler, and on failure
+schedules a retry with exponential backoff and jitter; after `delivery_attempts_max` attempts
+the delivery moves to the dead-letter queue with its last error, where an operator can see and
+replay it. One slow or failing subscriber never blocks another: each has its own task.
+
+Handlers are idempotent. A handler with a database effect acks the delivery inside its own unit
+of work (`acks_itself`), so its effect and the ack commit together: exactly-once effect. Other
+handlers are acked by the consumer after they return (at-least-once to the outside world).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+import trio
+
+from actors.context import Context
+from engine.limits import backoff_delay_s
+from engine.records import Delivery
+
+log = logging.getLogger("payengine.outbox")
+
+#: How long one handler call may take before it counts as a failed attempt.
+HANDLER_TIMEOUT_S = 30.0
+#: The most deliveries of one subscriber handled at the same time.
+SUBSCRIBER_CONCURRENCY_MAX = 32
+#: The longest error text kept with a retry or a dead letter.
+ERROR_TEXT_MAX = 500
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+@attrs.frozen
+class Subscriber:
+    name: str
+    topics: tuple[str, ...]
+    handle: Handler
+    acks_itself: bool = False
+    concurrency_max: int = SUBSCRIBER_CONCURRENCY_MAX
+
+
+@attrs.define
+class SubscriberStats:
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+
+
+class OutboxConsumer:
+    def __init__(self, ctx: Context, subscriber: Subscriber) -> None:
+        self.ctx = ctx
+        self.subscriber = subscriber
+        self.stats = SubscriberStats()
+        self._in_flight: set[str] = set()
+        self._limit = trio.Semaphore(subscriber.concurrency_max)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.ctx.store.register_subscriber(self.subscriber.name, self.subscriber.topics)
+        config = self.ctx.config
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                now_ms = self.ctx.clock.now_ms()
+                due = await self.ctx.store.fetch_due_deliveries(
+                    self.subscriber.name,
+                    now_ms,
+                    config.outbox_batch_size_max + len(self._in_flight),
+                )
+                fresh = [d for d in due if d.message.message_id not in self._in_flight]
+                for delivery in fresh:
+                    await self._limit.acquire()  # backpressure: bounded handlers in flight
+                    self._in_flight.add(delivery.message.message_id)
+                    nursery.start_soon(self._deliver, delivery)
+                if fresh:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                await self.ctx.doorbell.wait(self.subscriber.name, await self._idle_wait_s(now_ms))
+        raise AssertionError("OutboxConsumer.run never returns")
+
+    async def _idle_wait_s(self, now_ms: int) -> float:
+        wait_s = self.ctx.config.outbox_poll_interval_s
+        next_ms = await self.ctx.store.next_delivery_due_ms(self.subscriber.name)
+        if next_ms is not None and next_ms > now_ms:
+            wait_s = min(wait_s, (next_ms - now_ms) / 1000)
+        return max(wait_s, 0.001)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        message_id = delivery.message.message_id
+        try:
+            try:
+                with trio.fail_after(HANDLER_TIMEOUT_S):
+                    await self.subscriber.handle(delivery)
+                if not self.subscriber.acks_itself:
+                    async with self.ctx.store.unit_of_work() as uow:
+                        await uow.ack_delivery(self.subscriber.name, message_id)
+                self.stats.delivered += 1
+            except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
+                await self._failed(delivery, exc)
+        finally:
+            self._in_flight.discard(message_id)
+            self._limit.release()
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        config = self.ctx.config
+        attempts = delivery.attempts + 1
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX]
+        now_ms = self.ctx.clock.now_ms()
+        async with self.ctx.store.unit_of_work() as uow:
+            if attempts >= config.delivery_attempts_max:
+                await uow.dead_letter_delivery(
+                    self.subscriber.name, delivery.message.message_id, error, now_ms
+                )
+                self.stats.dead_lettered += 1
+                log.error(
+                    "dead-lettered %s for %s after %d attempts: %s",
+                    delivery.message.message_id, self.subscriber.name, attempts, error,
+                )
+            else:
+                delay_s = backoff_delay_s(
+                    attempts,
+                    config.delivery_delay_s_base,
+                    2.0,
+                    config.delivery_delay_s_max,
+                    config.retry_jitter_ratio,
+                    self.ctx.rng.random(),
+                )
+                await uow.retry_delivery(
+                    self.subscriber.name,
+                    delivery.message.message_id,
+                    now_ms + int(delay_s * 1000),
+                    error,
+                )
+                self.stats.retried += 1
+
+
+def subscriber_names(subscribers: Sequence[Subscriber]) -> list[str]:
+    return [s.name for s in subscribers]

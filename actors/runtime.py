@@ -1,0 +1,341 @@
+"""The actor runtime: keyed trio tasks with bounded mailboxes, supervised and passivated.
+
+Why actors: each aggregate (a checkout, an order, a merchant's wallet) is owned by one task that
+handles one message at a time, so its state changes need no locks, and its unit of work per
+message is the natural transaction boundary.
+
+Guarantees:
+- `tell` enqueues and waits for mailbox space (backpressure: a full mailbox slows the sender,
+  it never grows); `ask` also waits for the reply, within a deadline.
+- Actors are spawned on demand by (kind, key). An actor idle for `actor_idle_timeout_s`
+  passivates: it leaves the registry, handles anything already in its mailbox, and exits, so
+  memory is bounded by work in flight, not by history. State lives in the store; a new
+  incarnation reloads it in `on_start`.
+- A handler that raises (a broken invariant; expected failures are reply values) crashes the
+  incarnation: the supervisor reloads the actor's state and goes on with the next message, up
+  to `restarts_per_window_max` restarts per `restart_window_s`. Beyond that the actor is
+  stopped and the crash loop is recorded, logged at error level and reported by
+  `statistics()` and `health()`: it surfaces, it is never silent. The next message for that
+  key starts a fresh incarnation.
+- `trio.Cancelled` is never caught: shutting the system down cancels every actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+import trio
+
+from engine.errors import VersionConflict
+from engine.limits import EngineConfig
+
+log = logging.getLogger("payengine.actors")
+
+#: How often a handler that lost an optimistic race is re-run after reloading its state.
+CONFLICT_RETRIES_MAX = 5
+#: How many crash-loop reports `statistics()` keeps (oldest dropped first).
+CRASH_LOOPS_KEPT_MAX = 100
+
+Reply = TypeVar("Reply")
+
+
+class Actor(Protocol):
+    """What the runtime needs from an actor. Handlers return a reply value."""
+
+    async def on_start(self) -> None:
+        """(Re)load state from the store; called at spawn and after every crash."""
+        ...
+
+    async def receive(self, message: Any) -> Any: ...
+
+
+ActorFactory = Callable[[Hashable], Actor]
+
+
+class ActorCrashed(Exception):
+    """The actor's handler raised while handling your message; it was restarted."""
+
+
+class ActorStopped(Exception):
+    """The actor hit its crash-loop limit and was stopped; retry later."""
+
+
+class AskTimeout(Exception):
+    """No reply within the ask deadline. The message may still be handled."""
+
+
+@attrs.define
+class _Envelope:
+    message: Any
+    reply_to: trio.MemorySendChannel[tuple[bool, Any]] | None
+
+
+@attrs.define(eq=False)
+class _Cell:
+    kind: str
+    key: Hashable
+    send: trio.MemorySendChannel[_Envelope]
+    receive: trio.MemoryReceiveChannel[_Envelope]
+    handled: int = 0
+
+
+@attrs.frozen
+class CrashLoop:
+    kind: str
+    key: str
+    restarts: int
+    last_error: str
+
+
+@attrs.frozen
+class Statistics:
+    live_actors: int
+    live_by_kind: dict[str, int]
+    peak_actors: int
+    mailbox_depth_total: int
+    mailbox_depth_max: int
+    spawned: int
+    passivated: int
+    restarts: int
+    messages_handled: int
+    crash_loops: tuple[CrashLoop, ...]
+
+
+class ActorSystem:
+    """Registry, spawner and supervisor of keyed actors. Create with `open_actor_system`."""
+
+    def __init__(self, nursery: trio.Nursery, config: EngineConfig) -> None:
+        self._nursery = nursery
+        self._config = config
+        self._factories: dict[str, ActorFactory] = {}
+        self._cells: dict[tuple[str, Hashable], _Cell] = {}
+        self._peak = 0
+        self._spawned = 0
+        self._passivated = 0
+        self._restarts = 0
+        self._handled = 0
+        self._crash_loops: deque[CrashLoop] = deque(maxlen=CRASH_LOOPS_KEPT_MAX)
+        self._capacity = trio.Semaphore(config.actors_max)
+
+    def register(self, kind: str, factory: ActorFactory) -> None:
+        assert kind not in self._factories, f"actor kind {kind!r} registered twice"
+        self._factories[kind] = factory
+
+    # --- messaging ---------------------------------------------------------------------------
+    async def tell(self, kind: str, key: Hashable, message: Any) -> None:
+        """Enqueue `message` for the actor (spawning it if needed); waits for mailbox space."""
+        await self._deliver(kind, key, _Envelope(message, None))
+
+    def tell_nowait(self, kind: str, key: Hashable, message: Any) -> bool:
+        """Enqueue without waiting; False when the mailbox is full or the actor cannot spawn."""
+        cell = self._cells.get((kind, key))
+        if cell is None:
+            return False
+        try:
+            cell.send.send_nowait(_Envelope(message, None))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    async def ask(
+        self, kind: str, key: Hashable, message: Any, timeout_s: float | None = None
+    ) -> Any:
+        """Send `message` and wait for the reply; raises AskTimeout after the deadline."""
+        timeout_s = self._config.ask_timeout_s if timeout_s is None else timeout_s
+        reply_send, reply_receive = trio.open_memory_channel[tuple[bool, Any]](1)
+        with trio.move_on_after(timeout_s) as scope:
+            await self._deliver(kind, key, _Envelope(message, reply_send))
+            async with reply_receive:
+                ok, value = await reply_receive.receive()
+        if scope.cancelled_caught:
+            raise AskTimeout(f"{kind} {key!r} did not reply within {timeout_s} s")
+        if not ok:
+            raise value
+        return value
+
+    async def _deliver(self, kind: str, key: Hashable, envelope: _Envelope) -> None:
+        while True:
+            cell = self._cells.get((kind, key))
+            if cell is None:
+                cell = await self._spawn(kind, key)
+            try:
+                await cell.send.send(envelope)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # The actor passivated or stopped between lookup and send: spawn a new one.
+                await trio.lowlevel.checkpoint()
+
+    async def _spawn(self, kind: str, key: Hashable) -> _Cell:
+        factory = self._factories.get(kind)
+        assert factory is not None, f"no actor kind {kind!r}"
+        await self._capacity.acquire()  # bounded: waits while actors_max are alive
+        existing = self._cells.get((kind, key))
+        if existing is not None:  # another sender spawned it while we waited
+            self._capacity.release()
+            return existing
+        send, receive = trio.open_memory_channel[_Envelope](self._config.mailbox_capacity_max)
+        cell = _Cell(kind, key, send, receive)
+        self._cells[(kind, key)] = cell
+        self._spawned += 1
+        self._peak = max(self._peak, len(self._cells))
+        self._nursery.start_soon(self._run, cell, factory(key), name=f"actor:{kind}:{key}")
+        return cell
+
+    # --- one actor's life --------------------------------------------------------------------
+    async def _run(self, cell: _Cell, actor: Actor) -> None:
+        crashes: deque[float] = deque()
+        try:
+            await actor.on_start()
+            while True:
+                with trio.move_on_after(self._config.actor_idle_timeout_s):
+                    envelope = await cell.receive.receive()
+                    if not await self._handle(cell, actor, envelope, crashes):
+                        return
+                    continue
+                # Idle: passivate. Leave the registry first, so new messages spawn a new
+                # incarnation, then handle whatever is already queued, then close.
+                self._forget(cell)
+                self._passivated += 1
+                while True:
+                    try:
+                        envelope = cell.receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    if not await self._handle(cell, actor, envelope, crashes):
+                        return
+                return
+        finally:
+            self._forget(cell)
+            cell.receive.close()
+            self._capacity.release()
+
+    def _forget(self, cell: _Cell) -> None:
+        if self._cells.get((cell.kind, cell.key)) is cell:
+            del self._cells[(cell.kind, cell.key)]
+
+    async def _handle(
+        self, cell: _Cell, actor: Actor, envelope: _Envelope, crashes: deque[float]
+    ) -> bool:
+        """Handle one message; False when the actor must stop (crash loop)."""
+        try:
+            reply = await self._with_conflict_retries(actor, envelope.message)
+        except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
+            self._reply(envelope, False, ActorCrashed(f"{cell.kind} {cell.key!r}: {exc!r}"))
+            now = trio.current_time()
+            crashes.append(now)
+            while crashes and crashes[0] < now - self._config.restart_window_s:
+                crashes.popleft()
+            if len(crashes) > self._config.restarts_per_window_max:
+                loop = CrashLoop(cell.kind, str(cell.key), len(crashes), repr(exc))
+                self._crash_loops.append(loop)
+                log.error("actor crash loop, stopped: %s", loop, exc_info=exc)
+                self._fail_queued(cell)
+                return False
+            self._restarts += 1
+            log.warning("actor %s %r crashed, restarting: %r", cell.kind, cell.key, exc)
+            await actor.on_start()
+            return True
+        cell.handled += 1
+        self._handled += 1
+        self._reply(envelope, True, reply)
+        return True
+
+    async def _with_conflict_retries(self, actor: Actor, message: Any) -> Any:
+        for _ in range(CONFLICT_RETRIES_MAX):
+            try:
+                return await actor.receive(message)
+            except VersionConflict:
+                await actor.on_start()  # someone else wrote the row: reload and re-decide
+        return await actor.receive(message)
+
+    def _fail_queued(self, cell: _Cell) -> None:
+        self._forget(cell)
+        while True:
+            try:
+                envelope = cell.receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            self._reply(envelope, False, ActorStopped(f"{cell.kind} {cell.key!r} crash-looped"))
+
+    @staticmethod
+    def _reply(envelope: _Envelope, ok: bool, value: Any) -> None:
+        if envelope.reply_to is None:
+            return
+        try:
+            envelope.reply_to.send_nowait((ok, value))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
+            pass  # the asker gave up (deadline); the reply has nobody to go to
+
+    # --- introspection ---------------------------------------------------------------------
+    def is_live(self, kind: str, key: Hashable) -> bool:
+        return (kind, key) in self._cells
+
+    def statistics(self) -> Statistics:
+        by_kind: dict[str, int] = {}
+        depth_total = depth_max = 0
+        for (kind, _), cell in self._cells.items():
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            depth = cell.send.statistics().current_buffer_used
+            depth_total += depth
+            depth_max = max(depth_max, depth)
+        return Statistics(
+            live_actors=len(self._cells),
+            live_by_kind=by_kind,
+            peak_actors=self._peak,
+            mailbox_depth_total=depth_total,
+            mailbox_depth_max=depth_max,
+            spawned=self._spawned,
+            passivated=self._passivated,
+            restarts=self._restarts,
+            messages_handled=self._handled,
+            crash_loops=tuple(self._crash_loops),
+        )
+
+    def health(self) -> list[str]:
+        """Problems an operator must see; empty when healthy."""
+        return [f"crash loop: {c.kind} {c.key}: {c.last_error}" for c in self._crash_loops]
+
+
+class Timers(Generic[Reply]):
+    """One task that fires scheduled callbacks in deadline order (a heap, not a task per timer).
+
+    Timers are not durable: after a restart, recovery recomputes them from the store.
+    """
+
+    def __init__(self) -> None:
+        import heapq
+
+        self._heapq = heapq
+        self._heap: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
+        self._seq = 0
+        self._wakeup = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def call_at(self, deadline: float, callback: Callable[[], Awaitable[None]]) -> None:
+        self._seq += 1
+        self._heapq.heappush(self._heap, (deadline, self._seq, callback))
+        if self._heap[0][1] == self._seq:
+            self._wakeup.set()
+
+    def call_later(self, delay_s: float, callback: Callable[[], Awaitable[None]]) -> None:
+        self.call_at(trio.current_time() + max(0.0, delay_s), callback)
+
+    async def run(self, nursery: trio.Nursery, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            now = trio.current_time()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, callback = self._heapq.heappop(self._heap)
+                nursery.start_soon(callback)
+            deadline = self._heap[0][0] if self._heap else math.inf
+            self._wakeup = trio.Event()
+            with trio.move_on_at(deadline):
+                await self._wakeup.wait()
+        raise AssertionError("Timers.run never returns")

@@ -1,0 +1,108 @@
+"""The `Gateway` port: how payengine talks to a PSP, and the events a PSP tells us.
+
+Outcomes a PSP returns are values (`CaptureResult` with a status); a call whose outcome is
+unknown (timeout, connection reset, 5xx) raises `GatewayUnavailable` and the caller must not
+assume anything: it retries with the same idempotency key or asks `query_capture`. A PSP
+adapter (in-process fake, HTTP) maps its wire format onto these types; the core never sees it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from engine.money import Money
+
+
+class GatewayUnavailable(Exception):
+    """The call's outcome is unknown (timeout, 5xx, connection lost). Retry with the same key."""
+
+
+class SessionStatus(enum.StrEnum):
+    OPEN = "open"  # the buyer has not paid (yet)
+    REVIEW = "review"  # the PSP's risk team holds it; may take hours
+    AUTHORIZED = "authorized"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+
+
+class CaptureStatus(enum.StrEnum):
+    CAPTURED = "captured"
+    DECLINED = "declined"
+    NOT_FOUND = "not_found"  # the PSP never received a capture with this key
+
+
+@attrs.frozen
+class Registration:
+    """The PSP's answer to registering a checkout: where to send the buyer."""
+
+    session_id: str
+    hosted_url: str
+
+
+@attrs.frozen
+class CaptureResult:
+    status: CaptureStatus
+    capture_id: str | None = None
+    reason: str | None = None
+
+
+class PspEventKind(enum.StrEnum):
+    """What a PSP webhook can tell us, after the adapter has verified and parsed it."""
+
+    SESSION_AUTHORIZED = "session.authorized"
+    SESSION_DECLINED = "session.declined"
+    SESSION_EXPIRED = "session.expired"
+    SESSION_REVIEW = "session.review"
+    CAPTURE_SUCCEEDED = "capture.succeeded"
+    CAPTURE_FAILED = "capture.failed"
+
+
+SESSION_EVENTS = frozenset(
+    {
+        PspEventKind.SESSION_AUTHORIZED,
+        PspEventKind.SESSION_DECLINED,
+        PspEventKind.SESSION_EXPIRED,
+        PspEventKind.SESSION_REVIEW,
+    }
+)
+
+
+@attrs.frozen
+class PspNotification:
+    """A verified PSP event. `reference` is the payment id (session events) or order id."""
+
+    event_id: str
+    kind: PspEventKind
+    reference: str
+    occurred_at_ms: int
+    capture_id: str | None = None
+    reason: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Gateway(Protocol):
+    """A PSP. Every call may raise GatewayUnavailable; none may be assumed to have failed."""
+
+    async def register_checkout(
+        self, nonce: str, amount: Money, return_url: str | None
+    ) -> Registration:
+        """Create a hosted-page session. Idempotent on `nonce` (the payment id)."""
+        ...
+
+    async def session_status(self, session_id: str) -> SessionStatus: ...
+
+    async def expire_session(self, session_id: str) -> SessionStatus:
+        """Close the session to the buyer; returns its final status (may be AUTHORIZED)."""
+        ...
+
+    async def capture(self, idempotency_key: str, session_id: str, amount: Money) -> CaptureResult:
+        """Capture one order. Idempotent on `idempotency_key` (the order id)."""
+        ...
+
+    async def query_capture(self, idempotency_key: str) -> CaptureResult:
+        """What the PSP knows of the capture with this key (NOT_FOUND if it never arrived)."""
+        ...

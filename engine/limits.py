@@ -1,0 +1,107 @@
+"""Every limit on something that grows, and every timeout, in one place (TIGER_STYLE).
+
+Names put the unit last (`capture_timeout_s`, `mailbox_capacity_max`). `EngineConfig` carries
+the defaults; a deployment overrides them from the environment or a TOML file
+(payengine/config.py). `EngineConfig.check()` asserts the relations between limits.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from engine.errors import InvalidInput
+
+
+@attrs.frozen
+class EngineConfig:
+    # --- actors -------------------------------------------------------------------------------
+    mailbox_capacity_max: int = 64
+    ask_timeout_s: float = 10.0
+    actor_idle_timeout_s: float = 30.0
+    actors_max: int = 100_000
+    restarts_per_window_max: int = 5
+    restart_window_s: float = 60.0
+    shutdown_timeout_s: float = 5.0
+    recovery_batch_size_max: int = 500
+
+    # --- checkout ----------------------------------------------------------------------------
+    checkout_expiry_s: float = 30 * 60.0
+    orders_per_checkout_max: int = 50
+    commission_bps: int = 1000  # 10%
+
+    # --- PSP calls ---------------------------------------------------------------------------
+    psp_call_timeout_s: float = 10.0
+    retry_delay_s_base: float = 1.0
+    retry_delay_factor: float = 2.0
+    retry_delay_s_max: float = 300.0
+    retry_jitter_ratio: float = 0.2
+    capture_attempts_max: int = 12
+    #: After this many unanswered status queries the order waits for a webhook or reconciliation,
+    #: polling at the retry cap; it never turns FAILED on silence.
+    status_poll_interval_s: float = 60.0
+    register_attempts_max: int = 8
+
+    # --- outbox ------------------------------------------------------------------------------
+    outbox_batch_size_max: int = 100
+    outbox_poll_interval_s: float = 0.5
+    delivery_attempts_max: int = 8
+    delivery_delay_s_base: float = 1.0
+    delivery_delay_s_max: float = 3600.0
+
+    # --- risk --------------------------------------------------------------------------------
+    risk_amount_minor_max: int = 1_000_000_00
+    risk_velocity_checkouts_max: int = 20
+    risk_velocity_window_s: float = 60.0
+    risk_velocity_buyers_tracked_max: int = 100_000
+    blocked_sellers: frozenset[str] = frozenset()
+
+    def check(self) -> EngineConfig:
+        """Raise InvalidInput naming the first broken relation between limits."""
+        positive = {
+            name: getattr(self, name)
+            for name in (
+                "mailbox_capacity_max",
+                "ask_timeout_s",
+                "actor_idle_timeout_s",
+                "actors_max",
+                "restarts_per_window_max",
+                "restart_window_s",
+                "shutdown_timeout_s",
+                "checkout_expiry_s",
+                "orders_per_checkout_max",
+                "psp_call_timeout_s",
+                "retry_delay_s_base",
+                "retry_delay_s_max",
+                "capture_attempts_max",
+                "outbox_batch_size_max",
+                "outbox_poll_interval_s",
+                "delivery_attempts_max",
+                "recovery_batch_size_max",
+            )
+        }
+        for name, value in positive.items():
+            if isinstance(value, bool) or value <= 0:
+                raise InvalidInput(f"config {name} must be positive, got {value!r}")
+        if self.retry_delay_s_base > self.retry_delay_s_max:
+            raise InvalidInput("config retry_delay_s_base must not exceed retry_delay_s_max")
+        if self.retry_delay_factor < 1:
+            raise InvalidInput("config retry_delay_factor must be at least 1")
+        if not 0 <= self.retry_jitter_ratio < 1:
+            raise InvalidInput("config retry_jitter_ratio must be within [0, 1)")
+        if not 0 <= self.commission_bps <= 10_000:
+            raise InvalidInput("config commission_bps must be within 0..10000")
+        if self.delivery_delay_s_base > self.delivery_delay_s_max:
+            raise InvalidInput("config delivery_delay_s_base must not exceed delivery_delay_s_max")
+        return self
+
+
+def backoff_delay_s(
+    attempt: int, base_s: float, factor: float, cap_s: float, jitter_ratio: float, unit: float
+) -> float:
+    """Exponential backoff with jitter: base * factor^(attempt-1), capped, then ± jitter.
+
+    `unit` is a number in [0, 1) from the injected rng, so the schedule is reproducible.
+    """
+    assert attempt >= 1 and 0.0 <= unit < 1.0
+    delay = min(cap_s, base_s * factor ** min(attempt - 1, 64))
+    return max(0.0, delay * (1.0 + jitter_ratio * (2.0 * unit - 1.0)))

@@ -1,0 +1,228 @@
+"""Records: frozen attrs classes for every aggregate and row payengine keeps.
+
+A change is `attrs.evolve(record, ...)`; outside data (a database row, a wire body) enters only
+through a named constructor (`from_row`), never `Model(**row)`. Validators state the local
+invariants and name the field and the value when one is broken. Timestamps are integer
+milliseconds since the Unix epoch (`*_at_ms`), taken from the injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from engine.money import Money, currency_exponent
+from engine.states import OrderStatus, PaymentStatus, PayoutStatus, RefundStatus
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be a non-negative integer, got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def _currency(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    currency_exponent(value)
+
+
+def _non_empty(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise ValueError(f"{attribute.name} must be a string of 1..128 characters, got {value!r}")
+
+
+@attrs.frozen
+class Payment:
+    """A checkout: one buyer's card payment covering orders for several sellers."""
+
+    payment_id: str = attrs.field(validator=_non_empty)
+    checkout_id: str = attrs.field(validator=_non_empty)
+    buyer_id: str = attrs.field(validator=_non_empty)
+    currency: str = attrs.field(validator=_currency)
+    amount_minor: int = attrs.field(validator=_positive)
+    status: PaymentStatus
+    created_at_ms: int = attrs.field(validator=_non_negative)
+    updated_at_ms: int = attrs.field(validator=_non_negative)
+    expires_at_ms: int = attrs.field(validator=_non_negative)
+    return_url: str | None = None
+    psp_session_id: str | None = None
+    hosted_url: str | None = None
+    failure_reason: str | None = None
+    version: int = attrs.field(default=0, validator=_non_negative)
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Payment:
+        return cls(
+            payment_id=row["payment_id"],
+            checkout_id=row["checkout_id"],
+            buyer_id=row["buyer_id"],
+            currency=row["currency"],
+            amount_minor=int(row["amount_minor"]),
+            status=PaymentStatus(row["status"]),
+            created_at_ms=int(row["created_at_ms"]),
+            updated_at_ms=int(row["updated_at_ms"]),
+            expires_at_ms=int(row["expires_at_ms"]),
+            return_url=row["return_url"],
+            psp_session_id=row["psp_session_id"],
+            hosted_url=row["hosted_url"],
+            failure_reason=row["failure_reason"],
+            version=int(row["version"]),
+        )
+
+
+@attrs.frozen
+class PaymentOrder:
+    """One seller's share of a checkout. Its id is also the PSP idempotency key for capture."""
+
+    order_id: str = attrs.field(validator=_non_empty)
+    payment_id: str = attrs.field(validator=_non_empty)
+    seller_id: str = attrs.field(validator=_non_empty)
+    currency: str = attrs.field(validator=_currency)
+    amount_minor: int = attrs.field(validator=_positive)
+    status: OrderStatus
+    created_at_ms: int = attrs.field(validator=_non_negative)
+    updated_at_ms: int = attrs.field(validator=_non_negative)
+    ledger_booked: bool = False
+    wallet_booked: bool = False
+    attempts: int = attrs.field(default=0, validator=_non_negative)
+    psp_capture_id: str | None = None
+    failure_reason: str | None = None
+    version: int = attrs.field(default=0, validator=_non_negative)
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @property
+    def booked(self) -> bool:
+        return self.ledger_booked and self.wallet_booked
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PaymentOrder:
+        return cls(
+            order_id=row["order_id"],
+            payment_id=row["payment_id"],
+            seller_id=row["seller_id"],
+            currency=row["currency"],
+            amount_minor=int(row["amount_minor"]),
+            status=OrderStatus(row["status"]),
+            created_at_ms=int(row["created_at_ms"]),
+            updated_at_ms=int(row["updated_at_ms"]),
+            ledger_booked=bool(row["ledger_booked"]),
+            wallet_booked=bool(row["wallet_booked"]),
+            attempts=int(row["attempts"]),
+            psp_capture_id=row["psp_capture_id"],
+            failure_reason=row["failure_reason"],
+            version=int(row["version"]),
+        )
+
+
+@attrs.frozen
+class Payout:
+    payout_id: str = attrs.field(validator=_non_empty)
+    merchant_id: str = attrs.field(validator=_non_empty)
+    currency: str = attrs.field(validator=_currency)
+    amount_minor: int = attrs.field(validator=_positive)
+    status: PayoutStatus
+    created_at_ms: int = attrs.field(validator=_non_negative)
+    updated_at_ms: int = attrs.field(validator=_non_negative)
+    provider_ref: str | None = None
+    failure_reason: str | None = None
+    version: int = attrs.field(default=0, validator=_non_negative)
+
+
+@attrs.frozen
+class Refund:
+    refund_id: str = attrs.field(validator=_non_empty)
+    order_id: str = attrs.field(validator=_non_empty)
+    currency: str = attrs.field(validator=_currency)
+    amount_minor: int = attrs.field(validator=_positive)
+    status: RefundStatus
+    created_at_ms: int = attrs.field(validator=_non_negative)
+    updated_at_ms: int = attrs.field(validator=_non_negative)
+    psp_refund_id: str | None = None
+    failure_reason: str | None = None
+    version: int = attrs.field(default=0, validator=_non_negative)
+
+
+@attrs.frozen
+class Balance:
+    """A seller's wallet in one currency: a projection of the ledger kept in the same commit."""
+
+    merchant_id: str
+    currency: str
+    available_minor: int = 0
+    reserved_minor: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Balance:
+        return cls(
+            merchant_id=row["merchant_id"],
+            currency=row["currency"],
+            available_minor=int(row["available_minor"]),
+            reserved_minor=int(row["reserved_minor"]),
+        )
+
+
+@attrs.frozen
+class OutboxMessage:
+    """A fact others must hear about, written in the same transaction as the change itself."""
+
+    message_id: str = attrs.field(validator=_non_empty)
+    topic: str = attrs.field(validator=_non_empty)
+    key: str = attrs.field(validator=_non_empty)
+    payload: Mapping[str, Any]
+    created_at_ms: int = attrs.field(validator=_non_negative)
+
+
+@attrs.frozen
+class Delivery:
+    """One subscriber's pending delivery of one outbox message (its durable cursor entry)."""
+
+    subscriber: str
+    message: OutboxMessage
+    attempts: int
+    next_attempt_at_ms: int
+    last_error: str | None = None
+
+
+@attrs.frozen
+class DeadLetter:
+    subscriber: str
+    message: OutboxMessage
+    attempts: int
+    last_error: str
+    dead_at_ms: int
+
+
+@attrs.frozen
+class IdempotencyRecord:
+    """An API request's Idempotency-Key and, once done, its stored response."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    created_at_ms: int
+    completed: bool = False
+    response_status: int | None = None
+    response_body: bytes | None = None
+    response_headers: Mapping[str, str] | None = None
+
+
+@attrs.frozen
+class PspEvent:
+    """A PSP webhook event, kept so a duplicate is recognised by its event id."""
+
+    event_id: str = attrs.field(validator=_non_empty)
+    kind: str = attrs.field(validator=_non_empty)
+    payload: Mapping[str, Any]
+    received_at_ms: int = attrs.field(validator=_non_negative)

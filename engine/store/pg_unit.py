@@ -1,0 +1,134 @@
+"""The PostgreSQL unit of work: one database transaction on one pooled connection.
+
+postgres.py opens and ends the transaction (and owns the trio-asyncio bridge); this class runs
+the port's operations in it, each as one bridge crossing. Expected outcomes leave the unit as it
+was, so a caller may catch one and go on. A statement the database refused has aborted the
+whole transaction: from then on the unit can only roll back, and says so loudly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+import trio
+
+from engine.errors import StoreError
+from engine.ledger import Transaction
+from engine.records import (
+    Balance,
+    IdempotencyRecord,
+    OutboxMessage,
+    Payment,
+    PaymentOrder,
+    PspEvent,
+)
+from engine.store import pg_messages as mq
+from engine.store import pg_queries as q
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+class Runner(Protocol):
+    """Runs an asyncio-native coroutine function from trio (postgres.py's bridge)."""
+
+    async def __call__(
+        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T: ...
+
+
+class PostgresUnitOfWork:
+    """One database transaction on one connection. Used by one task at a time (a lock keeps
+    concurrent callers in line, as the memory store tolerates them)."""
+
+    def __init__(self, run: Runner, conn: Any) -> None:
+        self._run_on_asyncio = run
+        self._conn = conn
+        self._lock = trio.StrictFIFOLock()
+        #: Set when the database aborted the transaction; the unit can then only roll back.
+        self.aborted: BaseException | None = None
+
+    async def _run(
+        self, op: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        async with self._lock:
+            if self.aborted is not None:
+                raise AssertionError("unit of work used after the database aborted it") from (
+                    self.aborted
+                )
+            try:
+                return await self._run_on_asyncio(op, self._conn, *args, **kwargs)
+            except StoreError as exc:
+                if exc.__cause__ is not None:  # mapped from a refused statement (map_error)
+                    self.aborted = exc
+                raise
+            except BaseException as exc:
+                self.aborted = exc
+                raise
+
+    async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
+        await self._run(q.insert_payment, payment, orders)
+
+    async def update_payment(self, payment: Payment) -> Payment:
+        return await self._run(q.update_payment, payment)
+
+    async def update_order(self, order: PaymentOrder) -> PaymentOrder:
+        return await self._run(q.update_order, order)
+
+    async def get_payment(self, payment_id: str) -> Payment | None:
+        return await self._run(q.get_payment, payment_id)
+
+    async def get_payment_by_checkout(self, checkout_id: str) -> Payment | None:
+        return await self._run(q.get_payment_by_checkout, checkout_id)
+
+    async def get_order(self, order_id: str) -> PaymentOrder | None:
+        return await self._run(q.get_order, order_id)
+
+    async def get_orders(self, payment_id: str) -> list[PaymentOrder]:
+        return await self._run(q.get_orders, payment_id)
+
+    async def post_transaction(self, txn: Transaction) -> None:
+        await self._run(q.post_transaction, txn)
+
+    async def get_transaction_by_reference(self, kind: str, reference: str) -> Transaction | None:
+        return await self._run(q.get_transaction_by_reference, kind, reference)
+
+    async def get_balance(self, merchant_id: str, currency: str) -> Balance:
+        return await self._run(q.get_balance, merchant_id, currency)
+
+    async def append_outbox(self, message: OutboxMessage) -> None:
+        await self._run(mq.append_outbox, message)
+
+    async def ack_delivery(self, subscriber: str, message_id: str) -> None:
+        await self._run(mq.ack_delivery, subscriber, message_id)
+
+    async def retry_delivery(
+        self, subscriber: str, message_id: str, next_attempt_at_ms: int, error: str
+    ) -> None:
+        await self._run(mq.retry_delivery, subscriber, message_id, next_attempt_at_ms, error)
+
+    async def dead_letter_delivery(
+        self, subscriber: str, message_id: str, error: str, now_ms: int
+    ) -> None:
+        await self._run(mq.dead_letter_delivery, subscriber, message_id, error, now_ms)
+
+    async def replay_dead_letter(self, subscriber: str, message_id: str, now_ms: int) -> bool:
+        return await self._run(mq.replay_dead_letter, subscriber, message_id, now_ms)
+
+    async def record_psp_event(self, event: PspEvent) -> None:
+        await self._run(mq.record_psp_event, event)
+
+    async def begin_idempotent(self, record: IdempotencyRecord) -> None:
+        await self._run(mq.begin_idempotent, record)
+
+    async def get_idempotency(self, scope: str, key: str) -> IdempotencyRecord | None:
+        return await self._run(mq.get_idempotency, scope, key)
+
+    async def complete_idempotent(
+        self, scope: str, key: str, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        await self._run(mq.complete_idempotent, scope, key, status, body, headers)
+
+    async def release_idempotent(self, scope: str, key: str) -> None:
+        await self._run(mq.release_idempotent, scope, key)

@@ -1,0 +1,202 @@
+"""The `Store` port: units of work over payments, orders, the ledger, the outbox and the keys.
+
+Two implementations honour it with the same semantics, checked by one conformance suite
+(tests/store): `memory` (for deterministic simulation) and `postgres` (the source of truth).
+
+Semantics both stores guarantee:
+
+- `async with store.unit_of_work() as uow:` commits when the block exits normally and rolls
+  back when it raises; nothing of a rolled-back unit is visible afterwards (a crash is a
+  rollback). Reads inside a unit see its own writes.
+- Unique keys raise `DuplicateKey(key)` with the same `key` name in both stores:
+  `payments.payment_id`, `payments.checkout_id`, `payment_orders.order_id`,
+  `ledger_transactions.txn_id`, `ledger_transactions.kind_reference`,
+  `outbox.message_id`, `psp_events.event_id`, `idempotency.scope_key`.
+- Updates are optimistic: the caller passes the record as it read it (its `version`); the store
+  writes `version + 1` and raises `VersionConflict` if the row changed meanwhile.
+- `post_transaction` appends the ledger transaction and applies its wallet deltas in the same
+  unit, so wallet = ledger holds at every commit. A delta that would take a balance below zero
+  raises `NegativeBalance`. Deltas are applied as increments, so concurrent postings to the
+  same wallet never lose an update.
+- Every outbox message is fanned out, in the same unit, to one pending delivery per subscriber
+  of its topic. A subscriber's pending deliveries are its durable cursor: each is acked, retried
+  at a later time, or dead-lettered, independently of other subscribers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from engine.ledger import Entry, Transaction
+from engine.records import (
+    Balance,
+    DeadLetter,
+    Delivery,
+    IdempotencyRecord,
+    OutboxMessage,
+    Payment,
+    PaymentOrder,
+    PspEvent,
+)
+
+#: The most rows one read returns; callers page with `starting_after`.
+PAGE_SIZE_MAX = 1000
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. All methods may raise `StoreError` subclasses."""
+
+    # --- payments and orders ---------------------------------------------------------------
+    async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
+        """Record a checkout with its orders. Raises DuplicateKey on a known checkout id."""
+        ...
+
+    async def update_payment(self, payment: Payment) -> Payment:
+        """Write `payment` (read at `payment.version`); returns it at the new version."""
+        ...
+
+    async def update_order(self, order: PaymentOrder) -> PaymentOrder:
+        """Write `order` (read at `order.version`); returns it at the new version."""
+        ...
+
+    async def get_payment(self, payment_id: str) -> Payment | None: ...
+
+    async def get_payment_by_checkout(self, checkout_id: str) -> Payment | None: ...
+
+    async def get_order(self, order_id: str) -> PaymentOrder | None: ...
+
+    async def get_orders(self, payment_id: str) -> list[PaymentOrder]:
+        """The payment's orders, in order-id order."""
+        ...
+
+    # --- ledger and wallets ----------------------------------------------------------------
+    async def post_transaction(self, txn: Transaction) -> None:
+        """Append `txn` and apply its wallet deltas. DuplicateKey on (kind, reference)."""
+        ...
+
+    async def get_transaction_by_reference(self, kind: str, reference: str) -> Transaction | None:
+        ...
+
+    async def get_balance(self, merchant_id: str, currency: str) -> Balance: ...
+
+    # --- outbox ----------------------------------------------------------------------------
+    async def append_outbox(self, message: OutboxMessage) -> None: ...
+
+    async def ack_delivery(self, subscriber: str, message_id: str) -> None:
+        """The subscriber handled the message; its delivery is done (idempotent)."""
+        ...
+
+    async def retry_delivery(
+        self, subscriber: str, message_id: str, next_attempt_at_ms: int, error: str
+    ) -> None:
+        """Count a failed attempt and schedule the next one."""
+        ...
+
+    async def dead_letter_delivery(
+        self, subscriber: str, message_id: str, error: str, now_ms: int
+    ) -> None:
+        """Move the delivery to the dead-letter queue with its last error."""
+        ...
+
+    async def replay_dead_letter(self, subscriber: str, message_id: str, now_ms: int) -> bool:
+        """Put a dead letter back as a pending delivery with zero attempts; False if absent."""
+        ...
+
+    # --- inbound dedup and idempotency -----------------------------------------------------
+    async def record_psp_event(self, event: PspEvent) -> None:
+        """Keep the event. Raises DuplicateKey('psp_events.event_id') if seen before."""
+        ...
+
+    async def begin_idempotent(self, record: IdempotencyRecord) -> None:
+        """Claim (scope, key) for an in-flight request. DuplicateKey if already claimed."""
+        ...
+
+    async def get_idempotency(self, scope: str, key: str) -> IdempotencyRecord | None: ...
+
+    async def complete_idempotent(
+        self,
+        scope: str,
+        key: str,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> None: ...
+
+    async def release_idempotent(self, scope: str, key: str) -> None:
+        """Forget an in-flight claim whose request failed before producing an answer."""
+        ...
+
+
+class Store(Protocol):
+    """Units of work plus committed-state reads for queries, recovery and the oracle."""
+
+    name: str
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
+
+    async def register_subscriber(self, subscriber: str, topics: Sequence[str]) -> None:
+        """Subscribe `subscriber` to `topics` (idempotent); later messages fan out to it."""
+        ...
+
+    # --- reads of committed state -----------------------------------------------------------
+    async def get_payment(self, payment_id: str) -> Payment | None: ...
+
+    async def get_orders(self, payment_id: str) -> list[PaymentOrder]: ...
+
+    async def get_order(self, order_id: str) -> PaymentOrder | None: ...
+
+    async def list_payments(
+        self, limit: int, starting_after: str | None = None
+    ) -> list[Payment]:
+        """Payments newest first (descending id); `starting_after` is an id from a prior page."""
+        ...
+
+    async def list_unfinished_payments(self, limit: int, after: str | None = None) -> list[Payment]:
+        """Non-terminal payments, or COMPLETED-pending ones, ascending id: recovery's input."""
+        ...
+
+    async def list_unfinished_orders(
+        self, limit: int, after: str | None = None
+    ) -> list[PaymentOrder]:
+        """Orders not yet terminal-and-booked, ascending id."""
+        ...
+
+    async def get_transaction(self, txn_id: str) -> Transaction | None: ...
+
+    async def list_entries(
+        self, account: str, limit: int, after_txn_id: str | None = None
+    ) -> list[tuple[str, Entry]]:
+        """(txn_id, entry) for `account`, ascending txn id."""
+        ...
+
+    async def list_balances(self, merchant_id: str) -> list[Balance]: ...
+
+    async def all_balances(self) -> list[Balance]: ...
+
+    async def trial_balance(self) -> dict[tuple[str, str], int]:
+        """(account, currency) -> sum of entries (debits positive) over the whole ledger."""
+        ...
+
+    async def count_transactions(self) -> int: ...
+
+    async def fetch_due_deliveries(
+        self, subscriber: str, now_ms: int, limit: int
+    ) -> list[Delivery]:
+        """Pending deliveries due at `now_ms`, oldest message first."""
+        ...
+
+    async def next_delivery_due_ms(self, subscriber: str) -> int | None:
+        """When the subscriber's earliest pending delivery is due; None when it has none."""
+        ...
+
+    async def count_pending_deliveries(self, subscriber: str | None = None) -> int: ...
+
+    async def list_dead_letters(self, limit: int) -> list[DeadLetter]: ...
+
+    async def purge_idempotency(self, before_ms: int) -> int:
+        """Delete idempotency records created before `before_ms`; returns how many."""
+        ...
+
+    async def aclose(self) -> None: ...

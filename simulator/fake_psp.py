@@ -1,0 +1,231 @@
+"""A stateful in-process fake PSP behind the `Gateway` port.
+
+It behaves like a careful real PSP: sessions are idempotent on the nonce, captures on the
+idempotency key (a repeated key returns the first result and never captures twice), and every
+outcome is also announced by a webhook. It records what a real PSP's books would show
+(`captures`, `capture_calls`), which is what the oracle compares the ledger against.
+
+Faults are scripted per operation (`script("capture", "unavailable", "timeout_after")`): each
+call takes the next action from its script, `ok` when the script is empty. The simulator's
+fault plan drives the same hooks from its seeded rng.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from engine.gateway import (
+    CaptureResult,
+    CaptureStatus,
+    GatewayUnavailable,
+    PspEventKind,
+    PspNotification,
+    Registration,
+    SessionStatus,
+)
+from engine.money import Money
+from engine.ports import Clock
+
+#: The most webhooks waiting to be sent before the PSP applies backpressure.
+WEBHOOK_QUEUE_MAX = 100_000
+
+
+class Action(enum.StrEnum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"  # fails before acting (5xx, connection refused)
+    TIMEOUT_AFTER = "timeout_after"  # acts, then the answer is lost
+    DECLINE = "decline"  # a capture the issuer refuses
+    HANG = "hang"  # never answers (the caller's timeout fires); does not act
+
+
+@attrs.define
+class Session:
+    session_id: str
+    nonce: str
+    amount: Money
+    status: SessionStatus
+    return_url: str | None
+    captured_minor: int = 0
+
+
+@attrs.define
+class Capture:
+    capture_id: str
+    key: str
+    session_id: str
+    amount: Money
+    status: CaptureStatus
+
+
+class FakePsp:
+    def __init__(self, clock: Clock, *, webhook_queue_max: int = WEBHOOK_QUEUE_MAX) -> None:
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self.by_nonce: dict[str, str] = {}
+        self.captures: dict[str, Capture] = {}
+        self.capture_calls: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        self.emitted: list[PspNotification] = []
+        self._scripts: dict[str, deque[Action]] = {}
+        self._seq = 0
+        self.webhook_send, self.webhook_receive = trio.open_memory_channel[PspNotification](
+            webhook_queue_max
+        )
+        #: Called instead of the built-in script to choose an action (the simulator's plan).
+        self.chooser: Callable[[str], Action] | None = None
+        self.hang_s = 3600.0
+
+    # --- scripting ---------------------------------------------------------------------------
+    def script(self, operation: str, *actions: str) -> None:
+        self._scripts.setdefault(operation, deque()).extend(Action(a) for a in actions)
+
+    def _next_action(self, operation: str) -> Action:
+        self.calls[operation] += 1
+        script = self._scripts.get(operation)
+        if script:
+            return script.popleft()
+        if self.chooser is not None:
+            return self.chooser(operation)
+        return Action.OK
+
+    async def _before(self, action: Action) -> None:
+        if action is Action.UNAVAILABLE:
+            await trio.lowlevel.checkpoint()
+            raise GatewayUnavailable("PSP answered 503")
+        if action is Action.HANG:
+            await trio.sleep(self.hang_s)
+            raise GatewayUnavailable("PSP never answered")
+
+    def _new_id(self, prefix: str) -> str:
+        self._seq += 1
+        return f"{prefix}_{self._seq:010d}"
+
+    def _emit(
+        self,
+        kind: PspEventKind,
+        reference: str,
+        capture_id: str | None = None,
+        reason: str | None = None,
+    ) -> PspNotification:
+        event = PspNotification(
+            event_id=self._new_id("evt"),
+            kind=kind,
+            reference=reference,
+            occurred_at_ms=self.clock.now_ms(),
+            capture_id=capture_id,
+            reason=reason,
+            raw={"type": kind.value, "reference": reference},
+        )
+        self.emitted.append(event)
+        self.webhook_send.send_nowait(event)
+        return event
+
+    # --- the Gateway port --------------------------------------------------------------------
+    async def register_checkout(
+        self, nonce: str, amount: Money, return_url: str | None
+    ) -> Registration:
+        action = self._next_action("register")
+        await self._before(action)
+        session_id = self.by_nonce.get(nonce)
+        if session_id is None:
+            session_id = self._new_id("cs")
+            self.sessions[session_id] = Session(
+                session_id, nonce, amount, SessionStatus.OPEN, return_url
+            )
+            self.by_nonce[nonce] = session_id
+        await trio.lowlevel.checkpoint()
+        if action is Action.TIMEOUT_AFTER:
+            raise GatewayUnavailable("PSP registered the session but the answer was lost")
+        return Registration(session_id, f"https://psp.invalid/pay/{session_id}")
+
+    async def session_status(self, session_id: str) -> SessionStatus:
+        await self._before(self._next_action("session_status"))
+        return self.sessions[session_id].status
+
+    async def expire_session(self, session_id: str) -> SessionStatus:
+        action = self._next_action("expire")
+        await self._before(action)
+        session = self.sessions[session_id]
+        if session.status is SessionStatus.OPEN:
+            session.status = SessionStatus.EXPIRED
+            self._emit(PspEventKind.SESSION_EXPIRED, session.nonce)
+        if action is Action.TIMEOUT_AFTER:
+            raise GatewayUnavailable("answer lost")
+        return session.status
+
+    async def capture(self, idempotency_key: str, session_id: str, amount: Money) -> CaptureResult:
+        action = self._next_action("capture")
+        self.capture_calls[idempotency_key] += 1
+        await self._before(action)
+        existing = self.captures.get(idempotency_key)
+        if existing is None:
+            session = self.sessions.get(session_id)
+            if session is None or session.status is not SessionStatus.AUTHORIZED:
+                status = CaptureStatus.DECLINED
+            elif action is Action.DECLINE:
+                status = CaptureStatus.DECLINED
+            elif session.captured_minor + amount.minor > session.amount.minor:
+                status = CaptureStatus.DECLINED  # more than was authorized
+            else:
+                status = CaptureStatus.CAPTURED
+                session.captured_minor += amount.minor
+            existing = Capture(self._new_id("cap"), idempotency_key, session_id, amount, status)
+            self.captures[idempotency_key] = existing
+            self._emit(
+                PspEventKind.CAPTURE_SUCCEEDED
+                if status is CaptureStatus.CAPTURED
+                else PspEventKind.CAPTURE_FAILED,
+                idempotency_key,
+                capture_id=existing.capture_id,
+                reason=None if status is CaptureStatus.CAPTURED else "declined",
+            )
+        await trio.lowlevel.checkpoint()
+        if action is Action.TIMEOUT_AFTER:
+            raise GatewayUnavailable("PSP captured but the answer was lost")
+        return CaptureResult(existing.status, existing.capture_id, None)
+
+    async def query_capture(self, idempotency_key: str) -> CaptureResult:
+        await self._before(self._next_action("query"))
+        existing = self.captures.get(idempotency_key)
+        if existing is None:
+            return CaptureResult(CaptureStatus.NOT_FOUND)
+        return CaptureResult(existing.status, existing.capture_id)
+
+    # --- the buyer on the hosted page ----------------------------------------------------------
+    def buyer_pays(self, session_id: str) -> PspNotification | None:
+        return self._buyer(session_id, SessionStatus.AUTHORIZED, PspEventKind.SESSION_AUTHORIZED)
+
+    def buyer_declined(self, session_id: str) -> PspNotification | None:
+        return self._buyer(session_id, SessionStatus.DECLINED, PspEventKind.SESSION_DECLINED)
+
+    def buyer_in_review(self, session_id: str) -> PspNotification | None:
+        return self._buyer(session_id, SessionStatus.REVIEW, PspEventKind.SESSION_REVIEW)
+
+    def review_approves(self, session_id: str) -> PspNotification | None:
+        session = self.sessions[session_id]
+        if session.status is not SessionStatus.REVIEW:
+            return None
+        session.status = SessionStatus.AUTHORIZED
+        return self._emit(PspEventKind.SESSION_AUTHORIZED, session.nonce)
+
+    def _buyer(
+        self, session_id: str, status: SessionStatus, kind: PspEventKind
+    ) -> PspNotification | None:
+        session = self.sessions[session_id]
+        if session.status is not SessionStatus.OPEN:
+            return None  # the page is closed (paid, declined or expired)
+        session.status = status
+        return self._emit(kind, session.nonce)
+
+    # --- what the PSP's books show ---------------------------------------------------------------
+    def captured_total(self) -> Counter[str]:
+        totals: Counter[str] = Counter()
+        for capture in self.captures.values():
+            if capture.status is CaptureStatus.CAPTURED:
+                totals[capture.amount.currency] += capture.amount.minor
+        return totals
