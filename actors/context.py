@@ -32,6 +32,11 @@ class Doorbell:
         for event in self._events.values():
             event.set()
 
+    def ring_one(self, waiter: str) -> None:
+        event = self._events.get(waiter)
+        if event is not None:
+            event.set()
+
     async def wait(self, waiter: str, timeout_s: float) -> None:
         event = self._events.setdefault(waiter, trio.Event())
         if not event.is_set():

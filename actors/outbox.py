@@ -7,8 +7,10 @@ the delivery moves to the dead-letter queue with its last error, where an operat
 replay it. One slow or failing subscriber never blocks another: each has its own task.
 
 Handlers are idempotent. A handler with a database effect acks the delivery inside its own unit
-of work (`acks_itself`), so its effect and the ack commit together: exactly-once effect. Other
-handlers are acked by the consumer after they return (at-least-once to the outside world).
+of work (`acks_itself`), so its effect and the ack commit together: exactly-once effect; such
+deliveries run concurrently, up to `concurrency_max`. Other handlers run a fetched batch
+concurrently and the consumer acks the batch in one unit of work once they returned
+(at-least-once to the outside world).
 """
 
 from __future__ import annotations
@@ -72,10 +74,15 @@ class OutboxConsumer:
                     config.outbox_batch_size_max + len(self._in_flight),
                 )
                 fresh = [d for d in due if d.message.message_id not in self._in_flight]
-                for delivery in fresh:
-                    await self._limit.acquire()  # backpressure: bounded handlers in flight
-                    self._in_flight.add(delivery.message.message_id)
-                    nursery.start_soon(self._deliver, delivery)
+                if self.subscriber.acks_itself:
+                    for delivery in fresh:
+                        await self._limit.acquire()  # backpressure: bounded handlers in flight
+                        self._in_flight.add(delivery.message.message_id)
+                        nursery.start_soon(self._deliver, delivery)
+                elif fresh:
+                    # Handlers without a database effect: run the batch, then ack it in one
+                    # unit of work (at-least-once to the outside world).
+                    await self._deliver_batch(fresh)
                 if fresh:
                     await trio.lowlevel.checkpoint()
                     continue
@@ -89,21 +96,45 @@ class OutboxConsumer:
             wait_s = min(wait_s, (next_ms - now_ms) / 1000)
         return max(wait_s, 0.001)
 
+    async def _deliver_batch(self, deliveries: list[Delivery]) -> None:
+        failures: list[tuple[Delivery, Exception]] = []
+        done: list[Delivery] = []
+
+        async def one(delivery: Delivery) -> None:
+            try:
+                with trio.fail_after(HANDLER_TIMEOUT_S):
+                    await self.subscriber.handle(delivery)
+                done.append(delivery)
+            except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
+                failures.append((delivery, exc))
+            finally:
+                self._limit.release()
+
+        async with trio.open_nursery() as nursery:
+            for delivery in deliveries:
+                await self._limit.acquire()
+                nursery.start_soon(one, delivery)
+        async with self.ctx.store.unit_of_work() as uow:
+            for delivery in done:
+                await uow.ack_delivery(self.subscriber.name, delivery.message.message_id)
+        self.stats.delivered += len(done)
+        for delivery, exc in failures:
+            await self._failed(delivery, exc)
+
     async def _deliver(self, delivery: Delivery) -> None:
         message_id = delivery.message.message_id
         try:
             try:
                 with trio.fail_after(HANDLER_TIMEOUT_S):
                     await self.subscriber.handle(delivery)
-                if not self.subscriber.acks_itself:
-                    async with self.ctx.store.unit_of_work() as uow:
-                        await uow.ack_delivery(self.subscriber.name, message_id)
                 self.stats.delivered += 1
             except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
                 await self._failed(delivery, exc)
         finally:
             self._in_flight.discard(message_id)
             self._limit.release()
+            # Its retry time (or the slot it freed) may be sooner than the loop's wait.
+            self.ctx.doorbell.ring_one(self.subscriber.name)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         config = self.ctx.config

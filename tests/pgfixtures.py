@@ -10,8 +10,9 @@ Each test gets its own database (`payengine_test_<random>`), created from the se
 connection and dropped afterwards (WITH FORCE, so a leaked connection cannot keep it alive), so
 tests never see each other's rows and can run in any order.
 
-Administrative SQL runs through asyncpg in a worker thread with its own asyncio loop: it works
-the same from trio tests, from sync fixtures and at collection time, without a trio-asyncio loop.
+Administrative SQL (and `raw_sql`, for tests that bypass the store) runs through asyncpg in a
+worker thread with its own asyncio loop: it works the same from trio tests, from sync fixtures
+and at collection time, without a trio-asyncio loop.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -48,16 +49,36 @@ _embedded_lock = threading.Lock()
 _embedded_admin_url: str | None = None
 
 
+def _run_on_plain_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on a plain asyncio loop in this thread (which must have no running loop); a
+    plain loop sidesteps the event loop policy trio_asyncio installs."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(coro)
+
+
 def _run_asyncio(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to completion on a plain asyncio loop in a fresh thread: no loop is running
-    there, and the plain loop sidesteps the event loop policy trio_asyncio installs."""
-
-    def run() -> T:
-        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
-            return runner.run(coro)
-
+    """Run `coro` from synchronous code, in a fresh thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
+        return pool.submit(_run_on_plain_loop, coro).result()
+
+
+async def run_on_asyncio(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """Run the asyncio coroutine function `fn(*args)` from trio, in a worker thread."""
+    return await trio.to_thread.run_sync(_run_on_plain_loop, fn(*args))
+
+
+async def _with_conn(dsn: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+async def raw_sql(dsn: str, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """`await fn(conn)` on a raw asyncpg connection to `dsn`, from trio: for tests that must
+    bypass the store (and its trio-asyncio bridge) to talk to the database directly."""
+    return await run_on_asyncio(_with_conn, dsn, fn)
 
 
 async def _execute(url: str, sql: str) -> None:

@@ -9,9 +9,10 @@ against the committed tables (unique keys, versions, non-negative wallets) and t
 validation and application run without a checkpoint, so a commit is atomic under trio. Wallet
 postings are stored as deltas and added at commit, so concurrent units never lose an update.
 
-`checkpoint` (an awaitable factory, e.g. `trio.lowlevel.checkpoint`) is awaited in every
-operation so that concurrent units of work interleave the way they would against a database;
-the engine package itself stays free of trio.
+`checkpoint` (an awaitable factory, e.g. `trio.lowlevel.checkpoint`) is awaited when a unit
+of work begins, before it commits, and in every committed-state read, so that concurrent units
+of work interleave the way they would against a database; the engine package stays free of
+trio.
 """
 
 from __future__ import annotations
@@ -107,7 +108,6 @@ class MemoryUnitOfWork:
 
     # --- payments and orders ---------------------------------------------------------------
     async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
-        await self._cp()
         assert all(o.payment_id == payment.payment_id for o in orders)
         assert sum(o.amount_minor for o in orders) == payment.amount_minor, "orders != payment"
         if await self.get_payment_by_checkout(payment.checkout_id) is not None:
@@ -128,7 +128,6 @@ class MemoryUnitOfWork:
             self._order_base[order.order_id] = None
 
     async def update_payment(self, payment: Payment) -> Payment:
-        await self._cp()
         current = await self.get_payment(payment.payment_id)
         if current is None:
             raise NotFound(f"payment {payment.payment_id} does not exist")
@@ -145,7 +144,6 @@ class MemoryUnitOfWork:
         return updated
 
     async def update_order(self, order: PaymentOrder) -> PaymentOrder:
-        await self._cp()
         current = await self.get_order(order.order_id)
         if current is None:
             raise NotFound(f"payment order {order.order_id} does not exist")
@@ -180,7 +178,6 @@ class MemoryUnitOfWork:
 
     # --- ledger and wallets ----------------------------------------------------------------
     async def post_transaction(self, txn: Transaction) -> None:
-        await self._cp()
         # Assert at the boundary, as the database's deferred trigger does at commit.
         if len(txn.entries) < 2 or imbalance(txn.entries):
             raise UnbalancedTransaction(f"transaction {txn.txn_id} does not balance")
@@ -214,7 +211,6 @@ class MemoryUnitOfWork:
 
     # --- outbox ----------------------------------------------------------------------------
     async def append_outbox(self, message: OutboxMessage) -> None:
-        await self._cp()
         if message.message_id in self._t.outbox or any(
             m.message_id == message.message_id for m in self._outbox
         ):
@@ -222,23 +218,19 @@ class MemoryUnitOfWork:
         self._outbox.append(message)
 
     async def ack_delivery(self, subscriber: str, message_id: str) -> None:
-        await self._cp()
         self._delivery_ops.append(("ack", subscriber, message_id, 0, None))
 
     async def retry_delivery(
         self, subscriber: str, message_id: str, next_attempt_at_ms: int, error: str
     ) -> None:
-        await self._cp()
         self._delivery_ops.append(("retry", subscriber, message_id, next_attempt_at_ms, error))
 
     async def dead_letter_delivery(
         self, subscriber: str, message_id: str, error: str, now_ms: int
     ) -> None:
-        await self._cp()
         self._delivery_ops.append(("dead", subscriber, message_id, now_ms, error))
 
     async def replay_dead_letter(self, subscriber: str, message_id: str, now_ms: int) -> bool:
-        await self._cp()
         if (subscriber, message_id) not in self._t.dead:
             return False
         self._delivery_ops.append(("replay", subscriber, message_id, now_ms, None))
@@ -246,7 +238,6 @@ class MemoryUnitOfWork:
 
     # --- inbound dedup and idempotency -----------------------------------------------------
     async def record_psp_event(self, event: PspEvent) -> None:
-        await self._cp()
         if event.event_id in self._t.psp_events or any(
             e.event_id == event.event_id for e in self._psp_events
         ):
@@ -254,7 +245,6 @@ class MemoryUnitOfWork:
         self._psp_events.append(event)
 
     async def begin_idempotent(self, record: IdempotencyRecord) -> None:
-        await self._cp()
         key = (record.scope, record.key)
         if await self.get_idempotency(*key) is not None:
             raise DuplicateKey("idempotency.scope_key", key)
@@ -269,7 +259,6 @@ class MemoryUnitOfWork:
     async def complete_idempotent(
         self, scope: str, key: str, status: int, body: bytes, headers: Mapping[str, str]
     ) -> None:
-        await self._cp()
         record = await self.get_idempotency(scope, key)
         if record is None:
             raise NotFound(f"idempotency key {key!r} is not claimed")
@@ -282,7 +271,6 @@ class MemoryUnitOfWork:
         )
 
     async def release_idempotent(self, scope: str, key: str) -> None:
-        await self._cp()
         self._idem[(scope, key)] = _DELETED
 
     # --- commit ----------------------------------------------------------------------------
@@ -406,6 +394,7 @@ class MemoryStore:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[MemoryUnitOfWork]:
+        await self._cp()
         uow = MemoryUnitOfWork(self._t, self._cp)
         try:
             yield uow
@@ -491,14 +480,11 @@ class MemoryStore:
     ) -> list[Delivery]:
         await self._cp()
         pending = self._t.pending.get(subscriber, {})
-        due = sorted(
-            (slot.seq, message_id)
-            for message_id, slot in pending.items()
-            if slot.next_attempt_at_ms <= now_ms
-        )[:limit]
+        # The dict keeps commit order, which is message order: stop at `limit` due ones.
         result = []
-        for _, message_id in due:
-            slot = pending[message_id]
+        for message_id, slot in pending.items():
+            if slot.next_attempt_at_ms > now_ms:
+                continue
             result.append(
                 Delivery(
                     subscriber,
@@ -508,6 +494,8 @@ class MemoryStore:
                     slot.last_error,
                 )
             )
+            if len(result) >= limit:
+                break
         return result
 
     async def next_delivery_due_ms(self, subscriber: str) -> int | None:

@@ -21,8 +21,14 @@ from typing import Any, Protocol
 
 import attrs
 
-from engine.errors import DuplicateKey, NegativeBalance, NotFound, VersionConflict
-from engine.ledger import Entry, Transaction, TransactionKind
+from engine.errors import (
+    DuplicateKey,
+    NegativeBalance,
+    NotFound,
+    UnbalancedTransaction,
+    VersionConflict,
+)
+from engine.ledger import Entry, Transaction, TransactionKind, imbalance
 from engine.records import Balance, Payment, PaymentOrder
 
 
@@ -290,6 +296,10 @@ async def _raise_duplicate_transaction(db: Executor, txn: Transaction) -> None:
 
 
 async def post_transaction(db: Executor, txn: Transaction) -> None:
+    # `Transaction` validated itself, but a record can be forged; the deferred trigger would
+    # refuse it too, only later and by aborting the whole unit.
+    if len(txn.entries) < 2 or imbalance(txn.entries):
+        raise UnbalancedTransaction(f"transaction {txn.txn_id} does not balance")
     deltas = sorted(txn.wallet_deltas().items())
     balances: dict[tuple[str, str], tuple[int, int]] = {}
     if deltas:

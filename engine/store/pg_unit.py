@@ -13,7 +13,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import trio
 
-from engine.errors import StoreError
+from engine.errors import PayengineError
 from engine.ledger import Transaction
 from engine.records import (
     Balance,
@@ -59,8 +59,8 @@ class PostgresUnitOfWork:
                 )
             try:
                 return await self._run_on_asyncio(op, self._conn, *args, **kwargs)
-            except StoreError as exc:
-                if exc.__cause__ is not None:  # mapped from a refused statement (map_error)
+            except PayengineError as exc:
+                if exc.__cause__ is not None:  # mapped from a refused statement (pg_errors)
                     self.aborted = exc
                 raise
             except BaseException as exc:

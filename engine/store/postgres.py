@@ -315,7 +315,9 @@ class PostgresStore:
     async def fetch_due_deliveries(
         self, subscriber: str, now_ms: int, limit: int
     ) -> list[Delivery]:
-        return await self._read(mq.fetch_due_deliveries, subscriber, now_ms, limit)
+        return await self._read(
+            mq.fetch_due_deliveries, subscriber, now_ms, reads.check_limit(limit)
+        )
 
     async def next_delivery_due_ms(self, subscriber: str) -> int | None:
         return await self._read(mq.next_delivery_due_ms, subscriber)

@@ -54,13 +54,21 @@ class World:
     async def _pump_webhooks(self, engine: Engine) -> None:
         while True:
             if self.hold_webhooks:
-                await trio.sleep(0.1)
+                await trio.sleep(5)
                 continue
             event = await self.psp.webhook_receive.receive()
-            nursery_result = await self.deliver(event, engine)
-            if nursery_result == "retry_later":
+            outcome = None
+            try:
+                outcome = await self.deliver(event, engine)
+            except Exception:  # the endpoint answered 5xx: the PSP retries
+                outcome = "retry_later"
+            finally:
+                # Like a real PSP: an event not acknowledged (a crash mid-request, or a
+                # "retry later" answer) is delivered again.
+                if outcome is None or outcome == "retry_later":
+                    self.psp.webhook_send.send_nowait(event)
+            if outcome == "retry_later":
                 await trio.sleep(1)
-                self.psp.webhook_send.send_nowait(event)
 
     async def deliver(self, event: PspNotification, engine: Engine | None = None) -> str:
         engine = engine or self.engine
@@ -92,7 +100,8 @@ def make_world(
         clock=clock,
         ids=Ids(clock, random.Random(seed + 1)),
         rng=rng,
-        config=config or EngineConfig(),
+        # Nothing else writes this store, so the doorbell is enough: poll rarely.
+        config=config or EngineConfig(outbox_poll_interval_s=30.0),
         faults=faults,
     )
 

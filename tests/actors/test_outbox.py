@@ -1,0 +1,98 @@
+"""Outbox subscribers: independent cursors, retry with backoff, dead letters, replay."""
+
+from __future__ import annotations
+
+import trio
+from trio.testing import MockClock
+
+from actors.engine import open_engine
+from actors.outbox import Subscriber
+from actors.service import PaymentView
+from engine.limits import EngineConfig
+from engine.records import Delivery
+from engine.states import PaymentStatus
+from tests.actors.harness import checkout, make_world, paid_checkout, payment_status, wait_until
+
+
+async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
+    autojump_clock: MockClock,
+) -> None:
+    world = make_world(config=EngineConfig(delivery_attempts_max=4, outbox_poll_interval_s=30))
+    poison_checkouts = ["poison"]
+    handled: list[str] = []
+    attempts: list[float] = []
+
+    async def fragile(delivery: Delivery) -> None:
+        if delivery.message.payload["checkout_id"] in poison_checkouts:
+            attempts.append(trio.current_time())
+            raise ValueError("cannot parse this message")
+        handled.append(delivery.message.message_id)
+
+    async with open_engine(
+        world.store,
+        world.psp,
+        world.clock,
+        world.ids,
+        world.rng,
+        world.config,
+        extra_subscribers=(Subscriber("fragile", ("payment.created",), fragile),),
+    ) as engine, trio.open_nursery() as pump:
+        world.engine = engine
+        pump.start_soon(world._pump_webhooks, engine)
+        first = await engine.service.create_checkout(checkout("poison", {"s1": 100}))
+        assert isinstance(first, PaymentView)
+        views = [
+            await paid_checkout(world, engine, checkout(f"ok{i}", {"s1": 100 + i}))
+            for i in range(5)
+        ]
+        await trio.sleep(3600)
+        dead = await world.store.list_dead_letters(10)
+        assert [(d.subscriber, d.message.key, d.attempts) for d in dead] == [
+            ("fragile", first.payment.payment_id, 4)
+        ]
+        assert "ValueError: cannot parse this message" in dead[0].last_error
+        assert len(handled) == 5  # the others flowed past the poisoned one
+        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+        assert gaps == sorted(gaps) and gaps[0] >= 0.5  # exponential backoff between attempts
+        for view in views:  # and the booking subscriber was never blocked
+            assert await payment_status(world, view.payment.payment_id) is PaymentStatus.COMPLETED
+        assert engine.consumers["fragile"].stats.dead_lettered == 1
+        # Fixed: replay it, and it is delivered.
+        poison_checkouts.clear()
+        async with world.store.unit_of_work() as uow:
+            assert await uow.replay_dead_letter("fragile", dead[0].message.message_id, 0)
+        engine.ctx.doorbell.ring()
+        await wait_until(lambda: len(handled) == 6)
+        assert await world.store.list_dead_letters(10) == []
+        pump.cancel_scope.cancel()
+
+
+async def test_booking_survives_a_crashing_merchant_actor(autojump_clock: MockClock) -> None:
+    world = make_world()
+    async with world.running() as engine:
+        from actors import merchant
+
+        original = merchant.MerchantActor._book
+        crashes = []
+
+        async def flaky(self, command):  # type: ignore[no-untyped-def]
+            if len(crashes) < 2:
+                crashes.append(command.order_id)
+                raise RuntimeError("disk on fire")
+            return await original(self, command)
+
+        merchant.MerchantActor._book = flaky  # type: ignore[method-assign]
+        try:
+            view = await paid_checkout(world, engine, checkout("c", {"s1": 100}))
+            await wait_until(
+                lambda: _is(world, view.payment.payment_id, PaymentStatus.COMPLETED)
+            )
+        finally:
+            merchant.MerchantActor._book = original  # type: ignore[method-assign]
+        assert len(crashes) == 2
+        assert engine.consumers["booking"].stats.retried == 2
+        assert await world.store.count_transactions() == 1
+
+
+async def _is(world, payment_id: str, status: PaymentStatus) -> bool:  # type: ignore[no-untyped-def]
+    return await payment_status(world, payment_id) is status
