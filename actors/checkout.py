@@ -79,11 +79,11 @@ class CheckoutActor:
         except (GatewayUnavailable, trio.TooSlowError) as exc:
             self.register_attempts += 1
             if self.register_attempts >= self.ctx.config.register_attempts_max:
-                return await self._finish(
-                    PaymentStatus.FAILED, f"psp_registration_failed: {exc!r}"
-                )
+                return await self._finish(PaymentStatus.FAILED, f"psp_registration_failed: {exc!r}")
             self.ctx.tell_later(
-                self.ctx.backoff_s(self.register_attempts), CHECKOUT, payment.payment_id,
+                self.ctx.backoff_s(self.register_attempts),
+                CHECKOUT,
+                payment.payment_id,
                 RegisterCheckout(),
             )
             return payment
@@ -110,7 +110,9 @@ class CheckoutActor:
 
     # --- the buyer's outcome -----------------------------------------------------------------
     async def _apply_event(self, event: PspNotification) -> str:
-        record = PspEvent(event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms())
+        record = PspEvent(
+            event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms()
+        )
         payment = self.payment
         target = _SESSION_OUTCOMES.get(event.kind)
         if payment is not None and payment.status is PaymentStatus.CREATED and target is not None:
@@ -121,10 +123,14 @@ class CheckoutActor:
             async with self.ctx.store.unit_of_work() as uow:
                 await uow.record_psp_event(record)
                 if payment is None:
-                    log.warning("PSP event %s for unknown payment %s", event.event_id, event.reference)
+                    log.warning(
+                        "PSP event %s for unknown payment %s", event.event_id, event.reference
+                    )
                     return "unknown_reference"
                 if target is None or not can_transition(payment.status, target):
-                    if event.kind is PspEventKind.SESSION_AUTHORIZED and is_terminal(payment.status):
+                    if event.kind is PspEventKind.SESSION_AUTHORIZED and is_terminal(
+                        payment.status
+                    ):
                         # Money authorized for a checkout we already gave up: a human must look.
                         await uow.append_outbox(
                             self._event_message("payment.authorized_after_close", event.event_id)
@@ -221,7 +227,9 @@ class CheckoutActor:
         assert payment is not None and payment.psp_session_id is not None
         for order in await self.ctx.store.get_orders(payment.payment_id):
             if order.status in (OrderStatus.NOT_STARTED, OrderStatus.EXECUTING):
-                await self.ctx.system.tell(ORDER, order.order_id, ExecuteOrder(payment.psp_session_id))
+                await self.ctx.system.tell(
+                    ORDER, order.order_id, ExecuteOrder(payment.psp_session_id)
+                )
 
     async def _check_completion(self) -> str:
         payment = self.payment

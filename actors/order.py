@@ -142,7 +142,9 @@ class OrderActor:
             return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
         async with self.ctx.store.unit_of_work() as uow:
             self.order = await uow.update_order(
-                attrs.evolve(order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms())
+                attrs.evolve(
+                    order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms()
+                )
             )
         attempts = self.order.attempts
         if attempts < self.ctx.config.capture_attempts_max:
@@ -158,7 +160,9 @@ class OrderActor:
         assert order is not None
         if result.status is CaptureStatus.NOT_FOUND:
             return "not_found"
-        target = OrderStatus.SUCCESS if result.status is CaptureStatus.CAPTURED else OrderStatus.FAILED
+        target = (
+            OrderStatus.SUCCESS if result.status is CaptureStatus.CAPTURED else OrderStatus.FAILED
+        )
         trust_order = "trust_webhook_order" in self.ctx.faults and event is not None
         if order.status is not OrderStatus.EXECUTING and not trust_order:
             if event is not None:
@@ -182,8 +186,8 @@ class OrderActor:
     async def _transition(
         self, uow: UnitOfWork, order: PaymentOrder, target: OrderStatus, result: CaptureResult
     ) -> None:
-        status = target if "trust_webhook_order" in self.ctx.faults else transition(
-            order.status, target
+        status = (
+            target if "trust_webhook_order" in self.ctx.faults else transition(order.status, target)
         )
         self.order = await uow.update_order(
             attrs.evolve(
@@ -242,8 +246,12 @@ class OrderActor:
                         self.ctx.message(
                             "order.conflicting_psp_event",
                             order.order_id,
-                            {"order_id": order.order_id, "event_id": event.event_id,
-                             "status": order.status.value, "event_kind": event.kind.value},
+                            {
+                                "order_id": order.order_id,
+                                "event_id": event.event_id,
+                                "status": order.status.value,
+                                "event_kind": event.kind.value,
+                            },
                         )
                     )
         except DuplicateKey as exc:
@@ -251,8 +259,12 @@ class OrderActor:
                 raise
             return "duplicate"
         if conflicting:
-            log.error("PSP event %s contradicts order %s (%s)", event.event_id, order.order_id,
-                      order.status)
+            log.error(
+                "PSP event %s contradicts order %s (%s)",
+                event.event_id,
+                order.order_id,
+                order.status,
+            )
         return "ignored"
 
     def _later(self, delay_s: float, message: Any) -> None:

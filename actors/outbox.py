@@ -149,7 +149,10 @@ class OutboxConsumer:
                 self.stats.dead_lettered += 1
                 log.error(
                     "dead-lettered %s for %s after %d attempts: %s",
-                    delivery.message.message_id, self.subscriber.name, attempts, error,
+                    delivery.message.message_id,
+                    self.subscriber.name,
+                    attempts,
+                    error,
                 )
             else:
                 delay_s = backoff_delay_s(

@@ -22,6 +22,8 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import logging
 import math
 from collections import deque
@@ -266,10 +268,11 @@ class ActorSystem:
     def _reply(envelope: _Envelope, ok: bool, value: Any) -> None:
         if envelope.reply_to is None:
             return
-        try:
+        # If the asker gave up (deadline), the reply has nobody to go to.
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock
+        ):
             envelope.reply_to.send_nowait((ok, value))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
-            pass  # the asker gave up (deadline); the reply has nobody to go to
 
     # --- introspection ---------------------------------------------------------------------
     def is_live(self, kind: str, key: Hashable) -> bool:
@@ -308,9 +311,6 @@ class Timers(Generic[Reply]):
     """
 
     def __init__(self) -> None:
-        import heapq
-
-        self._heapq = heapq
         self._heap: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
         self._seq = 0
         self._wakeup = trio.Event()
@@ -320,19 +320,21 @@ class Timers(Generic[Reply]):
 
     def call_at(self, deadline: float, callback: Callable[[], Awaitable[None]]) -> None:
         self._seq += 1
-        self._heapq.heappush(self._heap, (deadline, self._seq, callback))
+        heapq.heappush(self._heap, (deadline, self._seq, callback))
         if self._heap[0][1] == self._seq:
             self._wakeup.set()
 
     def call_later(self, delay_s: float, callback: Callable[[], Awaitable[None]]) -> None:
         self.call_at(trio.current_time() + max(0.0, delay_s), callback)
 
-    async def run(self, nursery: trio.Nursery, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, nursery: trio.Nursery, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         while True:
             now = trio.current_time()
             while self._heap and self._heap[0][0] <= now:
-                _, _, callback = self._heapq.heappop(self._heap)
+                _, _, callback = heapq.heappop(self._heap)
                 nursery.start_soon(callback)
             deadline = self._heap[0][0] if self._heap else math.inf
             self._wakeup = trio.Event()

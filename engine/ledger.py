@@ -255,7 +255,9 @@ def refund_settled_entries(amount: Money) -> tuple[Entry, ...]:
     return (Entry.debit(REFUNDS_CLEARING, amount), Entry.credit(PSP_CLEARING, amount))
 
 
-def refund_reversed_entries(seller_id: str, amount: Money, commission_bps: int) -> tuple[Entry, ...]:
+def refund_reversed_entries(
+    seller_id: str, amount: Money, commission_bps: int
+) -> tuple[Entry, ...]:
     """The PSP failed the refund: undo `refund_entries` exactly."""
     return tuple(
         Entry(e.account, -e.amount_minor, e.currency)

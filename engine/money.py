@@ -227,7 +227,9 @@ def split_bps(amount: Money, rate_bps: int) -> tuple[Money, Money]:
 def allocate(amount: Money, weights: list[int]) -> list[Money]:
     """Split `amount` proportionally to integer `weights`, largest remainder first, exactly."""
     if not weights or any(w < 0 for w in weights) or sum(weights) == 0:
-        raise InvalidAmount(f"allocation weights must be non-negative with a positive sum: {weights}")
+        raise InvalidAmount(
+            f"allocation weights must be non-negative with a positive sum: {weights}"
+        )
     total = sum(weights)
     shares = [amount.minor * w // total for w in weights]
     remainders = [amount.minor * w % total for w in weights]

@@ -44,7 +44,9 @@ def blocked_sellers(blocked: frozenset[str]) -> RiskRule:
 
 def velocity(checkouts_max: int) -> RiskRule:
     def rule(facts: CheckoutFacts) -> str | None:
-        return "buyer_velocity_exceeded" if facts.recent_checkouts_by_buyer >= checkouts_max else None
+        return (
+            "buyer_velocity_exceeded" if facts.recent_checkouts_by_buyer >= checkouts_max else None
+        )
 
     return rule
 

@@ -52,7 +52,7 @@ class RefundStatus(enum.StrEnum):
 
 Status = PaymentStatus | OrderStatus | PayoutStatus | RefundStatus
 
-P, O, PO, R = PaymentStatus, OrderStatus, PayoutStatus, RefundStatus
+P, OS, PO, R = PaymentStatus, OrderStatus, PayoutStatus, RefundStatus
 
 TRANSITIONS: Mapping[type[enum.Enum], Mapping[enum.Enum, frozenset[enum.Enum]]] = {
     PaymentStatus: {
@@ -69,11 +69,11 @@ TRANSITIONS: Mapping[type[enum.Enum], Mapping[enum.Enum, frozenset[enum.Enum]]] 
     },
     OrderStatus: {
         # NOT_STARTED -> FAILED: the checkout failed or expired before capture began.
-        O.NOT_STARTED: frozenset({O.EXECUTING, O.FAILED}),
+        OS.NOT_STARTED: frozenset({OS.EXECUTING, OS.FAILED}),
         # A timeout keeps the order EXECUTING: the outcome is unknown until the PSP says.
-        O.EXECUTING: frozenset({O.SUCCESS, O.FAILED}),
-        O.SUCCESS: frozenset(),
-        O.FAILED: frozenset(),
+        OS.EXECUTING: frozenset({OS.SUCCESS, OS.FAILED}),
+        OS.SUCCESS: frozenset(),
+        OS.FAILED: frozenset(),
     },
     PayoutStatus: {
         PO.REQUESTED: frozenset({PO.FUNDS_RESERVED, PO.FAILED}),

@@ -2,7 +2,8 @@
 
     DATABASE_URL         use this PostgreSQL instead of the embedded one
     PAYENGINE_DATA_DIR   where the embedded database and other local state live
-                         (default: $XDG_DATA_HOME/payengine, else ~/.local/share/payengine)
+                         (default: $XDG_DATA_HOME/payengine, else ~/.local/share/payengine;
+                         /var/lib/payengine for root)
     PAYENGINE_CONFIG     path of a TOML file (default: ./payengine.toml when it exists)
 
 The TOML file may hold `database_url`, `data_dir` and an `[engine]` table whose keys are the
@@ -22,22 +23,18 @@ import attrs
 
 from engine.errors import InvalidInput
 from engine.limits import EngineConfig
+from payengine.database import default_data_dir
 
 
 class ConfigError(InvalidInput):
     """The configuration is unusable; the message names the key."""
 
 
-def default_data_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "payengine"
-
-
 @attrs.frozen
 class Config:
     data_dir: Path
     database_url: str | None = None
-    engine: EngineConfig = EngineConfig()
+    engine: EngineConfig = attrs.Factory(EngineConfig)
     source: str = "defaults"
 
 
@@ -90,7 +87,7 @@ def load_config(env: Mapping[str, str] | None = None, path: str | None = None) -
     engine_table = table.get("engine", {})
     if not isinstance(engine_table, dict):
         raise ConfigError(f"{source}: [engine] must be a table")
-    data_dir = env.get("PAYENGINE_DATA_DIR") or table.get("data_dir")
+    data_dir = env.get("PAYENGINE_DATA_DIR") or table.get("data_dir")  # env wins over the file
     database_url = env.get("DATABASE_URL") or table.get("database_url")
     if database_url is not None and not str(database_url).startswith(
         ("postgres://", "postgresql://")

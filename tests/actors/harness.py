@@ -40,9 +40,18 @@ class World:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Engine]:
-        async with open_engine(
-            self.store, self.psp, self.clock, self.ids, self.rng, self.config, faults=self.faults
-        ) as engine, trio.open_nursery() as nursery:
+        async with (
+            open_engine(
+                self.store,
+                self.psp,
+                self.clock,
+                self.ids,
+                self.rng,
+                self.config,
+                faults=self.faults,
+            ) as engine,
+            trio.open_nursery() as nursery,
+        ):
             self.engine = engine
             nursery.start_soon(self._pump_webhooks, engine)
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import trio
 from trio.testing import MockClock
 
@@ -28,15 +30,18 @@ async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
             raise ValueError("cannot parse this message")
         handled.append(delivery.message.message_id)
 
-    async with open_engine(
-        world.store,
-        world.psp,
-        world.clock,
-        world.ids,
-        world.rng,
-        world.config,
-        extra_subscribers=(Subscriber("fragile", ("payment.created",), fragile),),
-    ) as engine, trio.open_nursery() as pump:
+    async with (
+        open_engine(
+            world.store,
+            world.psp,
+            world.clock,
+            world.ids,
+            world.rng,
+            world.config,
+            extra_subscribers=(Subscriber("fragile", ("payment.created",), fragile),),
+        ) as engine,
+        trio.open_nursery() as pump,
+    ):
         world.engine = engine
         pump.start_soon(world._pump_webhooks, engine)
         first = await engine.service.create_checkout(checkout("poison", {"s1": 100}))
@@ -52,7 +57,7 @@ async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
         ]
         assert "ValueError: cannot parse this message" in dead[0].last_error
         assert len(handled) == 5  # the others flowed past the poisoned one
-        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
         assert gaps == sorted(gaps) and gaps[0] >= 0.5  # exponential backoff between attempts
         for view in views:  # and the booking subscriber was never blocked
             assert await payment_status(world, view.payment.payment_id) is PaymentStatus.COMPLETED
@@ -84,9 +89,7 @@ async def test_booking_survives_a_crashing_merchant_actor(autojump_clock: MockCl
         merchant.MerchantActor._book = flaky  # type: ignore[method-assign]
         try:
             view = await paid_checkout(world, engine, checkout("c", {"s1": 100}))
-            await wait_until(
-                lambda: _is(world, view.payment.payment_id, PaymentStatus.COMPLETED)
-            )
+            await wait_until(lambda: _is(world, view.payment.payment_id, PaymentStatus.COMPLETED))
         finally:
             merchant.MerchantActor._book = original  # type: ignore[method-assign]
         assert len(crashes) == 2

@@ -22,7 +22,9 @@ from tests.actors.harness import (
 )
 
 
-async def test_three_sellers_checkout_completes_and_books_each_wallet(autojump_clock: MockClock) -> None:
+async def test_three_sellers_checkout_completes_and_books_each_wallet(
+    autojump_clock: MockClock,
+) -> None:
     world = make_world()
     async with world.running() as engine:
         view = await paid_checkout(
@@ -97,7 +99,9 @@ async def test_bad_commands_are_refused_and_write_nothing(autojump_clock: MockCl
 
 async def test_risk_rules_reject_with_a_reason(autojump_clock: MockClock) -> None:
     config = EngineConfig(
-        risk_amount_minor_max=1_000, blocked_sellers=frozenset({"bad"}), risk_velocity_checkouts_max=2
+        risk_amount_minor_max=1_000,
+        blocked_sellers=frozenset({"bad"}),
+        risk_velocity_checkouts_max=2,
     )
     world = make_world(config=config)
     async with world.running() as engine:
@@ -110,7 +114,13 @@ async def test_risk_rules_reject_with_a_reason(autojump_clock: MockClock) -> Non
     reasons = [
         v.payment.failure_reason for v in (big, blocked, *fast) if isinstance(v, PaymentView)
     ]
-    assert reasons == ["amount_exceeds_limit", "seller_blocked", None, None, "buyer_velocity_exceeded"]
+    assert reasons == [
+        "amount_exceeds_limit",
+        "seller_blocked",
+        None,
+        None,
+        "buyer_velocity_exceeded",
+    ]
     assert isinstance(big, PaymentView)
     assert big.payment.status is PaymentStatus.REJECTED_BY_RISK
     assert world.psp.calls["register"] == 2
@@ -122,9 +132,7 @@ async def test_unpaid_checkout_expires_and_its_orders_fail(autojump_clock: MockC
         view = await engine.service.create_checkout(checkout("chk-exp", {"s1": 100, "s2": 200}))
         assert isinstance(view, PaymentView)
         await trio.sleep(601)
-        await wait_until(
-            lambda: _status_is(world, view.payment.payment_id, PaymentStatus.EXPIRED)
-        )
+        await wait_until(lambda: _status_is(world, view.payment.payment_id, PaymentStatus.EXPIRED))
         assert await orders_of(world, view.payment.payment_id) == [OrderStatus.FAILED] * 2
         # The page is closed: a late payment attempt changes nothing.
         assert world.psp.buyer_pays(view.payment.psp_session_id or "") is None
@@ -145,7 +153,9 @@ async def test_declined_card_fails_the_checkout(autojump_clock: MockClock) -> No
     assert await world.store.trial_balance() == {}
 
 
-async def test_capture_decline_fails_one_order_and_completes_the_rest(autojump_clock: MockClock) -> None:
+async def test_capture_decline_fails_one_order_and_completes_the_rest(
+    autojump_clock: MockClock,
+) -> None:
     world = make_world()
     world.psp.script("capture", "ok", "decline")
     async with world.running() as engine:
@@ -156,7 +166,9 @@ async def test_capture_decline_fails_one_order_and_completes_the_rest(autojump_c
     await assert_books_balanced(world)
 
 
-async def test_payment_expired_at_psp_but_paid_is_authorized_not_expired(autojump_clock: MockClock) -> None:
+async def test_payment_expired_at_psp_but_paid_is_authorized_not_expired(
+    autojump_clock: MockClock,
+) -> None:
     """The buyer paid, the webhook was lost, then our expiry asked the PSP: the PSP decides."""
     world = make_world(config=EngineConfig(checkout_expiry_s=600))
     async with world.running() as engine:

@@ -45,7 +45,9 @@ async def _system(nursery: trio.Nursery, **limits: Any) -> tuple[ActorSystem, di
     return system, store
 
 
-async def test_ask_replies_and_messages_are_handled_one_at_a_time(autojump_clock: MockClock) -> None:
+async def test_ask_replies_and_messages_are_handled_one_at_a_time(
+    autojump_clock: MockClock,
+) -> None:
     async with trio.open_nursery() as nursery:
         system, store = await _system(nursery)
         results = []
@@ -71,7 +73,7 @@ async def test_ask_deadline(autojump_clock: MockClock) -> None:
 
 async def test_crash_restarts_and_reloads_state(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
-        system, store = await _system(nursery)
+        system, _store = await _system(nursery)
         assert await system.ask("counter", "a", "inc") == 1
         with pytest.raises(ActorCrashed, match="broken invariant"):
             await system.ask("counter", "a", "boom")

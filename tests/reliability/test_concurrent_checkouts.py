@@ -32,8 +32,12 @@ async def test_ten_thousand_concurrent_checkouts_complete_with_bounded_memory(
     async with world.running() as engine:
 
         async def buy(i: int) -> None:
-            sellers = {f"seller-{(i + k) % SELLERS}": 100 + (i * 7 + k) % 5_000 for k in range(1 + i % 3)}
-            view = await engine.service.create_checkout(checkout(f"chk-{i}", sellers, buyer=f"b{i}"))
+            sellers = {
+                f"seller-{(i + k) % SELLERS}": 100 + (i * 7 + k) % 5_000 for k in range(1 + i % 3)
+            }
+            view = await engine.service.create_checkout(
+                checkout(f"chk-{i}", sellers, buyer=f"b{i}")
+            )
             assert isinstance(view, PaymentView) and view.payment.psp_session_id
             payment_ids.append(view.payment.payment_id)
             world.psp.buyer_pays(view.payment.psp_session_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 
 from engine.errors import (
     DuplicateKey,
@@ -183,7 +184,7 @@ async def test_concurrent_updates_of_one_order_let_exactly_one_win(store: Store)
             async with store.unit_of_work() as uow:
                 current = await uow.get_order(orders[0].order_id)
                 assert current is not None
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
                 await uow.update_order(attrs.evolve(current, attempts=n))
             wins.append(n)
         except VersionConflict:
@@ -209,9 +210,7 @@ async def test_unfinished_lists_drive_recovery(store: Store) -> None:
     async with store.unit_of_work() as uow:
         for order in orders:
             await uow.update_order(
-                attrs.evolve(
-                    order, status=OrderStatus.FAILED, failure_reason="declined"
-                )
+                attrs.evolve(order, status=OrderStatus.FAILED, failure_reason="declined")
             )
         await uow.update_payment(attrs.evolve(payment, status=PaymentStatus.REJECTED_BY_RISK))
     assert await store.list_unfinished_payments(10) == []
@@ -341,7 +340,7 @@ async def test_concurrent_postings_to_one_wallet_lose_no_update(store: Store) ->
     async def post(i: int) -> None:
         async with store.unit_of_work() as uow:
             await uow.get_balance("hot-seller", "EUR")
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             await uow.post_transaction(capture_txn("hot-seller", 1_000 + i, "EUR"))
 
     async with trio.open_nursery() as nursery:

@@ -73,7 +73,10 @@ def test_settlement_balances(gross: int, fee: int, currency: str) -> None:
         with pytest.raises(InvalidInput):
             settlement_entries(Money(gross, currency), Money(fee, currency))
         return
-    assert imbalance(_txn(settlement_entries(Money(gross, currency), Money(fee, currency))).entries) == {}
+    assert (
+        imbalance(_txn(settlement_entries(Money(gross, currency), Money(fee, currency))).entries)
+        == {}
+    )
 
 
 @given(amounts, rates, currencies)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 
 import pytest
 from hypothesis import given
@@ -30,7 +31,7 @@ def test_happy_paths_are_legal() -> None:
         PaymentStatus.AUTHORIZED,
         PaymentStatus.COMPLETED,
     ]
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         assert transition(a, b) is b
     assert transition(OrderStatus.NOT_STARTED, OrderStatus.EXECUTING) is OrderStatus.EXECUTING
     assert transition(OrderStatus.EXECUTING, OrderStatus.SUCCESS) is OrderStatus.SUCCESS
@@ -39,7 +40,9 @@ def test_happy_paths_are_legal() -> None:
 
 
 def test_illegal_move_is_named() -> None:
-    with pytest.raises(IllegalTransition, match="illegal payment order transition SUCCESS -> FAILED"):
+    with pytest.raises(
+        IllegalTransition, match="illegal payment order transition SUCCESS -> FAILED"
+    ):
         transition(OrderStatus.SUCCESS, OrderStatus.FAILED)
     with pytest.raises(IllegalTransition, match="payment transition COMPLETED -> CREATED"):
         transition(PaymentStatus.COMPLETED, PaymentStatus.CREATED)

@@ -1,0 +1,5 @@
+import sys
+
+from payengine.cli import main
+
+sys.exit(main())

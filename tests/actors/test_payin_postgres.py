@@ -1,0 +1,131 @@
+"""The pay-in flows again, on PostgreSQL (embedded, and the service when configured), in real
+time: the same guarantees must hold with a real database, real commits and real latency."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+from actors.service import PaymentView
+from engine.limits import EngineConfig
+from engine.states import OrderStatus, PaymentStatus
+from engine.store.port import Store
+from tests import pgfixtures
+from tests.actors.harness import (
+    World,
+    assert_books_balanced,
+    checkout,
+    make_world,
+    paid_checkout,
+    payment_status,
+    wait_until,
+)
+
+FAST = EngineConfig(
+    retry_delay_s_base=0.01,
+    retry_delay_s_max=0.2,
+    status_poll_interval_s=0.2,
+    outbox_poll_interval_s=0.05,
+    psp_call_timeout_s=2.0,
+    actor_idle_timeout_s=2.0,
+    delivery_delay_s_base=0.01,
+)
+DEADLINE_S = 60.0
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(params=[k for k in pgfixtures.PG_KINDS if k == "embedded" or pgfixtures.service_url()])
+async def pg(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    from engine.store.postgres import open_postgres_store
+
+    async with pgfixtures.fresh_database(request.param) as dsn, open_postgres_store(dsn) as store:
+        yield store
+
+
+async def _completed(world: World, payment_id: str) -> bool:
+    return await payment_status(world, payment_id) is PaymentStatus.COMPLETED
+
+
+async def test_three_sellers_complete_on_postgres(pg: Store) -> None:
+    world = make_world(store=pg, config=FAST)
+    async with world.running() as engine:
+        view = await paid_checkout(
+            world, engine, checkout("chk-1", {"s1": 10_000, "s2": 2_550, "s3": 1_001})
+        )
+        await wait_until(lambda: _completed(world, view.payment.payment_id), DEADLINE_S)
+    balances = {b.merchant_id: b.available_minor for b in await pg.all_balances()}
+    assert balances == {"s1": 9_000, "s2": 2_295, "s3": 901}
+    assert set(world.psp.capture_calls.values()) == {1}
+    await assert_books_balanced(world)
+
+
+async def test_same_checkout_concurrently_is_one_payment_on_postgres(pg: Store) -> None:
+    world = make_world(store=pg, config=FAST)
+    views: list[PaymentView] = []
+    async with world.running() as engine:
+
+        async def create() -> None:
+            view = await engine.service.create_checkout(checkout("chk-race", {"s1": 5, "s2": 7}))
+            assert isinstance(view, PaymentView)
+            views.append(view)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(create)
+    assert len({v.payment.payment_id for v in views}) == 1
+    assert sum(v.created for v in views) == 1
+    assert len(await pg.list_payments(10)) == 1
+
+
+async def test_duplicate_webhooks_and_timeouts_book_once_on_postgres(pg: Store) -> None:
+    world = make_world(store=pg, config=FAST)
+    world.psp.script("capture", "timeout_after", "unavailable", "timeout_after")
+    async with world.running() as engine:
+        view = await paid_checkout(world, engine, checkout("chk-dup", {"s1": 100, "s2": 200}))
+        await wait_until(lambda: _completed(world, view.payment.payment_id), DEADLINE_S)
+        for event in world.psp.emitted * 2:
+            assert await world.deliver(event) == "duplicate"
+    orders = await pg.get_orders(view.payment.payment_id)
+    assert all(o.status is OrderStatus.SUCCESS and o.booked for o in orders)
+    assert len(world.psp.captures) == 2
+    assert await pg.count_transactions() == 2
+    await assert_books_balanced(world)
+
+
+@pytest.mark.parametrize("crash_after_captures", [0, 1, 2])
+async def test_engine_killed_after_psp_acted_resumes_on_postgres(
+    pg: Store, crash_after_captures: int
+) -> None:
+    """Cancel the engine right after the PSP captured and before our commit, reopen it."""
+    world = make_world(store=pg, config=FAST)
+    original = world.psp.capture
+    captured = 0
+    crash = trio.CancelScope()
+
+    async def capture_then_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal captured
+        result = await original(*args, **kwargs)
+        captured += 1
+        if captured > crash_after_captures:
+            crash.cancel()
+            await trio.sleep_forever()  # the answer never reaches the engine
+        return result
+
+    world.psp.capture = capture_then_crash  # type: ignore[method-assign]
+    with crash:
+        async with world.running() as engine:
+            view = await paid_checkout(
+                world, engine, checkout("chk-crash", {"s1": 100, "s2": 200, "s3": 300})
+            )
+            await trio.sleep(DEADLINE_S)
+    assert crash.cancelled_caught
+    world.psp.capture = original  # type: ignore[method-assign]
+    async with world.running():
+        await wait_until(lambda: _completed(world, view.payment.payment_id), DEADLINE_S)
+    assert len(world.psp.captures) == 3
+    assert set(world.psp.capture_calls.values()) <= {1, 2}
+    assert await pg.count_transactions() == 3
+    await assert_books_balanced(world)
