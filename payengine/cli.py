@@ -46,12 +46,26 @@ def _where(config: Config) -> tuple[str, str]:
     return dsn, f"embedded PostgreSQL in {config.data_dir / 'pg'}"
 
 
+def _sole_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _run(fn: Callable[[], Awaitable[int]]) -> int:
     async def main() -> int:
         async with trio_asyncio.open_loop():
             return await fn()
 
-    return trio.run(main)
+    try:
+        return trio.run(main)
+    except BaseException as exc:  # re-raised below unless it is a database we cannot reach
+        leaf = _sole_leaf(exc)
+        if isinstance(leaf, OSError | trio.TooSlowError):
+            raise UsageError(f"cannot reach the database: {leaf}") from exc
+        if leaf is not exc:
+            raise leaf from exc
+        raise
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:

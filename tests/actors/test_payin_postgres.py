@@ -37,7 +37,9 @@ DEADLINE_S = 60.0
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture(params=[k for k in pgfixtures.PG_KINDS if k == "embedded" or pgfixtures.service_url()])
+@pytest.fixture(
+    params=[k for k in pgfixtures.PG_KINDS if k == "embedded" or pgfixtures.service_url()]
+)
 async def pg(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     from engine.store.postgres import open_postgres_store
 
