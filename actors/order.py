@@ -37,7 +37,7 @@ from engine.gateway import (
     PspEventKind,
     PspNotification,
 )
-from engine.records import PaymentOrder, PspEvent
+from engine.records import OutboxMessage, PaymentOrder, PspEvent
 from engine.states import OrderStatus, transition
 from engine.store.port import UnitOfWork
 
@@ -199,19 +199,22 @@ class OrderActor:
             )
         )
         topic = "order.succeeded" if target is OrderStatus.SUCCESS else "order.failed"
-        await uow.append_outbox(
-            self.ctx.message(
-                topic,
-                order.order_id,
-                {
-                    "order_id": order.order_id,
-                    "payment_id": order.payment_id,
-                    "seller_id": order.seller_id,
-                    "amount_minor": order.amount_minor,
-                    "currency": order.currency,
-                    "capture_id": result.capture_id,
-                },
-            )
+        await uow.append_outbox(self._order_message(topic, order, result.capture_id))
+
+    def _order_message(
+        self, topic: str, order: PaymentOrder, capture_id: str | None
+    ) -> OutboxMessage:
+        return self.ctx.message(
+            topic,
+            order.order_id,
+            {
+                "order_id": order.order_id,
+                "payment_id": order.payment_id,
+                "seller_id": order.seller_id,
+                "amount_minor": order.amount_minor,
+                "currency": order.currency,
+                "capture_id": capture_id,
+            },
         )
 
     async def _apply_event(self, event: PspNotification) -> str:
@@ -226,6 +229,20 @@ class OrderActor:
             return "unknown_reference"
         if order.status is OrderStatus.NOT_STARTED:
             return "retry_later"  # keep nothing: the PSP delivers it again
+        if (
+            event.kind is PspEventKind.CAPTURE_FAILED
+            and order.status is OrderStatus.EXECUTING
+            and "trust_webhook_order" not in self.ctx.faults
+        ):
+            # A failed *attempt* may be followed by a successful retry under the same key whose
+            # answer we have not heard yet: only the PSP's current word on the key is final.
+            try:
+                async with self.ctx.store.unit_of_work() as uow:
+                    await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
+            except DuplicateKey:
+                return "duplicate"
+            self._later(0.0, QueryCapture())
+            return "applied"
         status = (
             CaptureStatus.CAPTURED
             if event.kind is PspEventKind.CAPTURE_SUCCEEDED
@@ -240,6 +257,14 @@ class OrderActor:
         try:
             async with self.ctx.store.unit_of_work() as uow:
                 await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
+                if (
+                    "duplicate_webhook_booked_twice" in self.ctx.faults  # planted bug seam
+                    and event.kind is PspEventKind.CAPTURE_SUCCEEDED
+                    and order.status is OrderStatus.SUCCESS
+                ):
+                    await uow.append_outbox(
+                        self._order_message("order.succeeded", order, event.capture_id)
+                    )
                 if conflicting:
                     # The PSP contradicts a final state: a person must look (reconciliation).
                     await uow.append_outbox(

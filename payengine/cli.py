@@ -115,6 +115,8 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import payengine.serve  # noqa: F401  (registers serve, keys, payments, dlq, ledger)
+
     parser = _Parser(prog="payengine", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", help="TOML configuration file (default: ./payengine.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -131,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Later subcommand groups (scenario, serve, keys...) add themselves here.
 _EXTENSIONS: list[Callable[[Any], None]] = []
+
+
+def _register_extensions() -> None:
+    from payengine import scenario_cli
+
+    _EXTENSIONS.append(scenario_cli.register)
+
+
+_register_extensions()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

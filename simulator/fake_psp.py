@@ -7,12 +7,16 @@ outcome is also announced by a webhook. It records what a real PSP's books would
 
 Faults are scripted per operation (`script("capture", "unavailable", "timeout_after")`): each
 call takes the next action from its script, `ok` when the script is empty. The simulator's
-fault plan drives the same hooks from its seeded rng.
+fault plan drives the same hooks from its seeded rng (`chooser`, `latency`).
+
+Webhooks are signed Stripe-style (simulator/signing.py) with `webhook_secret`; `wire_event` and
+`parse_event` are the JSON body both sides agree on.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections import Counter, deque
 from collections.abc import Callable
 
@@ -30,6 +34,7 @@ from engine.gateway import (
 )
 from engine.money import Money
 from engine.ports import Clock
+from simulator.signing import sign_webhook
 
 #: The most webhooks waiting to be sent before the PSP applies backpressure.
 WEBHOOK_QUEUE_MAX = 100_000
@@ -41,6 +46,10 @@ class Action(enum.StrEnum):
     TIMEOUT_AFTER = "timeout_after"  # acts, then the answer is lost
     DECLINE = "decline"  # a capture the issuer refuses
     HANG = "hang"  # never answers (the caller's timeout fires); does not act
+    #: A capture attempt fails at the PSP (503) and the PSP also announces `capture.failed`
+    #: for it, yet keeps no result for the key, so a retry with the same key may succeed. A
+    #: late notice of this kind is what makes trusting webhook order dangerous.
+    FAILED_ATTEMPT = "failed_attempt"
 
 
 @attrs.define
@@ -78,7 +87,10 @@ class FakePsp:
         )
         #: Called instead of the built-in script to choose an action (the simulator's plan).
         self.chooser: Callable[[str], Action] | None = None
+        #: Seconds each call takes before the PSP acts (the simulator's latency distribution).
+        self.latency: Callable[[str], float] | None = None
         self.hang_s = 3600.0
+        self.webhook_secret = b"whsec_simulated"
 
     # --- scripting ---------------------------------------------------------------------------
     def script(self, operation: str, *actions: str) -> None:
@@ -93,7 +105,11 @@ class FakePsp:
             return self.chooser(operation)
         return Action.OK
 
-    async def _before(self, action: Action) -> None:
+    async def _before(self, action: Action, operation: str = "") -> None:
+        if self.latency is not None:
+            delay_s = self.latency(operation)
+            if delay_s > 0:
+                await trio.sleep(delay_s)
         if action is Action.UNAVAILABLE:
             await trio.lowlevel.checkpoint()
             raise GatewayUnavailable("PSP answered 503")
@@ -130,7 +146,7 @@ class FakePsp:
         self, nonce: str, amount: Money, return_url: str | None
     ) -> Registration:
         action = self._next_action("register")
-        await self._before(action)
+        await self._before(action, "register")
         session_id = self.by_nonce.get(nonce)
         if session_id is None:
             session_id = self._new_id("cs")
@@ -144,12 +160,12 @@ class FakePsp:
         return Registration(session_id, f"https://psp.invalid/pay/{session_id}")
 
     async def session_status(self, session_id: str) -> SessionStatus:
-        await self._before(self._next_action("session_status"))
+        await self._before(self._next_action("session_status"), "session_status")
         return self.sessions[session_id].status
 
     async def expire_session(self, session_id: str) -> SessionStatus:
         action = self._next_action("expire")
-        await self._before(action)
+        await self._before(action, "expire")
         session = self.sessions[session_id]
         if session.status is SessionStatus.OPEN:
             session.status = SessionStatus.EXPIRED
@@ -161,7 +177,11 @@ class FakePsp:
     async def capture(self, idempotency_key: str, session_id: str, amount: Money) -> CaptureResult:
         action = self._next_action("capture")
         self.capture_calls[idempotency_key] += 1
-        await self._before(action)
+        await self._before(action, "capture")
+        if action is Action.FAILED_ATTEMPT and idempotency_key not in self.captures:
+            self._emit(PspEventKind.CAPTURE_FAILED, idempotency_key, reason="attempt_failed")
+            await trio.lowlevel.checkpoint()
+            raise GatewayUnavailable("PSP failed the capture attempt (503)")
         existing = self.captures.get(idempotency_key)
         if existing is None:
             session = self.sessions.get(session_id)
@@ -189,7 +209,7 @@ class FakePsp:
         return CaptureResult(existing.status, existing.capture_id, None)
 
     async def query_capture(self, idempotency_key: str) -> CaptureResult:
-        await self._before(self._next_action("query"))
+        await self._before(self._next_action("query"), "query")
         existing = self.captures.get(idempotency_key)
         if existing is None:
             return CaptureResult(CaptureStatus.NOT_FOUND)
@@ -212,6 +232,13 @@ class FakePsp:
         session.status = SessionStatus.AUTHORIZED
         return self._emit(PspEventKind.SESSION_AUTHORIZED, session.nonce)
 
+    def review_declines(self, session_id: str) -> PspNotification | None:
+        session = self.sessions[session_id]
+        if session.status is not SessionStatus.REVIEW:
+            return None
+        session.status = SessionStatus.DECLINED
+        return self._emit(PspEventKind.SESSION_DECLINED, session.nonce, reason="review_declined")
+
     def _buyer(
         self, session_id: str, status: SessionStatus, kind: PspEventKind
     ) -> PspNotification | None:
@@ -221,6 +248,12 @@ class FakePsp:
         session.status = status
         return self._emit(kind, session.nonce)
 
+    # --- webhooks on the wire -------------------------------------------------------------------
+    def signed(self, event: PspNotification, now_s: int) -> tuple[bytes, str]:
+        """The webhook body and its `Stripe-Signature` header value."""
+        body = wire_event(event)
+        return body, sign_webhook(self.webhook_secret, now_s, body)
+
     # --- what the PSP's books show ---------------------------------------------------------------
     def captured_total(self) -> Counter[str]:
         totals: Counter[str] = Counter()
@@ -228,3 +261,35 @@ class FakePsp:
             if capture.status is CaptureStatus.CAPTURED:
                 totals[capture.amount.currency] += capture.amount.minor
         return totals
+
+
+def wire_event(event: PspNotification) -> bytes:
+    """The JSON body of a webhook, keys sorted so the bytes (and the signature) are stable."""
+    return json.dumps(
+        {
+            "id": event.event_id,
+            "type": event.kind.value,
+            "reference": event.reference,
+            "created_ms": event.occurred_at_ms,
+            "capture_id": event.capture_id,
+            "reason": event.reason,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+
+
+def parse_event(body: bytes) -> PspNotification:
+    """A webhook body (already verified) as a `PspNotification`; ValueError if malformed."""
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("webhook body must be a JSON object")
+    return PspNotification(
+        event_id=str(data["id"]),
+        kind=PspEventKind(data["type"]),
+        reference=str(data["reference"]),
+        occurred_at_ms=int(data["created_ms"]),
+        capture_id=data.get("capture_id"),
+        reason=data.get("reason"),
+        raw={"type": data["type"], "reference": data["reference"]},
+    )

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 
 import attrs
 
+from engine.access import ApiKey, WebhookEndpoint
 from engine.errors import (
     DuplicateKey,
     NegativeBalance,
@@ -87,6 +88,9 @@ class _Tables:
         self.psp_events: dict[str, PspEvent] = {}
         self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
         self.next_seq = 1
+        self.api_keys: dict[str, ApiKey] = {}  # by key_id
+        self.api_key_ids: dict[str, str] = {}  # key_hash -> key_id
+        self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
 
 
 _DELETED = None
@@ -107,6 +111,9 @@ class MemoryUnitOfWork:
         self._psp_events: list[PspEvent] = []
         self._idem: dict[tuple[str, str], IdempotencyRecord | None] = {}
         self._idem_claims: set[tuple[str, str]] = set()
+        self._api_keys: dict[str, ApiKey] = {}  # inserted or revoked by this unit, by key_id
+        self._api_key_new: set[str] = set()
+        self._endpoints: dict[str, WebhookEndpoint] = {}
 
     # --- payments and orders ---------------------------------------------------------------
     async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
@@ -382,7 +389,52 @@ class MemoryUnitOfWork:
     def commit(self) -> None:
         """Validate and apply atomically (no checkpoint in between)."""
         self._validate()
+        self._validate_api()
         self._apply()
+        self._apply_api()
+
+    # --- API keys and merchant webhook endpoints -----------------------------------------------
+    async def insert_api_key(self, key: ApiKey) -> None:
+        if key.key_id in self._t.api_keys or key.key_id in self._api_keys:
+            raise DuplicateKey("api_keys.key_id", key.key_id)
+        if key.key_hash in self._t.api_key_ids or any(
+            k.key_hash == key.key_hash for k in self._api_keys.values()
+        ):
+            raise DuplicateKey("api_keys.key_hash")  # never echo a key's hash
+        self._api_keys[key.key_id] = key
+        self._api_key_new.add(key.key_id)
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> bool:
+        current = self._api_keys.get(key_id) or self._t.api_keys.get(key_id)
+        if current is None:
+            return False
+        if current.revoked_at_ms is None:
+            self._api_keys[key_id] = attrs.evolve(current, revoked_at_ms=now_ms)
+        return True
+
+    async def put_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        self._endpoints[endpoint.merchant_id] = endpoint
+
+    def _validate_api(self) -> None:
+        t = self._t
+        for key_id in self._api_key_new:
+            key = self._api_keys[key_id]
+            if key_id in t.api_keys:
+                raise DuplicateKey("api_keys.key_id", key_id)
+            if key.key_hash in t.api_key_ids:
+                raise DuplicateKey("api_keys.key_hash")
+
+    def _apply_api(self) -> None:
+        t = self._t
+        for key_id, key in self._api_keys.items():
+            committed = t.api_keys.get(key_id)
+            if committed is not None and committed.revoked_at_ms is not None:
+                continue  # a concurrent revocation won; the first revocation time stays
+            if committed is None and key_id not in self._api_key_new:
+                continue  # revoked a key that a concurrent unit never committed
+            t.api_keys[key_id] = key
+            t.api_key_ids[key.key_hash] = key_id
+        t.webhook_endpoints.update(self._endpoints)
 
 
 class MemoryStore:
@@ -528,3 +580,17 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         return None
+
+    # --- API keys, webhook endpoints, readiness ------------------------------------------------
+    async def get_api_key(self, key_hash: str) -> ApiKey | None:
+        await self._cp()
+        key_id = self._t.api_key_ids.get(key_hash)
+        return None if key_id is None else self._t.api_keys[key_id]
+
+    async def get_webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None:
+        await self._cp()
+        return self._t.webhook_endpoints.get(merchant_id)
+
+    async def readiness(self) -> list[str]:
+        await self._cp()
+        return []

@@ -30,6 +30,8 @@ UNIQUE_KEYS: Mapping[str, str] = {
     "outbox_pk": "outbox.message_id",
     "psp_events_pk": "psp_events.event_id",
     "idempotency_pk": "idempotency.scope_key",
+    "api_keys_pk": "api_keys.key_id",
+    "api_keys_key_hash_uq": "api_keys.key_hash",
 }
 _WALLET_CHECKS = frozenset({"wallets_available_non_negative", "wallets_reserved_non_negative"})
 

@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import trio
 
+from engine.access import ApiKey, WebhookEndpoint
 from engine.errors import PayengineError
 from engine.ledger import Transaction
 from engine.records import (
@@ -23,6 +24,7 @@ from engine.records import (
     PaymentOrder,
     PspEvent,
 )
+from engine.store import pg_api as api
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 
@@ -132,3 +134,12 @@ class PostgresUnitOfWork:
 
     async def release_idempotent(self, scope: str, key: str) -> None:
         await self._run(mq.release_idempotent, scope, key)
+
+    async def insert_api_key(self, key: ApiKey) -> None:
+        await self._run(api.insert_api_key, key)
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> bool:
+        return await self._run(api.revoke_api_key, key_id, now_ms)
+
+    async def put_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        await self._run(api.put_webhook_endpoint, endpoint)

@@ -11,7 +11,8 @@ Semantics both stores guarantee:
 - Unique keys raise `DuplicateKey(key)` with the same `key` name in both stores:
   `payments.payment_id`, `payments.checkout_id`, `payment_orders.order_id`,
   `ledger_transactions.txn_id`, `ledger_transactions.kind_reference`,
-  `outbox.message_id`, `psp_events.event_id`, `idempotency.scope_key`.
+  `outbox.message_id`, `psp_events.event_id`, `idempotency.scope_key`,
+  `api_keys.key_id`, `api_keys.key_hash`.
 - Updates are optimistic: the caller passes the record as it read it (its `version`); the store
   writes `version + 1` and raises `VersionConflict` if the row changed meanwhile.
 - `post_transaction` appends the ledger transaction and applies its wallet deltas in the same
@@ -29,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from engine.access import ApiKey, WebhookEndpoint
 from engine.ledger import Entry, Transaction
 from engine.records import (
     Balance,
@@ -129,6 +131,19 @@ class UnitOfWork(Protocol):
         """Forget an in-flight claim whose request failed before producing an answer."""
         ...
 
+    # --- API keys and merchant webhook endpoints (the HTTP API's data) ----------------------
+    async def insert_api_key(self, key: ApiKey) -> None:
+        """Keep a new key. DuplicateKey('api_keys.key_id' or 'api_keys.key_hash') if taken."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, now_ms: int) -> bool:
+        """Mark the key revoked (idempotent: the first revocation time stays); False if absent."""
+        ...
+
+    async def put_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        """Register or replace the merchant's webhook endpoint (one per merchant)."""
+        ...
+
 
 class Store(Protocol):
     """Units of work plus committed-state reads for queries, recovery and the oracle."""
@@ -199,3 +214,14 @@ class Store(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    # --- API keys, webhook endpoints, readiness (the HTTP API's data) -----------------------
+    async def get_api_key(self, key_hash: str) -> ApiKey | None:
+        """The key whose text hashes to `key_hash` (revoked ones too; the caller checks)."""
+        ...
+
+    async def get_webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None: ...
+
+    async def readiness(self) -> list[str]:
+        """What keeps the store from serving (unreachable, migrations pending); empty: ready."""
+        ...

@@ -37,10 +37,12 @@ import trio
 import trio.testing
 import trio_asyncio
 
+from engine.access import ApiKey, WebhookEndpoint
 from engine.errors import InvalidInput
 from engine.ledger import Entry, Transaction
 from engine.records import Balance, DeadLetter, Delivery, Payment, PaymentOrder
 from engine.store import migrate as migrations
+from engine.store import pg_api as api
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
@@ -223,7 +225,11 @@ class PostgresStore:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[PostgresUnitOfWork]:
-        with trio.fail_after(self._limits.acquire_timeout_s):
+        # Shielded: a cancellation that lands after asyncio acquired the connection but before
+        # trio received it would leak the connection (and hang the pool's close). Bounded by
+        # the acquire timeout; a pending cancellation takes effect at the next checkpoint.
+        with trio.fail_after(self._limits.acquire_timeout_s) as scope:
+            scope.shield = True
             conn, txn = await self._bridge.run(_begin_unit, self._pool)
         uow = PostgresUnitOfWork(self._bridge.run, conn)
         try:
@@ -343,6 +349,21 @@ class PostgresStore:
             except Exception:
                 pass
         self._pool.terminate()
+
+    async def get_api_key(self, key_hash: str) -> ApiKey | None:
+        return await self._read(api.get_api_key, key_hash)
+
+    async def get_webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None:
+        return await self._read(api.get_webhook_endpoint, merchant_id)
+
+    async def readiness(self) -> list[str]:
+        try:
+            with trio.fail_after(self._limits.connect_timeout_s):
+                return await self._read(api.readiness)
+        except migrations.MigrationError as exc:
+            return [str(exc)]
+        except (OSError, trio.TooSlowError, asyncpg.PostgresError) as exc:
+            return [f"database unreachable: {type(exc).__name__}"]
 
 
 # --- opening ----------------------------------------------------------------------------------

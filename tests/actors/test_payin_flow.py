@@ -192,3 +192,18 @@ async def test_wallet_balance_for_jpy_and_bhd(autojump_clock: MockClock) -> None
     trial = await world.store.trial_balance()
     assert trial[(merchant_payable("s1"), "JPY")] == -1_350
     assert trial[(merchant_payable("s1"), "BHD")] == -905  # commission 100.5 -> 100 (half-even)
+
+
+async def test_shutdown_finishes_within_the_deadline_while_a_psp_call_hangs(
+    autojump_clock: MockClock,
+) -> None:
+    world = make_world(config=EngineConfig(shutdown_timeout_s=2, psp_call_timeout_s=600))
+    world.psp.script("capture", "hang")
+    world.psp.hang_s = 10_000
+    async with world.running() as engine:
+        view = await paid_checkout(world, engine, checkout("c", {"s1": 100}))
+        await trio.sleep(5)  # the capture call is hanging now
+        started = trio.current_time()
+    assert trio.current_time() - started <= 2
+    [order] = await world.store.get_orders(view.payment.payment_id)
+    assert order.status is OrderStatus.EXECUTING  # unknown, and resumable on the next start

@@ -513,3 +513,27 @@ async def test_concurrent_idempotency_claims_let_one_in(store: Store) -> None:
         for i in range(4):
             nursery.start_soon(claim, i)
     assert len(won) == 1
+
+
+async def test_ledger_is_append_only_through_the_port(store: Store) -> None:
+    """No unit of work can change or delete a ledger row: a correction is a new transaction.
+
+    (What PostgreSQL itself refuses to raw SQL is in test_postgres_enforcement.py.)
+    """
+    uow_methods = {name for name in dir(type(store)) if not name.startswith("_")}
+    async with store.unit_of_work() as uow:
+        uow_methods |= {name for name in dir(uow) if not name.startswith("_")}
+        txn = capture_txn("seller-a", 1_000, reference="ord-append")
+        await uow.post_transaction(txn)
+    mutators = {m for m in uow_methods if "transaction" in m or "entr" in m or "ledger" in m} - {
+        "post_transaction",
+        "get_transaction",
+        "get_transaction_by_reference",
+        "count_transactions",
+        "list_entries",
+    }
+    assert mutators == set()
+    with pytest.raises(DuplicateKey):
+        async with store.unit_of_work() as uow:
+            await uow.post_transaction(capture_txn("seller-a", 5, reference="ord-append"))
+    assert await store.get_transaction(txn.txn_id) == txn

@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m bench`): figures for the team's notes, not pass/fail tests."""

@@ -1,0 +1,159 @@
+"""`python -m bench`: full payments (checkout -> capture -> booked) per wall second, memory mode.
+
+Two figures:
+
+- `engine`: N checkouts with `concurrency_max` in flight, each paid on the hosted page at once;
+  the PSP answers without latency or faults and its webhooks are delivered as they come. A
+  payment counts when it is COMPLETED, i.e. every order captured and booked in the ledger and
+  the wallet. This is the engine's own throughput: the figure the issue's 5,000/s aims at.
+- `scenario`: the `happy_path` scenario through the full simulator (latency, buyers thinking,
+  webhooks, the oracle at every commit), payments per wall second of the whole run.
+
+Both run in virtual time (MockClock, autojump) on one core, with deterministic scheduling.
+`--profile` prints the top of a cProfile of the engine run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import sys
+import time
+
+import trio
+from trio.testing import MockClock
+
+from actors.clock import TrioClock
+from actors.engine import open_engine
+from actors.outbox import Subscriber
+from actors.service import CreateCheckout, OrderLine, PaymentView
+from engine.gateway import PspNotification
+from engine.ids import Ids
+from engine.limits import EngineConfig
+from engine.records import Delivery
+from engine.states import PaymentStatus
+from engine.store.memory import MemoryStore
+from scenarios import load_scenario
+from simulator.determinism import deterministic_scheduling
+from simulator.fake_psp import FakePsp
+from simulator.runner import run_scenario, scaled
+
+EPOCH_MS = 1_767_225_600_000
+SELLERS = 50
+#: How long (virtual seconds) the engine run may take before the bench calls it stuck.
+ENGINE_RUN_S_MAX = 24 * 3600.0
+WEBHOOK_ATTEMPTS_MAX = 100
+
+
+async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> int:
+    """Run `payments` checkouts to COMPLETED; returns how many completed."""
+    clock = TrioClock(EPOCH_MS)
+    store = MemoryStore(checkpoint=trio.lowlevel.checkpoint)
+    psp = FakePsp(clock)
+    config = EngineConfig(outbox_poll_interval_s=30.0, actor_idle_timeout_s=5.0)
+    rng = random.Random(1)
+    limit = trio.Semaphore(concurrency_max)
+    completed = 0
+    all_done = trio.Event()
+
+    async def on_completed(delivery: Delivery) -> None:
+        """A payment is COMPLETED (every order captured and booked): free its slot."""
+        nonlocal completed
+        completed += 1
+        limit.release()
+        if completed == payments:
+            all_done.set()
+
+    watcher = Subscriber("bench", ("payment.completed",), on_completed)
+    ids = Ids(clock, random.Random(2))
+    async with (
+        open_engine(store, psp, clock, ids, rng, config, extra_subscribers=(watcher,)) as engine,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def deliver(event: PspNotification) -> None:
+            for _ in range(WEBHOOK_ATTEMPTS_MAX):  # the PSP redelivers until acknowledged
+                if await engine.service.handle_psp_event(event) != "retry_later":
+                    return
+                await trio.sleep(1)
+
+        async def pump() -> None:
+            async with trio.open_nursery() as deliveries:
+                async for event in psp.webhook_receive:
+                    deliveries.start_soon(deliver, event)
+
+        async def buy(i: int) -> None:
+            lines = tuple(
+                OrderLine(f"seller-{(i + k) % SELLERS}", 100 + (i * 7 + k) % 5_000)
+                for k in range(1 + i % orders_max)
+            )
+            view = await engine.service.create_checkout(
+                CreateCheckout(f"chk-{i}", f"buyer-{i}", "USD", lines)
+            )
+            assert isinstance(view, PaymentView) and view.payment.psp_session_id
+            psp.buyer_pays(view.payment.psp_session_id)
+
+        nursery.start_soon(pump)
+        with trio.fail_after(ENGINE_RUN_S_MAX):
+            for i in range(payments):
+                await limit.acquire()
+                nursery.start_soon(buy, i)
+            await all_done.wait()
+        nursery.cancel_scope.cancel()
+    assert all(p.status is PaymentStatus.COMPLETED for p in await store.list_payments(1000))
+    return completed
+
+
+def bench_engine(payments: int, concurrency_max: int, orders_max: int, profile: bool) -> float:
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    with deterministic_scheduling(1):
+        if profiler is not None:
+            profiler.enable()
+        done = trio.run(
+            engine_run, payments, concurrency_max, orders_max, clock=MockClock(autojump_threshold=0)
+        )
+        if profiler is not None:
+            profiler.disable()
+    wall_s = time.perf_counter() - start
+    rate = done / wall_s
+    print(
+        f"engine:   {done:,} payments (1..{orders_max} orders each, {concurrency_max} in flight)"
+        f" in {wall_s:.1f} s wall = {rate:,.0f} payments/s"
+    )
+    if profiler is not None:
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+    return rate
+
+
+def bench_scenario(scale: float) -> float:
+    scenario = scaled(load_scenario("happy_path"), scale)
+    result = run_scenario(scenario)
+    rate = result.payments / result.wall_s
+    print(
+        f"scenario: happy_path x{scale:g}: {result.payments:,} payments, virtual "
+        f"{result.virtual_s:,.0f} s in {result.wall_s:.1f} s wall = {rate:,.0f} payments/s "
+        f"({'ok' if result.ok else result.violation})"
+    )
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--orders-max", type=int, default=3)
+    parser.add_argument("--scenario-scale", type=float, default=1.0)
+    parser.add_argument("--only", choices=["engine", "scenario"])
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    if args.only in (None, "engine"):
+        bench_engine(args.payments, args.concurrency, args.orders_max, args.profile)
+    if args.only in (None, "scenario"):
+        bench_scenario(args.scenario_scale)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""`payengine scenario list|run|fuzz`: the deterministic simulator as a command.
+
+`run` prints a progress bar on stderr while the scenario runs, then the report on stdout; exit
+0 when every invariant held, 1 when one was violated (the report ends with the replay command),
+2 for bad input (unknown scenario, bad TOML: one line naming the field). `fuzz` is swarm testing
+over many seeds and stops at the first violation, shrinks it, and saves the shrunk scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from payengine.config import Config
+
+EXIT_OK = 0
+EXIT_VIOLATED = 1
+#: The fewest wall seconds between two redraws of the progress bar.
+PROGRESS_REDRAW_S_MIN = 0.2
+PROGRESS_BAR_WIDTH = 30
+
+
+def register(sub: Any) -> None:
+    scenario = sub.add_parser("scenario", help="deterministic simulation: list, run, fuzz")
+    actions = scenario.add_subparsers(dest="scenario_action", required=True)
+    actions.add_parser("list", help="the shipped scenarios").set_defaults(fn=cmd_list)
+    run = actions.add_parser("run", help="run one scenario with a seed and judge it")
+    run.add_argument("scenario", metavar="FILE_OR_NAME")
+    run.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
+    run.add_argument("--store", choices=["memory", "postgres"], default="memory")
+    run.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    run.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="multiply the traffic time (and expectations) by this factor, e.g. 0.1",
+    )
+    run.set_defaults(fn=cmd_run)
+    fuzz = actions.add_parser("fuzz", help="swarm testing over many seeds")
+    fuzz.add_argument("--runs", type=int, default=100)
+    fuzz.add_argument("--seed-start", type=int, default=1)
+    fuzz.add_argument("--scenario", default="swarm", help="base scenario (default: swarm)")
+    fuzz.add_argument("--no-shrink", action="store_true", help="report the failure unshrunk")
+    fuzz.add_argument("--out", default=".", help="where a shrunk failing scenario is saved")
+    fuzz.set_defaults(fn=cmd_fuzz)
+
+
+def _load(name: str) -> Any:
+    from payengine.cli import UsageError
+    from scenarios import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(name)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    from scenarios import shipped
+
+    for s in shipped():
+        print(f"{s.name:<20} seed {s.seed:<4} {s.duration_s:>7.0f} s  {s.description}")
+    return EXIT_OK
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most every PROGRESS_REDRAW_S_MIN."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, world: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_REDRAW_S_MIN:
+            return
+        self._last = now
+        duration_s = world.scenario.duration_s
+        elapsed_s = world.now_ms() / 1000
+        fraction = min(1.0, elapsed_s / duration_s)
+        filled = int(fraction * PROGRESS_BAR_WIDTH)
+        phase = "traffic" if world.faults_on else "liveness"
+        line = (
+            f"\r[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] {fraction:4.0%} {phase} "
+            f"virtual {elapsed_s:,.0f} s, {world.store.payments_count():,} payments, "
+            f"{sum(world.faults.values()):,} faults"
+        )
+        self.out.write(line)
+        self.out.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def report(result: Any) -> str:
+    """The human report of one run."""
+    s = result.summary
+    lines = [
+        f"scenario {result.scenario.name}, seed {result.seed}: "
+        + ("every invariant held" if result.ok else f"VIOLATED {result.violation.invariant}"),
+        "",
+        "payments   " + ", ".join(f"{k} {v}" for k, v in s["payments"].items()),
+        "orders     " + ", ".join(f"{k} {v}" for k, v in s["orders"].items()),
+        f"captures   {s['psp_captures']} at the PSP, dead letters {s['dead_letters']}",
+        "money (minor units: captured at the PSP / booked to sellers / commission)",
+    ]
+    for currency, money in s["money_minor"].items():
+        lines.append(
+            f"  {currency}  {money['captured']:>14,} / {money['sellers']:>14,} / "
+            f"{money['commission']:>12,}"
+        )
+    lines.append("faults fired")
+    if not result.faults:
+        lines.append("  none")
+    for name, count in result.faults.items():
+        lines.append(f"  {name:<24} {count:>7,}")
+    stats = result.stats
+    lines.append(
+        f"clients    {stats['checkouts']} checkouts, {stats['client_retries']} retries, "
+        + ", ".join(f"{k} {v}" for k, v in stats["buyer_outcomes"].items())
+    )
+    lines.append("invariants")
+    for name, verdict in result.invariants.items():
+        lines.append(f"  {name:<36} {verdict}")
+    per_s = result.payments / result.wall_s if result.wall_s else 0.0
+    lines += [
+        f"time       virtual {result.virtual_s:,.0f} s ({result.virtual_s / 3600:.1f} h), "
+        f"wall {result.wall_s:.1f} s, {per_s:,.0f} payments per wall second",
+        f"trace      {result.trace_events:,} events, sha256 {result.trace_hash}",
+        f"replay     {result.replay}",
+    ]
+    if not result.ok:
+        lines += ["", f"violation  {result.violation}", "last trace events:"]
+        lines += [f"  {line}" for line in result.trace_recent[-15:]]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from payengine.cli import UsageError
+    from simulator.runner import run_scenario, scaled
+
+    scenario = _load(args.scenario)
+    if args.store == "postgres":
+        raise UsageError(
+            "--store postgres is not implemented yet; run the scenario with --store memory"
+        )
+    options = ""
+    if args.scale is not None:
+        if not 0 < args.scale <= 100:
+            raise UsageError("--scale must be within (0, 100]")
+        scenario = scaled(scenario, args.scale)
+        options = f" --scale {args.scale:g}"
+    bar = ProgressBar()
+    try:
+        result = run_scenario(
+            scenario, args.seed, progress=bar, verbose=args.verbose, replay_options=options
+        )
+    finally:
+        bar.close()
+    print(report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return EXIT_OK if result.ok else EXIT_VIOLATED
+
+
+def cmd_fuzz(args: argparse.Namespace, config: Config) -> int:
+    from payengine.cli import UsageError
+    from simulator.runner import fuzz
+
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    base = _load(args.scenario)
+    payments = 0
+
+    def on_run(result: Any) -> None:
+        nonlocal payments
+        payments += result.payments
+        mark = "ok" if result.ok else f"VIOLATED {result.violation.invariant}"
+        sys.stderr.write(f"\rseed {result.seed}: {mark}; {payments:,} payments so far".ljust(60))
+        sys.stderr.flush()
+
+    outcome = fuzz(
+        base, args.runs, args.seed_start, on_run=on_run, shrink_failure=not args.no_shrink
+    )
+    sys.stderr.write("\n")
+    if outcome.failure is None:
+        last = args.seed_start + args.runs - 1
+        print(
+            f"fuzz: {outcome.runs} runs (seeds {args.seed_start}..{last}),"
+            f" {payments:,} payments, no violation, {outcome.wall_s:.0f} s wall"
+        )
+        return EXIT_OK
+    failure = outcome.failure
+    print(report(failure))
+    if outcome.shrunk is not None:
+        path = Path(args.out) / f"fuzz_seed_{failure.seed}.toml"
+        path.write_text(outcome.shrunk.to_toml())
+        print(f"shrunk     saved to {path}")
+        print(f"replay     payengine scenario run {path} --seed {failure.seed}")
+    return EXIT_VIOLATED

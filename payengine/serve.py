@@ -1,0 +1,255 @@
+"""`payengine serve` and the operator commands over the same service layer.
+
+    payengine serve [--host H] [--port P] [--certfile F --keyfile F] [--print-keys]
+                    [--psp-port P | --no-fake-psp --psp-url URL]
+    payengine keys create --scope storefront|merchant:ID|admin [--label TEXT]
+    payengine payments show ID
+    payengine dlq list | dlq replay ID
+    payengine ledger trial-balance
+
+`serve` runs the API on Hypercorn's trio worker (TLS when given a certificate and key) and, by
+default, the fake PSP's HTTP face on a second port, wired to each other over real HTTP: the
+engine reaches the PSP through the HTTP Gateway, the PSP posts signed webhooks back. SIGINT or
+SIGTERM starts a graceful shutdown: the listeners close, in-flight requests finish (within
+`GRACEFUL_TIMEOUT_S`), then the engine stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from actors.clock import TrioClock
+from actors.service import PaymentView
+from engine.ids import Ids
+from engine.ports import Clock
+from engine.store.port import Store
+from payengine.cli import _EXTENSIONS, EXIT_FAILED, EXIT_OK, UsageError, _run, _where
+from payengine.config import Config
+from web.http_gateway import open_http_gateway
+from web.keys import create_api_key
+from web.wire import dead_letter_out, payment_out, trial_balance_out
+
+#: How long in-flight requests may run on after a shutdown signal.
+GRACEFUL_TIMEOUT_S = 10.0
+
+
+def hypercorn_config(
+    binds: list[str],
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    graceful_timeout_s: float = GRACEFUL_TIMEOUT_S,
+) -> HyperConfig:
+    """Idle keep-alive connections (the PSP's to us, ours to the PSP) also hold a graceful
+    shutdown open until the timeout: that bounds a stop to `graceful_timeout_s`."""
+    config = HyperConfig()
+    config.bind = binds
+    config.graceful_timeout = graceful_timeout_s
+    config.accesslog = None  # the app logs each request as JSON (web/logs.py)
+    if certfile and keyfile:
+        config.certfile = certfile
+        config.keyfile = keyfile
+    return config
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
+@asynccontextmanager
+async def _opened(store: Store) -> AsyncIterator[Store]:
+    yield store
+
+
+def _keys_env(store: Store) -> tuple[Ids, Clock]:
+    clock = TrioClock(int(time.time() * 1000))
+    return Ids(clock, random.SystemRandom()), clock
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from engine.store.postgres import open_postgres_store
+    from web.app import create_app
+    from web.logs import configure_logging
+    from web.psp_face.app import PspFaceSettings, create_psp_app
+    from web.runtime import Wiring
+    from web.settings import WebSettings
+
+    if bool(args.certfile) != bool(args.keyfile):
+        raise UsageError("--certfile and --keyfile go together")
+    dsn, where = _where(config)
+    scheme = "https" if args.certfile else "http"
+    api_url = f"{scheme}://{args.host}:{args.port}"
+    secret = args.webhook_secret or "whsec_" + secrets.token_urlsafe(24)
+    fake_psp = args.psp_url is None
+    psp_url = args.psp_url or f"http://{args.host}:{args.psp_port}"
+    configure_logging()
+
+    async def go() -> int:
+        async with open_postgres_store(dsn) as store:
+            if args.print_keys:
+                ids, clock = _keys_env(store)
+                for scope in ("storefront", "admin"):
+                    _, text = await create_api_key(store, ids, clock, scope, "serve --print-keys")
+                    print(f"{scope} key: {text}", flush=True)
+            wiring = Wiring(
+                open_store=lambda: _opened(store),
+                open_gateway=lambda clock: open_http_gateway(psp_url),
+                engine_config=config.engine,
+            )
+            settings = WebSettings(psp_webhook_secrets=(secret,), public_base_url=api_url)
+            api = create_app(wiring, settings)
+            print(f"payengine API on {api_url} ({where}); docs at {api_url}/docs", flush=True)
+            async with trio.open_nursery() as nursery:
+                stop = trio.Event()
+
+                async def trigger() -> None:
+                    await stop.wait()
+
+                if fake_psp:
+                    face = create_psp_app(
+                        PspFaceSettings(psp_url, f"{api_url}/v1/psp/webhooks", (secret,))
+                    )
+                    psp_config = hypercorn_config([f"{args.host}:{args.psp_port}"])
+                    nursery.start_soon(
+                        lambda: hypercorn_serve(face, psp_config, shutdown_trigger=trigger)
+                    )
+                    print(f"fake PSP on {psp_url} (hosted pages at {psp_url}/pay/...)", flush=True)
+                api_config = hypercorn_config(
+                    [f"{args.host}:{args.port}"], args.certfile, args.keyfile
+                )
+                nursery.start_soon(
+                    lambda: hypercorn_serve(api, api_config, shutdown_trigger=trigger)
+                )
+                await wait_for_signal()
+                print("shutting down: finishing in-flight requests", flush=True)
+                stop.set()
+        return EXIT_OK
+
+    return _run(go)
+
+
+# --- operator commands --------------------------------------------------------------------------
+
+
+def _with_store(config: Config, fn: Callable[[Store], Awaitable[int]]) -> int:
+    from engine.store.postgres import open_postgres_store
+
+    dsn, _ = _where(config)
+
+    async def go() -> int:
+        async with open_postgres_store(dsn) as store:
+            return await fn(store)
+
+    return _run(go)
+
+
+def _print(model: Any) -> None:
+    print(json.dumps(msgspec.to_builtins(model), indent=2))
+
+
+def cmd_keys(args: argparse.Namespace, config: Config) -> int:
+    async def go(store: Store) -> int:
+        ids, clock = _keys_env(store)
+        try:
+            key, text = await create_api_key(store, ids, clock, args.scope, args.label)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"{key.key_id} ({key.scope}): {text}")
+        print("This key is shown once; payengine keeps only its hash.", file=sys.stderr)
+        return EXIT_OK
+
+    return _with_store(config, go)
+
+
+def cmd_payments(args: argparse.Namespace, config: Config) -> int:
+    async def go(store: Store) -> int:
+        payment = await store.get_payment(args.id)
+        if payment is None:
+            print(f"payengine: no payment {args.id}", file=sys.stderr)
+            return EXIT_FAILED
+        _print(payment_out(PaymentView(payment, tuple(await store.get_orders(args.id)))))
+        return EXIT_OK
+
+    return _with_store(config, go)
+
+
+def cmd_dlq(args: argparse.Namespace, config: Config) -> int:
+    async def go(store: Store) -> int:
+        if args.action == "list":
+            letters = await store.list_dead_letters(args.limit)
+            _print([dead_letter_out(d) for d in letters])
+            return EXIT_OK
+        if not args.id:
+            raise UsageError("dlq replay needs the dead letter's id (subscriber:message_id)")
+        subscriber, _, message_id = args.id.rpartition(":")
+        async with store.unit_of_work() as uow:
+            replayed = await uow.replay_dead_letter(subscriber, message_id, int(time.time() * 1000))
+        print("replayed" if replayed else f"no dead letter {args.id}")
+        return EXIT_OK if replayed else EXIT_FAILED
+
+    return _with_store(config, go)
+
+
+def cmd_ledger(args: argparse.Namespace, config: Config) -> int:
+    async def go(store: Store) -> int:
+        report = trial_balance_out(await store.trial_balance())
+        _print(report)
+        return EXIT_OK if report.balanced else EXIT_FAILED
+
+    return _with_store(config, go)
+
+
+def register(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP API (and the fake PSP) on Hypercorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--certfile", help="TLS certificate (PEM); TLS is on when given")
+    serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--psp-port", type=int, default=8001, help="port of the fake PSP")
+    serve.add_argument("--psp-url", help="use this PSP instead of starting the fake one")
+    serve.add_argument("--webhook-secret", help="PSP webhook signing secret (default: random)")
+    serve.add_argument("--print-keys", action="store_true", help="mint and print two keys")
+    serve.set_defaults(fn=cmd_serve)
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="mint a key and print it once")
+    create.add_argument("--scope", required=True, help="storefront | merchant:ID | admin")
+    create.add_argument("--label", default="")
+    keys.set_defaults(fn=cmd_keys)
+
+    payments = sub.add_parser("payments", help="payments")
+    payments_sub = payments.add_subparsers(dest="action", required=True)
+    payments_sub.add_parser("show", help="one payment with its orders").add_argument("id")
+    payments.set_defaults(fn=cmd_payments)
+
+    dlq = sub.add_parser("dlq", help="dead letters: list, replay ID")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("id", nargs="?")
+    dlq.add_argument("--limit", type=int, default=100)
+    dlq.set_defaults(fn=cmd_dlq)
+
+    ledger = sub.add_parser("ledger", help="the ledger")
+    ledger.add_argument("action", choices=["trial-balance"])
+    ledger.set_defaults(fn=cmd_ledger)
+
+
+_EXTENSIONS.append(register)

@@ -1,0 +1,298 @@
+"""The oracle: the invariants that prove exactly-once, checked during and after every run.
+
+It compares three independent records of the truth: the fake PSP's books (what was really
+captured, under which idempotency key), the engine's committed state (payments, orders, the
+ledger, the wallets, the outbox) and what the simulated clients were told. Each check returns
+`Violation`s naming the invariant, the objects and the amounts, so a report can say exactly
+what broke; the runner adds the replay command.
+
+Invariants (names are stable: tests and reports refer to them):
+
+- `at_most_one_capture_per_order`: every capture at the PSP carries an order id of its own
+  checkout as idempotency key (the key is what makes a retry harmless), so no order is captured
+  twice.
+- `captured_orders_match_psp`: an order is SUCCESS exactly when the PSP captured it.
+- `every_authorized_order_terminal`: once faults stop, every payment and order is terminal and
+  every captured order is booked (liveness).
+- `ledger_transactions_balanced`: every ledger transaction sums to zero per currency.
+- `wallet_equals_ledger`: every wallet equals its ledger accounts, at every commit.
+- `psp_captured_equals_ledger`: the PSP's captured total equals psp_clearing per currency, and
+  each captured order is booked exactly once.
+- `no_negative_balance`: no wallet below zero.
+- `idempotent_replies`: the same checkout sent again gets the same payment.
+- `messages_consumed_or_dead_lettered`: after quiescence no outbox delivery is pending.
+- `forged_webhooks_rejected`: a webhook with a bad signature never reaches the engine.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from engine.gateway import CaptureStatus
+from engine.ledger import (
+    MERCHANT_PAYABLE,
+    MERCHANT_RESERVED,
+    PSP_CLEARING,
+    Transaction,
+    TransactionKind,
+    imbalance,
+)
+from engine.records import Balance, Payment, PaymentOrder
+from engine.states import OrderStatus, is_terminal
+from simulator.fake_psp import FakePsp
+
+INVARIANTS = (
+    "at_most_one_capture_per_order",
+    "captured_orders_match_psp",
+    "every_authorized_order_terminal",
+    "ledger_transactions_balanced",
+    "wallet_equals_ledger",
+    "psp_captured_equals_ledger",
+    "no_negative_balance",
+    "idempotent_replies",
+    "messages_consumed_or_dead_lettered",
+    "forged_webhooks_rejected",
+)
+
+#: The most offending objects one violation lists (the rest are counted).
+OBJECTS_LISTED_MAX = 5
+
+
+@attrs.frozen
+class Violation:
+    invariant: str
+    detail: str
+    objects: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        listed = f" [{', '.join(self.objects)}]" if self.objects else ""
+        return f"{self.invariant}: {self.detail}{listed}"
+
+
+@attrs.frozen
+class Snapshot:
+    """The engine's committed state, as the oracle needs it."""
+
+    payments: Mapping[str, Payment]
+    orders: Mapping[str, PaymentOrder]
+    #: Every ledger transaction, when the store can list them (memory); else empty.
+    txns: tuple[Transaction, ...]
+    trial: Mapping[tuple[str, str], int]
+    balances: tuple[Balance, ...]
+    pending_deliveries: int
+    dead_letters: int
+
+
+def _violation(invariant: str, detail: str, objects: Iterable[str] = ()) -> Violation:
+    listed = list(objects)
+    more = len(listed) - OBJECTS_LISTED_MAX
+    shown = listed[:OBJECTS_LISTED_MAX] + ([f"... {more} more"] if more > 0 else [])
+    return Violation(invariant, detail, tuple(shown))
+
+
+# --- the books: checkable at any committed instant ------------------------------------------------
+def check_books(
+    trial: Mapping[tuple[str, str], int],
+    balances: Iterable[Balance],
+    txns: Iterable[Transaction] = (),
+    *,
+    trial_is_complete: bool = True,
+) -> list[Violation]:
+    """Balanced transactions, wallet = ledger, no negative balance.
+
+    With `trial_is_complete=False` (the rows one commit touched) the trial balance is not
+    summed per currency, since a part of a balanced ledger need not balance.
+    """
+    found: list[Violation] = []
+    unbalanced = [f"{t.txn_id} ({t.kind} {t.reference}) off {imbalance(t.entries)}" for t in txns]
+    unbalanced = [u for u in unbalanced if not u.endswith("off {}")]
+    per_currency: Counter[str] = Counter()
+    for (_, currency), total in trial.items():
+        per_currency[currency] += total
+    if trial_is_complete:
+        unbalanced += [
+            f"trial balance {c} off by {n} minor units" for c, n in per_currency.items() if n
+        ]
+    if unbalanced:
+        found.append(
+            _violation(
+                "ledger_transactions_balanced", "debits differ from credits", sorted(unbalanced)
+            )
+        )
+    mismatched: list[str] = []
+    negative: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for b in balances:
+        seen.add((b.merchant_id, b.currency))
+        ledger_available = -trial.get((f"{MERCHANT_PAYABLE}:{b.merchant_id}", b.currency), 0)
+        ledger_reserved = -trial.get((f"{MERCHANT_RESERVED}:{b.merchant_id}", b.currency), 0)
+        if (b.available_minor, b.reserved_minor) != (ledger_available, ledger_reserved):
+            mismatched.append(
+                f"{b.merchant_id} {b.currency}: wallet {b.available_minor}/{b.reserved_minor}"
+                f" ledger {ledger_available}/{ledger_reserved} minor units"
+            )
+        if b.available_minor < 0 or b.reserved_minor < 0:
+            negative.append(f"{b.merchant_id} {b.currency}: {b.available_minor}")
+    for (account, currency), total in trial.items():
+        base, _, merchant = account.partition(":")
+        if (
+            base in (MERCHANT_PAYABLE, MERCHANT_RESERVED)
+            and total
+            and (merchant, currency) not in seen
+        ):
+            mismatched.append(f"{merchant} {currency}: no wallet, ledger {-total} minor units")
+    if mismatched:
+        found.append(
+            _violation(
+                "wallet_equals_ledger", "a wallet differs from its ledger", sorted(mismatched)
+            )
+        )
+    if negative:
+        found.append(_violation("no_negative_balance", "a wallet is below zero", sorted(negative)))
+    return found
+
+
+def check_psp_keys(psp: FakePsp, orders: Mapping[str, PaymentOrder]) -> list[Violation]:
+    """Every PSP capture is keyed by an order id of the checkout it captures."""
+    bad: list[str] = []
+    for key in sorted(psp.captures):
+        capture = psp.captures[key]
+        session = psp.sessions.get(capture.session_id)
+        order = orders.get(key)
+        if order is None or session is None or order.payment_id != session.nonce:
+            bad.append(
+                f"capture {capture.capture_id} of {capture.amount} ({capture.status}) on session "
+                f"{capture.session_id} has key {key}, not an order id of that checkout"
+            )
+    if not bad:
+        return []
+    return [
+        _violation(
+            "at_most_one_capture_per_order",
+            f"{len(bad)} capture(s) not keyed by their order id: a retry captures again",
+            bad,
+        )
+    ]
+
+
+# --- after quiescence -------------------------------------------------------------------------
+def check_final(
+    snap: Snapshot, psp: FakePsp, *, idempotency_breaks: Iterable[str], forged_accepted: int
+) -> list[Violation]:
+    """Every invariant over the final state; empty when the run proved exactly-once."""
+    found = check_psp_keys(psp, snap.orders)
+    found += check_books(snap.trial, snap.balances, snap.txns)
+
+    captured_keys = {k for k, c in psp.captures.items() if c.status is CaptureStatus.CAPTURED}
+    mismatch = []
+    for order_id in sorted(snap.orders):
+        order = snap.orders[order_id]
+        was_captured = order_id in captured_keys
+        if was_captured != (order.status is OrderStatus.SUCCESS):
+            mismatch.append(
+                f"order {order_id} {order.amount} is {order.status} but the PSP "
+                + ("captured it" if was_captured else "never captured it")
+            )
+    if mismatch:
+        found.append(
+            _violation("captured_orders_match_psp", "order state contradicts the PSP", mismatch)
+        )
+
+    unfinished = [
+        f"payment {p.payment_id} {p.status}"
+        for p in snap.payments.values()
+        if not is_terminal(p.status)
+    ]
+    unfinished += [
+        f"order {o.order_id} {o.status}{'' if o.booked else ' unbooked'}"
+        for o in snap.orders.values()
+        if not is_terminal(o.status) or (o.status is OrderStatus.SUCCESS and not o.booked)
+    ]
+    if unfinished:
+        found.append(
+            _violation(
+                "every_authorized_order_terminal",
+                f"{len(unfinished)} payment(s)/order(s) not terminal after faults stopped",
+                sorted(unfinished),
+            )
+        )
+
+    psp_total = psp.captured_total()
+    ledger_total = {c: v for (a, c), v in snap.trial.items() if a == PSP_CLEARING and v}
+    money: list[str] = []
+    for currency in sorted(set(psp_total) | set(ledger_total)):
+        if psp_total.get(currency, 0) != ledger_total.get(currency, 0):
+            money.append(
+                f"{currency}: PSP captured {psp_total.get(currency, 0)}, ledger psp_clearing "
+                f"{ledger_total.get(currency, 0)} minor units"
+            )
+    if snap.txns:
+        # A capture transaction names its order in the description ("capture of order X");
+        # its reference is the order id too, unless a planted bug changed it, so count by
+        # description to see a second booking whatever reference it used.
+        bookings: Counter[str] = Counter()
+        for txn in snap.txns:
+            if txn.kind is TransactionKind.CAPTURE:
+                bookings[txn.description.rpartition(" ")[2]] += 1
+        for order_id in sorted(snap.orders):
+            order = snap.orders[order_id]
+            expected = 1 if order.status is OrderStatus.SUCCESS else 0
+            if bookings[order_id] != expected:
+                money.append(f"order {order_id} {order.amount} booked {bookings[order_id]} times")
+    if money:
+        found.append(
+            _violation("psp_captured_equals_ledger", "the PSP and the ledger disagree", money)
+        )
+
+    breaks = sorted(idempotency_breaks)
+    if breaks:
+        found.append(
+            _violation("idempotent_replies", "a repeated checkout got a different answer", breaks)
+        )
+    if snap.pending_deliveries:
+        found.append(
+            _violation(
+                "messages_consumed_or_dead_lettered",
+                f"{snap.pending_deliveries} outbox deliveries still pending after quiescence",
+            )
+        )
+    if forged_accepted:
+        found.append(
+            _violation(
+                "forged_webhooks_rejected",
+                f"{forged_accepted} webhook(s) with a forged signature were accepted",
+            )
+        )
+    return found
+
+
+def summarize(snap: Snapshot, psp: FakePsp) -> dict[str, object]:
+    """Counts and money per currency for the report (no judgement)."""
+    payments: Counter[str] = Counter(p.status.value for p in snap.payments.values())
+    orders: Counter[str] = Counter(o.status.value for o in snap.orders.values())
+    booked: defaultdict[str, int] = defaultdict(int)
+    revenue: defaultdict[str, int] = defaultdict(int)
+    for (account, currency), total in snap.trial.items():
+        if account.startswith(MERCHANT_PAYABLE + ":"):
+            booked[currency] -= total
+        elif account == "platform_revenue":
+            revenue[currency] -= total
+    captured = psp.captured_total()
+    currencies = sorted(set(captured) | set(booked))
+    return {
+        "payments": dict(sorted(payments.items())),
+        "orders": dict(sorted(orders.items())),
+        "psp_captures": sum(c.status is CaptureStatus.CAPTURED for c in psp.captures.values()),
+        "money_minor": {
+            c: {
+                "captured": captured.get(c, 0),
+                "sellers": booked.get(c, 0),
+                "commission": revenue.get(c, 0),
+            }
+            for c in currencies
+        },
+        "dead_letters": snap.dead_letters,
+    }

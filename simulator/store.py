@@ -1,0 +1,102 @@
+"""The simulator's memory store: the engine's `MemoryStore` plus two simulation-only hooks.
+
+- `on_commit` is called right after every commit with the unit of work that committed, so the
+  oracle checks "wallet = ledger" at every commit (the design promises it at every commit, not
+  eventually), for the wallets that commit touched, at the cost of a few dict reads.
+- `wallet_outside_ledger` plants a known bug for the oracle tests: the ledger transaction
+  commits in the unit of work, but its wallet update is applied afterwards as a separate step,
+  with a checkpoint in between where a crash loses it. It exists to prove the oracle notices;
+  it is never used outside tests/simulation.
+
+`snapshot` reads the committed tables synchronously (no checkpoint), so it is a consistent
+instant: a memory commit is atomic under trio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from engine.ledger import Transaction
+from engine.records import Balance
+from engine.store.memory import Checkpoint, MemoryStore, MemoryUnitOfWork
+from simulator.oracle import Snapshot
+
+WalletKey = tuple[str, str]
+
+
+class _WalletLater:
+    """A unit of work that posts ledger entries but leaves the wallet for later (planted bug)."""
+
+    def __init__(self, uow: MemoryUnitOfWork, deferred: list[tuple[WalletKey, int, int]]) -> None:
+        self._uow = uow
+        self._deferred = deferred
+
+    async def post_transaction(self, txn: Transaction) -> None:
+        await self._uow.post_transaction(txn)
+        for key, (available, reserved) in txn.wallet_deltas().items():
+            slot = self._uow._deltas[key]
+            slot[0] -= available
+            slot[1] -= reserved
+            self._deferred.append((key, available, reserved))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+
+class SimStore(MemoryStore):
+    def __init__(self, checkpoint: Checkpoint, *, wallet_outside_ledger: bool = False) -> None:
+        super().__init__(checkpoint)
+        self.wallet_outside_ledger = wallet_outside_ledger
+        self.on_commit: Callable[[MemoryUnitOfWork], None] | None = None
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[Any]:
+        deferred: list[tuple[WalletKey, int, int]] = []
+        async with super().unit_of_work() as uow:
+            yield _WalletLater(uow, deferred) if self.wallet_outside_ledger else uow
+        if self.on_commit is not None:
+            self.on_commit(uow)
+        for key, available, reserved in deferred:
+            await self._cp()  # a crash here loses the wallet update: wallet != ledger
+            wallet = self._t.wallets.setdefault(key, [0, 0])
+            wallet[0] += available
+            wallet[1] += reserved
+
+    # --- the oracle's synchronous views ---------------------------------------------------------
+    def touched_books(
+        self, uow: MemoryUnitOfWork
+    ) -> tuple[dict[tuple[str, str], int], list[Balance]]:
+        """The trial balance rows and wallets a committed unit of work touched."""
+        keys = set(uow._deltas)
+        for txn in uow._txns:
+            keys.update(txn.wallet_deltas())
+        trial: dict[tuple[str, str], int] = {}
+        balances = []
+        for merchant, currency in sorted(keys):
+            for base in ("merchant_payable", "merchant_reserved"):
+                account = f"{base}:{merchant}"
+                trial[(account, currency)] = self._t.sums.get((account, currency), 0)
+            available, reserved = self._t.wallets.get((merchant, currency), [0, 0])
+            balances.append(Balance(merchant, currency, available, reserved))
+        return trial, balances
+
+    def snapshot(self) -> Snapshot:
+        t = self._t
+        dead_letters = len(t.dead)
+        return Snapshot(
+            payments=dict(t.payments),
+            orders=dict(t.orders),
+            txns=tuple(t.txns.values()),
+            trial={k: v for k, v in sorted(t.sums.items())},
+            balances=tuple(Balance(m, c, a, r) for (m, c), (a, r) in sorted(t.wallets.items())),
+            pending_deliveries=sum(len(p) for p in t.pending.values()),
+            dead_letters=dead_letters,
+        )
+
+    def unfinished(self) -> int:
+        return len(self._t.unfinished_payments) + len(self._t.unfinished_orders)
+
+    def payments_count(self) -> int:
+        return len(self._t.payments)

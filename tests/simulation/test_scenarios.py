@@ -1,0 +1,57 @@
+"""Every shipped scenario passes with its own seed (scaled down so the suite stays quick).
+
+The shipped durations simulate hours; here each runs a quarter of its traffic time with the
+same rates and fault plan, and its expectations scaled alike. `payengine scenario run NAME`
+runs the full size.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios import shipped
+from simulator.runner import run_scenario, scaled
+
+#: The share of each shipped scenario's traffic time the test runs.
+TEST_SCALE = 0.25
+
+NAMES = [s.name for s in shipped() if not s.swarm]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_scenario_holds_every_invariant(name: str) -> None:
+    scenario = next(s for s in shipped() if s.name == name)
+    result = run_scenario(scaled(scenario, TEST_SCALE))
+    assert result.ok, f"{result.violation}\nreplay: {result.replay} --scale {TEST_SCALE}"
+    assert all(v == "held" for v in result.invariants.values()), result.invariants
+    assert result.payments > 0
+    planned = {
+        "psp_timeouts": {"psp_timeout_after", "psp_unavailable", "psp_hang"},
+        "duplicate_webhooks": {"webhook_duplicated"},
+        "lost_webhooks": {"webhook_lost"},
+        "crash_restart": {"engine_crash"},
+        "everything": {"engine_crash", "webhook_forged", "psp_timeout_after", "webhook_lost"},
+    }.get(name, set())
+    missing = planned - set(result.faults)
+    assert not missing, f"faults that never fired: {missing}"
+
+
+def test_every_required_scenario_is_shipped() -> None:
+    required = {
+        "happy_path",
+        "psp_timeouts",
+        "duplicate_webhooks",
+        "lost_webhooks",
+        "crash_restart",
+        "risk_review",
+        "hot_seller",
+        "black_friday",
+        "everything",
+    }
+    assert required <= set(NAMES)
+
+
+def test_black_friday_burst_is_twenty_times_the_base_rate() -> None:
+    scenario = next(s for s in shipped() if s.name == "black_friday")
+    assert scenario.traffic.burst_factor == 20
+    assert scenario.traffic.burst_end_s > scenario.traffic.burst_start_s

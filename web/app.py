@@ -1,0 +1,124 @@
+"""The app factory: the public API on quart-trio, hosting the engine in its lifespan nursery.
+
+`create_app(wiring, settings)` returns a QuartTrio app. Its lifespan task (started in
+quart-trio's `app.nursery` before serving) opens the store, the gateway and the engine
+(web/runtime.py) and holds them until the server shuts down; Hypercorn finishes in-flight
+requests before the lifespan ends. Every request passes, in order: the body size limit (413),
+the card-number guard (400, body never logged), the route's API key and scope check (401/403),
+the per-key rate limit (429), then the handler, where creating POSTs add idempotency. Every
+error leaves as RFC 9457 problem+json, including Quart's own 404/405/413 and any crash (500,
+logged with the request id, never with the body).
+"""
+
+from __future__ import annotations
+
+import structlog
+import trio
+from quart import Response, g, request
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from web import deadletters, health, ledger, logs, payments, webhooks
+from web.bodies import raw_body
+from web.cardguard import contains_card_number
+from web.metrics import Metrics, standard_metrics
+from web.problems import CARD_DATA_REFUSED, INTERNAL, ApiProblem, for_status, render
+from web.runtime import EXTENSION, Runtime, Wiring, host
+from web.settings import WebSettings
+
+log = structlog.get_logger("payengine.web")
+
+#: How long shutdown waits for the engine to close after the server stopped taking requests.
+LIFESPAN_SHUTDOWN_TIMEOUT_S = 15.0
+
+
+def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio:
+    settings = (settings or WebSettings()).check()
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.body_size_max_bytes
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = LIFESPAN_SHUTDOWN_TIMEOUT_S
+    QuartSchema(
+        app,
+        conversion_preference="msgspec",
+        info={"title": "payengine API", "version": "1"},
+        security_schemes={"apiKey": {"type": "http", "scheme": "bearer"}},
+        security=[{"apiKey": []}],
+    )
+    for blueprint in (payments.bp, ledger.bp, deadletters.bp, webhooks.bp, health.bp):
+        app.register_blueprint(blueprint)
+    metrics = standard_metrics()
+    _lifespan(app, wiring, settings, metrics)
+    _hooks(app, metrics)
+    return app
+
+
+def _lifespan(app: QuartTrio, wiring: Wiring, settings: WebSettings, metrics: Metrics) -> None:
+    stop = trio.Event()
+
+    @app.before_serving
+    async def open_engine() -> None:
+        runtime: Runtime = await app.nursery.start(host, wiring, settings, metrics, stop)
+        app.extensions[EXTENSION] = runtime
+
+    @app.after_serving
+    async def close_engine() -> None:
+        runtime = app.extensions.get(EXTENSION)
+        if runtime is not None:
+            runtime.ready = False
+        stop.set()
+
+
+def _hooks(app: QuartTrio, metrics: Metrics) -> None:
+    @app.before_request
+    async def guard() -> None:
+        g.started_s = trio.current_time()
+        logs.clear()
+        request_id = logs.usable_request_id(request.headers.get("X-Request-Id"))
+        g.request_id = request_id or app.extensions[EXTENSION].ids.new("evt").removeprefix("evt_")
+        logs.bind(request_id=g.request_id)
+        if request.method in ("POST", "PUT", "PATCH"):
+            body = await raw_body()  # bounded by MAX_CONTENT_LENGTH (413)
+            if contains_card_number(body):
+                metrics.inc("card_data_refused_total")
+                raise ApiProblem(
+                    CARD_DATA_REFUSED,
+                    "card numbers must be entered on the PSP's hosted page, never sent here",
+                )
+
+    @app.after_request
+    async def finish(response: Response) -> Response:
+        request_id = getattr(g, "request_id", None)
+        if request_id is not None:
+            response.headers["X-Request-Id"] = request_id
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        status = str(response.status_code)
+        metrics.inc("http_requests_total", method=request.method, route=route, status=status)
+        started_s = getattr(g, "started_s", None)
+        if started_s is not None:
+            elapsed_s = trio.current_time() - started_s
+            metrics.observe("http_request_duration_seconds", elapsed_s, route=route)
+        log.info("request", method=request.method, route=route, status=response.status_code)
+        return response
+
+    @app.errorhandler(ApiProblem)
+    async def problem(error: ApiProblem) -> Response:
+        return render(error, getattr(g, "request_id", None))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        kind = for_status(error.code or 500)
+        detail = error.description or kind.title
+        response = render(ApiProblem(kind, detail), getattr(g, "request_id", None))
+        valid_methods = getattr(error, "valid_methods", None)
+        if error.code == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    async def crash(error: Exception) -> Response:
+        log.error("unhandled", error_type=type(error).__name__, exc_info=error)
+        return render(
+            ApiProblem(INTERNAL, "an internal error; it has been logged with the request id"),
+            getattr(g, "request_id", None),
+        )

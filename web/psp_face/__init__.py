@@ -1,0 +1,1 @@
+"""The fake PSP's HTTP face: Stripe-shaped endpoints, a hosted page, signed webhooks."""

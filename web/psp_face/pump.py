@@ -1,0 +1,80 @@
+"""The fake PSP's webhook sender: every event the FakePsp emits is POSTed, signed, to the
+merchant's (our) webhook URL over real HTTP, and retried with backoff until a 2xx, as a real
+PSP does. Each attempt is signed afresh (new timestamp), so a slow retry never goes stale.
+
+Delivered events are logged (`sent`) so tests can replay one verbatim as a duplicate.
+"""
+
+from __future__ import annotations
+
+import attrs
+import httpx
+import trio
+
+from engine.gateway import PspNotification
+from engine.ports import Clock
+from web.psp_wire import encode_event
+from web.signature import sign_header
+
+
+@attrs.frozen
+class PumpLimits:
+    attempts_max: int = 20
+    delay_s_base: float = 0.5
+    delay_s_max: float = 60.0
+    concurrency_max: int = 16
+    request_timeout_s: float = 10.0
+    sent_kept_max: int = 10_000
+
+
+@attrs.define(eq=False)
+class WebhookPump:
+    webhook_url: str
+    secrets: tuple[str, ...]
+    clock: Clock
+    limits: PumpLimits = attrs.Factory(PumpLimits)
+    #: (body, Stripe-Signature) of delivered events, newest last (bounded).
+    sent: list[tuple[bytes, str]] = attrs.Factory(list)
+    failed: int = 0
+
+    async def run(
+        self,
+        events: trio.MemoryReceiveChannel[PspNotification],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        limiter = trio.CapacityLimiter(self.limits.concurrency_max)
+        async with (
+            httpx.AsyncClient(timeout=self.limits.request_timeout_s) as client,
+            trio.open_nursery() as nursery,
+        ):
+            task_status.started()
+            async for event in events:
+                await limiter.acquire_on_behalf_of(event.event_id)
+                nursery.start_soon(self._deliver, client, limiter, event)
+
+    async def _deliver(
+        self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, event: PspNotification
+    ) -> None:
+        try:
+            body = encode_event(event)
+            delay_s = self.limits.delay_s_base
+            for _ in range(self.limits.attempts_max):
+                header = sign_header(self.secrets, self.clock.now_ms() // 1000, body)
+                try:
+                    response = await client.post(
+                        self.webhook_url,
+                        content=body,
+                        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+                    )
+                    if 200 <= response.status_code < 300:
+                        self.sent.append((body, header))
+                        del self.sent[: -self.limits.sent_kept_max]
+                        return
+                except httpx.HTTPError:
+                    pass
+                await trio.sleep(delay_s)
+                delay_s = min(self.limits.delay_s_max, delay_s * 2)
+            self.failed += 1
+        finally:
+            limiter.release_on_behalf_of(event.event_id)

@@ -1,0 +1,336 @@
+"""The wire format: msgspec models for every request and response body, and the conversions
+between them and the engine's records.
+
+Why msgspec and named constructors: the wire never reaches the domain as a dict. A request body
+is decoded straight into a `CreatePaymentIn` (unknown fields refused, a JSON number where an
+amount string belongs refused with the field's pointer), then `to_command` turns it into the
+engine's `CreateCheckout`, applying the money rules (`parse_amount`: decimal strings only, no
+more decimals than the currency has). Responses are built from records by `*_out` functions.
+The same models feed /openapi.json through quart-schema, so the docs cannot drift.
+
+Amounts on the wire are decimal strings in major units plus a currency, as everywhere in
+payengine; times are integer milliseconds since the Unix epoch (`*_at_ms`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from actors.service import CreateCheckout, OrderLine, PaymentView
+from engine.errors import InvalidInput
+from engine.ledger import Entry, Transaction
+from engine.money import format_amount, parse_amount
+from engine.records import Balance, DeadLetter
+from web.problems import VALIDATION_FAILED, ApiProblem, FieldError
+
+ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", examples=["EUR"])]
+Amount = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(0|[1-9][0-9]{0,20})(\.[0-9]{1,4})?$",
+        max_length=40,
+        description="A decimal string in major units; never a JSON number.",
+        examples=["12.34"],
+    ),
+]
+Url = Annotated[str, msgspec.Meta(pattern="^https?://", max_length=2048)]
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
+    seller_id: ExternalId
+    amount: Amount
+    #: Optional; when given it must equal the payment's currency (one currency per checkout).
+    currency: Currency | None = None
+
+
+class CreatePaymentIn(msgspec.Struct, forbid_unknown_fields=True):
+    checkout_id: ExternalId
+    buyer: ExternalId
+    currency: Currency
+    orders: Annotated[list[OrderIn], msgspec.Meta(min_length=1, max_length=50)]
+    return_url: Url | None = None
+
+
+class ListQuery(msgspec.Struct):
+    limit: int | None = None
+    starting_after: str | None = None
+
+
+class EntriesQuery(msgspec.Struct):
+    limit: int | None = None
+    starting_after: str | None = None
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class OrderOut(msgspec.Struct):
+    id: str
+    seller_id: str
+    amount: str
+    currency: str
+    status: str
+    failure_reason: str | None
+
+
+class PaymentOut(msgspec.Struct):
+    id: str
+    checkout_id: str
+    buyer: str
+    amount: str
+    currency: str
+    status: str
+    hosted_url: str | None
+    return_url: str | None
+    failure_reason: str | None
+    created_at_ms: int
+    expires_at_ms: int
+    orders: list[OrderOut]
+    object: Literal["payment"] = "payment"
+
+
+class PaymentListOut(msgspec.Struct):
+    data: list[PaymentOut]
+    has_more: bool
+    object: Literal["list"] = "list"
+
+
+class BalanceLine(msgspec.Struct):
+    currency: str
+    available: str
+    reserved: str
+
+
+class BalanceOut(msgspec.Struct):
+    merchant_id: str
+    balances: list[BalanceLine]
+    object: Literal["balance"] = "balance"
+
+
+class EntryOut(msgspec.Struct):
+    account: str
+    currency: str
+    #: Signed decimal string: debits positive, credits negative.
+    amount: str
+    direction: Literal["debit", "credit"]
+
+
+class TransactionOut(msgspec.Struct):
+    id: str
+    kind: str
+    reference: str
+    description: str
+    created_at_ms: int
+    entries: list[EntryOut]
+    object: Literal["ledger_transaction"] = "ledger_transaction"
+
+
+class AccountEntryOut(msgspec.Struct):
+    transaction_id: str
+    currency: str
+    amount: str
+    direction: Literal["debit", "credit"]
+
+
+class AccountEntriesOut(msgspec.Struct):
+    account: str
+    data: list[AccountEntryOut]
+    has_more: bool
+    object: Literal["list"] = "list"
+
+
+class TrialBalanceLine(msgspec.Struct):
+    account: str
+    currency: str
+    balance: str
+
+
+class TrialBalanceOut(msgspec.Struct):
+    lines: list[TrialBalanceLine]
+    #: Per currency, the sum of every account: zero when the books balance.
+    totals: dict[str, str]
+    balanced: bool
+    object: Literal["trial_balance"] = "trial_balance"
+
+
+class DeadLetterOut(msgspec.Struct):
+    id: str
+    subscriber: str
+    message_id: str
+    topic: str
+    key: str
+    attempts: int
+    last_error: str
+    dead_at_ms: int
+
+
+class DeadLetterListOut(msgspec.Struct):
+    data: list[DeadLetterOut]
+    object: Literal["list"] = "list"
+
+
+class ReplayOut(msgspec.Struct):
+    id: str
+    replayed: bool
+
+
+class WebhookAck(msgspec.Struct):
+    received: bool
+    outcome: str
+
+
+class HealthOut(msgspec.Struct):
+    status: str
+    problems: list[str] = msgspec.field(default_factory=list)
+
+
+# --- conversions -------------------------------------------------------------------------------
+
+
+def to_command(body: CreatePaymentIn) -> CreateCheckout:
+    """The engine's command for a decoded body; ApiProblem listing every broken money rule."""
+    errors: list[FieldError] = []
+    lines: list[OrderLine] = []
+    try:
+        parse_amount("0", body.currency, allow_zero=True)  # the currency itself
+    except InvalidInput as exc:
+        errors.append(FieldError("/currency", str(exc)))
+    for index, order in enumerate(body.orders):
+        if order.currency is not None and order.currency != body.currency:
+            errors.append(
+                FieldError(
+                    f"/orders/{index}/currency",
+                    f"order currency {order.currency} differs from the payment's "
+                    f"{body.currency}; one checkout holds one currency",
+                )
+            )
+            continue
+        if errors and errors[0].pointer == "/currency":
+            continue
+        try:
+            money = parse_amount(order.amount, body.currency)
+        except InvalidInput as exc:
+            errors.append(FieldError(f"/orders/{index}/amount", str(exc)))
+            continue
+        lines.append(OrderLine(order.seller_id, money.minor))
+    if errors:
+        raise ApiProblem(VALIDATION_FAILED, errors[0].detail, errors)
+    return CreateCheckout(
+        checkout_id=body.checkout_id,
+        buyer_id=body.buyer,
+        currency=body.currency,
+        orders=tuple(lines),
+        return_url=body.return_url,
+    )
+
+
+def payment_out(view: PaymentView) -> PaymentOut:
+    p = view.payment
+    return PaymentOut(
+        id=p.payment_id,
+        checkout_id=p.checkout_id,
+        buyer=p.buyer_id,
+        amount=format_amount(p.amount_minor, p.currency),
+        currency=p.currency,
+        status=p.status.value.lower(),
+        hosted_url=p.hosted_url,
+        return_url=p.return_url,
+        failure_reason=p.failure_reason,
+        created_at_ms=p.created_at_ms,
+        expires_at_ms=p.expires_at_ms,
+        orders=[
+            OrderOut(
+                id=o.order_id,
+                seller_id=o.seller_id,
+                amount=format_amount(o.amount_minor, o.currency),
+                currency=o.currency,
+                status=o.status.value.lower(),
+                failure_reason=o.failure_reason,
+            )
+            for o in view.orders
+        ],
+    )
+
+
+def balance_out(merchant_id: str, balances: list[Balance]) -> BalanceOut:
+    return BalanceOut(
+        merchant_id=merchant_id,
+        balances=[
+            BalanceLine(
+                currency=b.currency,
+                available=format_amount(b.available_minor, b.currency),
+                reserved=format_amount(b.reserved_minor, b.currency),
+            )
+            for b in balances
+        ],
+    )
+
+
+def _direction(entry: Entry) -> Literal["debit", "credit"]:
+    return "debit" if entry.amount_minor > 0 else "credit"
+
+
+def transaction_out(txn: Transaction) -> TransactionOut:
+    return TransactionOut(
+        id=txn.txn_id,
+        kind=txn.kind.value,
+        reference=txn.reference,
+        description=txn.description,
+        created_at_ms=txn.created_at_ms,
+        entries=[
+            EntryOut(
+                account=e.account,
+                currency=e.currency,
+                amount=format_amount(e.amount_minor, e.currency),
+                direction=_direction(e),
+            )
+            for e in txn.entries
+        ],
+    )
+
+
+def account_entry_out(txn_id: str, entry: Entry) -> AccountEntryOut:
+    return AccountEntryOut(
+        transaction_id=txn_id,
+        currency=entry.currency,
+        amount=format_amount(entry.amount_minor, entry.currency),
+        direction=_direction(entry),
+    )
+
+
+def trial_balance_out(sums: dict[tuple[str, str], int]) -> TrialBalanceOut:
+    totals: dict[str, int] = {}
+    for (_, currency), total in sums.items():
+        totals[currency] = totals.get(currency, 0) + total
+    return TrialBalanceOut(
+        lines=[
+            TrialBalanceLine(account=a, currency=c, balance=format_amount(v, c))
+            for (a, c), v in sorted(sums.items())
+        ],
+        totals={c: format_amount(v, c) for c, v in sorted(totals.items())},
+        balanced=all(v == 0 for v in totals.values()),
+    )
+
+
+def dead_letter_id(subscriber: str, message_id: str) -> str:
+    """One opaque id for a (subscriber, message) pair; message ids never hold ':'."""
+    return f"{subscriber}:{message_id}"
+
+
+def dead_letter_out(letter: DeadLetter) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=dead_letter_id(letter.subscriber, letter.message.message_id),
+        subscriber=letter.subscriber,
+        message_id=letter.message.message_id,
+        topic=letter.message.topic,
+        key=letter.message.key,
+        attempts=letter.attempts,
+        last_error=letter.last_error,
+        dead_at_ms=letter.dead_at_ms,
+    )
