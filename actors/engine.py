@@ -157,7 +157,14 @@ async def open_engine(
         analytics = Analytics()
         subscribers = [
             _booking(ctx),
-            Subscriber("notifications", PAYMENT_TOPICS + ORDER_TOPICS, notify_delivery),
+            Subscriber(
+                "notifications",
+                PAYMENT_TOPICS + ORDER_TOPICS,
+                notify_delivery,
+                attempts_max=config.notification_attempts_max,
+                delay_s_base=config.notification_delay_s_base,
+                delay_s_max=config.notification_delay_s_max,
+            ),
             Subscriber("analytics", PAYMENT_TOPICS + ORDER_TOPICS, analytics),
             *extra_subscribers,
         ]

@@ -44,6 +44,10 @@ class Subscriber:
     handle: Handler
     acks_itself: bool = False
     concurrency_max: int = SUBSCRIBER_CONCURRENCY_MAX
+    #: This subscriber's own retry schedule; None takes the engine's delivery_* settings.
+    attempts_max: int | None = None
+    delay_s_base: float | None = None
+    delay_s_max: float | None = None
 
 
 @attrs.define
@@ -138,11 +142,15 @@ class OutboxConsumer:
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         config = self.ctx.config
+        subscriber = self.subscriber
+        attempts_max = subscriber.attempts_max or config.delivery_attempts_max
+        delay_s_base = subscriber.delay_s_base or config.delivery_delay_s_base
+        delay_s_max = subscriber.delay_s_max or config.delivery_delay_s_max
         attempts = delivery.attempts + 1
         error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX]
         now_ms = self.ctx.clock.now_ms()
         async with self.ctx.store.unit_of_work() as uow:
-            if attempts >= config.delivery_attempts_max:
+            if attempts >= attempts_max:
                 await uow.dead_letter_delivery(
                     self.subscriber.name, delivery.message.message_id, error, now_ms
                 )
@@ -157,9 +165,9 @@ class OutboxConsumer:
             else:
                 delay_s = backoff_delay_s(
                     attempts,
-                    config.delivery_delay_s_base,
+                    delay_s_base,
                     2.0,
-                    config.delivery_delay_s_max,
+                    delay_s_max,
                     config.retry_jitter_ratio,
                     self.ctx.rng.random(),
                 )

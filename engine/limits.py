@@ -47,6 +47,12 @@ class EngineConfig:
     delivery_attempts_max: int = 8
     delivery_delay_s_base: float = 1.0
     delivery_delay_s_max: float = 3600.0
+    #: Merchant webhooks (the `notifications` subscriber) retry on their own, longer schedule:
+    #: 60 s doubling to a 6 h cap, 21 attempts. The 20 waits sum to 60*(2^9-1) + 11*6 h
+    #: = 268,260 s (about 3.1 days, jitter averaging out), then the delivery is dead-lettered.
+    notification_attempts_max: int = 21
+    notification_delay_s_base: float = 60.0
+    notification_delay_s_max: float = 6 * 3600.0
 
     # --- risk --------------------------------------------------------------------------------
     risk_amount_minor_max: int = 1_000_000_00
@@ -76,6 +82,8 @@ class EngineConfig:
                 "outbox_batch_size_max",
                 "outbox_poll_interval_s",
                 "delivery_attempts_max",
+                "notification_attempts_max",
+                "notification_delay_s_base",
                 "recovery_batch_size_max",
             )
         }
@@ -92,6 +100,10 @@ class EngineConfig:
             raise InvalidInput("config commission_bps must be within 0..10000")
         if self.delivery_delay_s_base > self.delivery_delay_s_max:
             raise InvalidInput("config delivery_delay_s_base must not exceed delivery_delay_s_max")
+        if self.notification_delay_s_base > self.notification_delay_s_max:
+            raise InvalidInput(
+                "config notification_delay_s_base must not exceed notification_delay_s_max"
+            )
         return self
 
 

@@ -12,6 +12,7 @@ logged with the request id, never with the body).
 
 from __future__ import annotations
 
+import attrs
 import structlog
 import trio
 from quart import Response, g, request
@@ -19,10 +20,11 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from web import deadletters, health, ledger, logs, payments, webhooks
+from web import deadletters, health, ledger, logs, merchant_webhooks, payments, webhooks
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
 from web.metrics import Metrics, standard_metrics
+from web.notifier import webhook_notifier
 from web.problems import CARD_DATA_REFUSED, INTERNAL, ApiProblem, for_status, render
 from web.runtime import EXTENSION, Runtime, Wiring, host
 from web.settings import WebSettings
@@ -35,6 +37,8 @@ LIFESPAN_SHUTDOWN_TIMEOUT_S = 15.0
 
 def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio:
     settings = (settings or WebSettings()).check()
+    if wiring.make_notifier is None:  # merchants hear about changes by signed webhooks
+        wiring = attrs.evolve(wiring, make_notifier=webhook_notifier)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.body_size_max_bytes
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = LIFESPAN_SHUTDOWN_TIMEOUT_S
@@ -45,7 +49,14 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
         security_schemes={"apiKey": {"type": "http", "scheme": "bearer"}},
         security=[{"apiKey": []}],
     )
-    for blueprint in (payments.bp, ledger.bp, deadletters.bp, webhooks.bp, health.bp):
+    for blueprint in (
+        payments.bp,
+        ledger.bp,
+        deadletters.bp,
+        webhooks.bp,
+        merchant_webhooks.bp,
+        health.bp,
+    ):
         app.register_blueprint(blueprint)
     metrics = standard_metrics()
     _lifespan(app, wiring, settings, metrics)

@@ -54,7 +54,8 @@ class Wiring:
     epoch_ms: Callable[[], int] = wall_clock_ms
     #: A seed makes ids reproducible (tests); None draws from the operating system.
     seed: int | None = None
-    #: Builds the merchant notifier once the store and clock exist (None: engine default).
+    #: Builds the merchant notifier once the store and clock exist (create_app defaults it to
+    #: signed webhook delivery, web/notifier.py).
     make_notifier: Callable[[Store, Clock], Notifier] | None = None
 
 
