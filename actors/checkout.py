@@ -46,6 +46,8 @@ class CheckoutActor:
         self.payment_id = payment_id
         self.payment: Payment | None = None
         self.register_attempts = 0
+        #: Topics of the outbox messages made since the last ring (one message at a time).
+        self._topics: set[str] = set()
 
     async def on_start(self) -> None:
         self.payment = await self.ctx.store.get_payment(self.payment_id)
@@ -99,7 +101,7 @@ class CheckoutActor:
                 )
             )
             await uow.append_outbox(self._event_message("payment.awaiting_payment"))
-        self.ctx.doorbell.ring()
+        self._ring()
         self._schedule_expiry()
         return self.payment
 
@@ -145,7 +147,7 @@ class CheckoutActor:
                 raise
             await self.on_start()  # nothing of this unit was kept
             return "duplicate"
-        self.ctx.doorbell.ring()
+        self._ring()
         if self.payment is not None and self.payment.status is PaymentStatus.AUTHORIZED:
             await self._execute_orders()
         return "applied"
@@ -189,7 +191,7 @@ class CheckoutActor:
         assert self.payment is not None
         async with self.ctx.store.unit_of_work() as uow:
             await self._close(uow, self.payment, target, reason)
-        self.ctx.doorbell.ring()
+        self._ring()
         return self.payment
 
     async def _expire(self) -> str:
@@ -214,7 +216,7 @@ class CheckoutActor:
             # The buyer paid but the webhook is late or lost: the PSP's word decides.
             async with self.ctx.store.unit_of_work() as uow:
                 await self._authorize(uow, payment)
-            self.ctx.doorbell.ring()
+            self._ring()
             await self._execute_orders()
             return "authorized"
         target = PaymentStatus.FAILED if status is SessionStatus.DECLINED else PaymentStatus.EXPIRED
@@ -255,7 +257,7 @@ class CheckoutActor:
                 )
             )
             await uow.append_outbox(self._event_message(f"payment.{target.value.lower()}"))
-        self.ctx.doorbell.ring()
+        self._ring()
         return target.value
 
     async def _resume(self) -> str:
@@ -270,7 +272,13 @@ class CheckoutActor:
             await self._check_completion()
         return payment.status.value
 
+    def _ring(self) -> None:
+        """Wake the consumers of the topics this actor wrote (after its commit)."""
+        topics, self._topics = self._topics, set()
+        self.ctx.doorbell.ring(topics)
+
     def _event_message(self, topic: str, event_id: str | None = None) -> Any:
+        self._topics.add(topic)
         payment = self.payment
         assert payment is not None
         payload = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -20,17 +20,41 @@ from engine.store.port import Store
 class Doorbell:
     """Wakes the outbox consumers right after a commit that wrote outbox messages.
 
-    Each waiter has its own event, so a ring is never consumed by one waiter for all.
+    Each waiter has its own event, so a ring is never consumed by one waiter for all. A waiter
+    that declared its topics (`subscribe`) is woken only by rings for those topics; a ring
+    without topics wakes every waiter.
     """
 
     def __init__(self) -> None:
         self._events: dict[str, trio.Event] = {}
+        self._by_topic: dict[str, list[str]] = {}
+        self._unfiltered: set[str] = set()
         self.rings = 0
 
-    def ring(self) -> None:
+    def subscribe(self, waiter: str, topics: Iterable[str]) -> None:
+        """Wake `waiter` only for rings of `topics` (or rings without topics)."""
+        self._events.setdefault(waiter, trio.Event())  # a ring before its first wait counts
+        for topic in topics:
+            waiters = self._by_topic.setdefault(topic, [])
+            if waiter not in waiters:
+                waiters.append(waiter)
+
+    def ring(self, topics: Iterable[str] | None = None) -> None:
+        """Wake the waiters of `topics` (every waiter when None) after a commit."""
         self.rings += 1
-        for event in self._events.values():
-            event.set()
+        if topics is None:
+            for event in self._events.values():
+                event.set()
+            return
+        woken: set[str] = set()
+        for topic in topics:
+            for waiter in self._by_topic.get(topic, ()):
+                if waiter not in woken:
+                    woken.add(waiter)
+                    self.ring_one(waiter)
+        # Waiters that never declared topics hear every ring.
+        for waiter in self._unfiltered:
+            self.ring_one(waiter)
 
     def ring_one(self, waiter: str) -> None:
         event = self._events.get(waiter)
@@ -38,7 +62,10 @@ class Doorbell:
             event.set()
 
     async def wait(self, waiter: str, timeout_s: float) -> None:
-        event = self._events.setdefault(waiter, trio.Event())
+        event = self._events.get(waiter)
+        if event is None:  # never subscribed: hears every ring
+            event = self._events[waiter] = trio.Event()
+            self._unfiltered.add(waiter)
         if not event.is_set():
             with trio.move_on_after(timeout_s):
                 await event.wait()

@@ -53,9 +53,7 @@ class OrderActor:
 
     async def on_start(self) -> None:
         self.order = await self.ctx.store.get_order(self.order_id)
-        if self.order is not None and self.session_id is None:
-            payment = await self.ctx.store.get_payment(self.order.payment_id)
-            self.session_id = None if payment is None else payment.psp_session_id
+        # The PSP session is read lazily (_session_id): ExecuteOrder usually brings it.
 
     async def receive(self, message: Any) -> Any:
         if isinstance(message, ApplyPspEvent):
@@ -93,6 +91,13 @@ class OrderActor:
         await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
         return order.status.value
 
+    async def _session_id(self) -> str | None:
+        """The payment's PSP session, read from the store once if no message brought it."""
+        if self.session_id is None and self.order is not None:
+            payment = await self.ctx.store.get_payment(self.order.payment_id)
+            self.session_id = None if payment is None else payment.psp_session_id
+        return self.session_id
+
     def _capture_key(self) -> str:
         if "new_key_on_retry" in self.ctx.faults and self.order and self.order.attempts > 0:
             return self.ctx.ids.new("key")  # planted bug, test-only seam
@@ -105,11 +110,12 @@ class OrderActor:
         assert order is not None
         if order.status is not OrderStatus.EXECUTING:
             return order.status.value
-        assert self.session_id is not None, f"order {order.order_id} has no PSP session"
+        session_id = await self._session_id()
+        assert session_id is not None, f"order {order.order_id} has no PSP session"
         try:
             with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 result = await self.ctx.gateway.capture(
-                    self._capture_key(), self.session_id, order.amount
+                    self._capture_key(), session_id, order.amount
                 )
         except (GatewayUnavailable, trio.TooSlowError) as exc:
             return await self._outcome_unknown(repr(exc))
@@ -178,7 +184,9 @@ class OrderActor:
                 raise
             await self.on_start()
             return "duplicate"
-        self.ctx.doorbell.ring()
+        self.ctx.doorbell.ring(
+            ("order.succeeded",) if target is OrderStatus.SUCCESS else ("order.failed",)
+        )
         if target is OrderStatus.FAILED:
             await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
         return "applied" if event is not None else target.value

@@ -67,6 +67,7 @@ class OutboxConsumer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.ctx.store.register_subscriber(self.subscriber.name, self.subscriber.topics)
+        self.ctx.doorbell.subscribe(self.subscriber.name, self.subscriber.topics)
         config = self.ctx.config
         async with trio.open_nursery() as nursery:
             task_status.started()

@@ -194,6 +194,14 @@ class ActorSystem:
         try:
             await actor.on_start()
             while True:
+                try:  # a queued message needs no idle cancel scope
+                    envelope = cell.receive.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                else:
+                    if not await self._handle(cell, actor, envelope, crashes):
+                        return
+                    continue
                 with trio.move_on_after(self._config.actor_idle_timeout_s):
                     envelope = await cell.receive.receive()
                     if not await self._handle(cell, actor, envelope, crashes):

@@ -206,7 +206,7 @@ class PaymentService:
             existing = await self._existing(command)
             assert existing is not None, "duplicate checkout id but no payment found"
             return existing
-        self.ctx.doorbell.ring()
+        self.ctx.doorbell.ring((topic,))
         if risk is not None:
             return PaymentView(payment, orders, created=True)
         try:
