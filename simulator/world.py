@@ -36,10 +36,9 @@ import trio
 
 from actors.clock import TrioClock
 from actors.engine import Engine, open_engine
-from actors.service import CreateCheckout, OrderLine, PaymentView, Rejection
+from actors.service import CreateCheckout, PaymentView, Rejection
 from engine.ids import Ids
 from engine.limits import EngineConfig
-from engine.money import currency_exponent
 from engine.states import PaymentStatus, is_terminal
 from engine.store.memory import MemoryUnitOfWork
 from scenarios import Faults, Scenario
@@ -48,6 +47,7 @@ from simulator.oracle import Violation, check_books, check_psp_keys
 from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
 from simulator.store import SimStore
 from simulator.trace import Trace
+from simulator.traffic import checkout_command, rate_at
 
 T = TypeVar("T")
 
@@ -447,19 +447,13 @@ class SimWorld:
         return 200
 
     # --- traffic ----------------------------------------------------------------------------
-    def _rate_at(self, t_s: float) -> float:
-        tr = self.scenario.traffic
-        if tr.burst_start_s <= t_s < tr.burst_end_s:
-            return tr.rate_per_s * tr.burst_factor
-        return tr.rate_per_s
-
     async def _traffic(self, clients: trio.Nursery) -> None:
         rng = stream(self.seed, "traffic")
         start = trio.current_time()
         index = 0
         while True:
             elapsed = trio.current_time() - start
-            gap_s = rng.expovariate(self._rate_at(elapsed))
+            gap_s = rng.expovariate(rate_at(self.scenario.traffic, elapsed))
             tr = self.scenario.traffic
             if elapsed < tr.burst_start_s <= elapsed + gap_s:
                 gap_s = tr.burst_start_s - elapsed  # the burst begins on time
@@ -473,34 +467,6 @@ class SimWorld:
             clients.start_soon(self._buyer, index)
             index += 1
 
-    def _command(self, index: int, rng: random.Random) -> CreateCheckout:
-        tr = self.scenario.traffic
-        currencies = sorted(tr.currencies)
-        currency = rng.choices(currencies, weights=[tr.currencies[c] for c in currencies])[0]
-        exponent = currency_exponent(currency)
-        cart = rng.randint(1, tr.orders_per_cart_max)
-        sellers: list[int] = []
-        while len(sellers) < cart:
-            if tr.hot_sellers and rng.random() < tr.hot_share:
-                seller = rng.randrange(tr.hot_sellers)
-            else:
-                seller = rng.randrange(tr.sellers)
-            if seller not in sellers:
-                sellers.append(seller)
-        low = math.log(tr.amount_major_min * 10**exponent)
-        high = math.log(tr.amount_major_max * 10**exponent)
-        lines = tuple(
-            OrderLine(f"seller-{s:04d}", max(1, int(math.exp(rng.uniform(low, high)))))
-            for s in sellers
-        )
-        return CreateCheckout(
-            checkout_id=f"chk-{self.seed}-{index:07d}",
-            buyer_id=f"buyer-{rng.randrange(tr.buyers):05d}",
-            currency=currency,
-            orders=lines,
-            return_url="https://shop.example/return",
-        )
-
     async def _buyer(self, index: int) -> None:
         try:
             await self._buy(index)
@@ -510,7 +476,7 @@ class SimWorld:
     async def _buy(self, index: int) -> None:
         rng = stream(self.seed, f"chk:{index}")
         tr = self.scenario.traffic
-        command = self._command(index, rng)
+        command = checkout_command(self.scenario.traffic, self.seed, index, rng)
         self.stats.checkouts += 1
         double_click = rng.random() < tr.double_click_p
         impatient = rng.random() < tr.impatient_retry_p
