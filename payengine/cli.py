@@ -87,12 +87,19 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from engine.store.postgres import open_postgres_store
     from payengine.demo import run_demo
+    from payengine.serve import ServeOptions, mint_keys, serve_api
 
+    options = ServeOptions.from_args(args) if args.serve else None
     dsn, where = _where(config)
 
     async def go() -> int:
         async with open_postgres_store(dsn) as store:
-            return await run_demo(store, where)
+            keys = await mint_keys(store, ("storefront", "admin"), "payengine demo")
+            api_url = None if options is None else options.api_url
+            code = await run_demo(store, where, keys=keys, api_url=api_url)
+            if code == EXIT_OK and options is not None:
+                await serve_api(store, config, options, where)
+            return code
 
     return _run(go)
 
@@ -115,14 +122,20 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import payengine.serve  # noqa: F401  (registers serve, keys, payments, dlq, ledger)
+    # Importing serve registers serve, keys, payments, dlq and ledger.
+    from payengine.serve import add_serve_arguments
 
     parser = _Parser(prog="payengine", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", help="TOML configuration file (default: ./payengine.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(fn=cmd_migrate)
-    sub.add_parser("demo", help="a narrated checkout on the real engine").set_defaults(fn=cmd_demo)
+    demo = sub.add_parser("demo", help="a narrated checkout on the real engine")
+    demo.add_argument(
+        "--serve", action="store_true", help="then serve the HTTP API with the printed keys"
+    )
+    add_serve_arguments(demo)
+    demo.set_defaults(fn=cmd_demo)
     db = sub.add_parser("db", help="the embedded PostgreSQL: url, status, stop")
     db.add_argument("action", choices=["url", "status", "stop"])
     db.set_defaults(fn=cmd_db)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 import trio
@@ -27,7 +27,7 @@ from engine.money import format_amount
 from engine.records import Delivery
 from engine.states import TRANSITIONS, OrderStatus, PaymentStatus
 from engine.store.port import Store
-from simulator.fake_psp import FakePsp
+from simulator.fake_psp import FakePsp, process_namespace
 
 #: How long the demo waits for the flow before it gives up and says so.
 DEMO_TIMEOUT_S = 60.0
@@ -54,16 +54,27 @@ def _table(machine: type, say: Callable[[str], None]) -> None:
         say(f"     {source.value:<18} -> {arrow}")
 
 
-async def _wait(predicate: Callable[[], object]) -> None:
-    with trio.fail_after(DEMO_TIMEOUT_S):
+async def _wait(predicate: Callable[[], object]) -> bool:
+    """True when `predicate` came true within DEMO_TIMEOUT_S."""
+    with trio.move_on_after(DEMO_TIMEOUT_S):
         while not await predicate():  # type: ignore[misc]  # noqa: ASYNC110
             await trio.sleep(0.01)
+        return True
+    return False
 
 
-async def run_demo(store: Store, where: str, out: TextIO = sys.stdout) -> int:
+async def run_demo(
+    store: Store,
+    where: str,
+    out: TextIO = sys.stdout,
+    keys: Mapping[str, str] | None = None,
+    api_url: str | None = None,
+) -> int:
+    """The narrated checkout. `keys` (scope -> key text) are printed first so the reader can
+    call the HTTP API afterwards; `api_url` says the demo will go on serving there."""
     say = Narrator(out)
     clock = TrioClock(int(time.time() * 1000))
-    psp = FakePsp(clock)
+    psp = FakePsp(clock, id_namespace=process_namespace(clock.now_ms()))
     heard: list[str] = []
 
     async def teach(delivery: Delivery) -> None:
@@ -73,6 +84,8 @@ async def run_demo(store: Store, where: str, out: TextIO = sys.stdout) -> int:
     say("payengine demo — one checkout, three sellers, from the buyer's click to booked money")
     say(f"   database: {where}")
     say("   Amounts are integers of minor units; on the wire they are decimal strings.")
+    if keys:
+        _print_keys(keys, say)
     async with (
         open_engine(
             store,
@@ -93,7 +106,41 @@ async def run_demo(store: Store, where: str, out: TextIO = sys.stdout) -> int:
         nursery.start_soon(_pump_webhooks, psp, engine)
         code = await _walk(engine, psp, store, say)
         nursery.cancel_scope.cancel()
+    if keys and code == 0:
+        _print_try_it(keys, api_url, say)
     return code
+
+
+KEY_USES = {
+    "storefront": "creates and reads payments (POST/GET /v1/payments)",
+    "admin": "reads the ledger, balances and dead letters",
+}
+
+
+def _print_keys(keys: Mapping[str, str], say: Narrator) -> None:
+    say()
+    say("   API keys for this database (shown once: payengine stores only their hashes):")
+    for scope, text in keys.items():
+        say(f"     {scope:<10} {text}")
+        say(f"     {'':<10} {KEY_USES.get(scope, scope)}")
+
+
+def _print_try_it(keys: Mapping[str, str], api_url: str | None, say: Narrator) -> None:
+    url = api_url or "http://127.0.0.1:8000"
+    say()
+    if api_url is None:
+        say("Try the HTTP API with these keys: `payengine serve` (same database), then:")
+    else:
+        say(f"The API is starting on {api_url} with these keys (Ctrl-C stops it). Try:")
+    storefront, admin = keys.get("storefront", "KEY"), keys.get("admin", "KEY")
+    body = (
+        '{"checkout_id":"try-1","buyer":"buyer-1","currency":"EUR",'
+        '"orders":[{"seller_id":"s-1","amount":"12.50"}],"return_url":"https://shop.example/ok"}'
+    )
+    say(f"   curl -s {url}/v1/payments -H 'Authorization: Bearer {storefront}' \\")
+    say(f"        -H 'Idempotency-Key: try-1' -H 'Content-Type: application/json' -d '{body}'")
+    say(f"   curl -s {url}/v1/ledger/trial-balance -H 'Authorization: Bearer {admin}'")
+    say(f"   open {url}/docs for every endpoint")
 
 
 async def _pump_webhooks(psp: FakePsp, engine: Engine) -> None:
@@ -143,7 +190,9 @@ async def _walk(engine: Engine, psp: FakePsp, store: Store, say: Narrator) -> in
         current = await store.get_payment(payment.payment_id)
         return current is not None and current.status is PaymentStatus.COMPLETED
 
-    await _wait(completed)
+    if not await _wait(completed):
+        say(f"   the payment did not complete within {DEMO_TIMEOUT_S:.0f} s: something is wrong")
+        return 1
     orders = await store.get_orders(payment.payment_id)
     say("   each order was captured separately, its order id as the PSP idempotency key:")
     for order in orders:

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import msgspec
 import trio
 from hypercorn.config import Config as HyperConfig
@@ -84,63 +85,123 @@ def _keys_env(store: Store) -> tuple[Ids, Clock]:
 # --- serve ------------------------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    from engine.store.postgres import open_postgres_store
+@attrs.frozen
+class ServeOptions:
+    """Where and how `serve` (and `demo --serve`) listen."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    psp_port: int = 8001
+    psp_url: str | None = None  # None: start the fake PSP's HTTP face on psp_port
+    certfile: str | None = None
+    keyfile: str | None = None
+    webhook_secret: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        if bool(args.certfile) != bool(args.keyfile):
+            raise UsageError("--certfile and --keyfile go together")
+        for name in ("port", "psp_port"):
+            if not 0 < getattr(args, name) < 65536:
+                raise UsageError(f"--{name.replace('_', '-')} must be 1..65535")
+        return cls(
+            host=args.host,
+            port=args.port,
+            psp_port=args.psp_port,
+            psp_url=args.psp_url,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            webhook_secret=args.webhook_secret,
+        )
+
+    @property
+    def api_url(self) -> str:
+        scheme = "https" if self.certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def add_serve_arguments(parser: Any) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--certfile", help="TLS certificate (PEM); TLS is on when given")
+    parser.add_argument("--keyfile", help="TLS private key (PEM)")
+    parser.add_argument("--psp-port", type=int, default=8001, help="port of the fake PSP")
+    parser.add_argument("--psp-url", help="use this PSP instead of starting the fake one")
+    parser.add_argument("--webhook-secret", help="PSP webhook signing secret (default: random)")
+
+
+async def mint_keys(store: Store, scopes: tuple[str, ...], label: str) -> dict[str, str]:
+    """New API keys for `scopes`, by scope; the texts are returned once and stored hashed."""
+    ids, clock = _keys_env(store)
+    made = {}
+    for scope in scopes:
+        _, made[scope] = await create_api_key(store, ids, clock, scope, label)
+    return made
+
+
+async def serve_api(store: Store, config: Config, options: ServeOptions, where: str) -> None:
+    """Serve the API (and the fake PSP's face) on `store` until SIGINT/SIGTERM, then stop
+    gracefully: listeners close, in-flight requests finish, the engine stops."""
     from web.app import create_app
-    from web.logs import configure_logging
     from web.psp_face.app import PspFaceSettings, create_psp_app
     from web.runtime import Wiring
     from web.settings import WebSettings
 
-    if bool(args.certfile) != bool(args.keyfile):
-        raise UsageError("--certfile and --keyfile go together")
+    api_url = options.api_url
+    secret = options.webhook_secret or "whsec_" + secrets.token_urlsafe(24)
+    fake_psp = options.psp_url is None
+    psp_url = options.psp_url or f"http://{options.host}:{options.psp_port}"
+    wiring = Wiring(
+        open_store=lambda: _opened(store),
+        open_gateway=lambda clock: open_http_gateway(psp_url),
+        engine_config=config.engine,
+    )
+    settings = WebSettings(psp_webhook_secrets=(secret,), public_base_url=api_url)
+    api = create_app(wiring, settings)
+    async with trio.open_nursery() as nursery:
+        stop = trio.Event()
+
+        async def trigger() -> None:
+            await stop.wait()
+
+        if fake_psp:
+            face = create_psp_app(PspFaceSettings(psp_url, f"{api_url}/v1/psp/webhooks", (secret,)))
+            psp_config = hypercorn_config([f"{options.host}:{options.psp_port}"])
+            await nursery.start(
+                lambda task_status: hypercorn_serve(
+                    face, psp_config, shutdown_trigger=trigger, task_status=task_status
+                )
+            )
+            print(f"fake PSP on {psp_url} (hosted pages at {psp_url}/pay/...)", flush=True)
+        api_config = hypercorn_config(
+            [f"{options.host}:{options.port}"], options.certfile, options.keyfile
+        )
+        await nursery.start(
+            lambda task_status: hypercorn_serve(
+                api, api_config, shutdown_trigger=trigger, task_status=task_status
+            )
+        )
+        print(f"payengine API on {api_url} ({where}); docs at {api_url}/docs", flush=True)
+        await wait_for_signal()
+        print("shutting down: finishing in-flight requests", flush=True)
+        stop.set()
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from engine.store.postgres import open_postgres_store
+    from web.logs import configure_logging
+
+    options = ServeOptions.from_args(args)
     dsn, where = _where(config)
-    scheme = "https" if args.certfile else "http"
-    api_url = f"{scheme}://{args.host}:{args.port}"
-    secret = args.webhook_secret or "whsec_" + secrets.token_urlsafe(24)
-    fake_psp = args.psp_url is None
-    psp_url = args.psp_url or f"http://{args.host}:{args.psp_port}"
     configure_logging()
 
     async def go() -> int:
         async with open_postgres_store(dsn) as store:
             if args.print_keys:
-                ids, clock = _keys_env(store)
-                for scope in ("storefront", "admin"):
-                    _, text = await create_api_key(store, ids, clock, scope, "serve --print-keys")
+                made = await mint_keys(store, ("storefront", "admin"), "serve --print-keys")
+                for scope, text in made.items():
                     print(f"{scope} key: {text}", flush=True)
-            wiring = Wiring(
-                open_store=lambda: _opened(store),
-                open_gateway=lambda clock: open_http_gateway(psp_url),
-                engine_config=config.engine,
-            )
-            settings = WebSettings(psp_webhook_secrets=(secret,), public_base_url=api_url)
-            api = create_app(wiring, settings)
-            print(f"payengine API on {api_url} ({where}); docs at {api_url}/docs", flush=True)
-            async with trio.open_nursery() as nursery:
-                stop = trio.Event()
-
-                async def trigger() -> None:
-                    await stop.wait()
-
-                if fake_psp:
-                    face = create_psp_app(
-                        PspFaceSettings(psp_url, f"{api_url}/v1/psp/webhooks", (secret,))
-                    )
-                    psp_config = hypercorn_config([f"{args.host}:{args.psp_port}"])
-                    nursery.start_soon(
-                        lambda: hypercorn_serve(face, psp_config, shutdown_trigger=trigger)
-                    )
-                    print(f"fake PSP on {psp_url} (hosted pages at {psp_url}/pay/...)", flush=True)
-                api_config = hypercorn_config(
-                    [f"{args.host}:{args.port}"], args.certfile, args.keyfile
-                )
-                nursery.start_soon(
-                    lambda: hypercorn_serve(api, api_config, shutdown_trigger=trigger)
-                )
-                await wait_for_signal()
-                print("shutting down: finishing in-flight requests", flush=True)
-                stop.set()
+            await serve_api(store, config, options, where)
         return EXIT_OK
 
     return _run(go)
@@ -219,13 +280,7 @@ def cmd_ledger(args: argparse.Namespace, config: Config) -> int:
 
 def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the HTTP API (and the fake PSP) on Hypercorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--certfile", help="TLS certificate (PEM); TLS is on when given")
-    serve.add_argument("--keyfile", help="TLS private key (PEM)")
-    serve.add_argument("--psp-port", type=int, default=8001, help="port of the fake PSP")
-    serve.add_argument("--psp-url", help="use this PSP instead of starting the fake one")
-    serve.add_argument("--webhook-secret", help="PSP webhook signing secret (default: random)")
+    add_serve_arguments(serve)
     serve.add_argument("--print-keys", action="store_true", help="mint and print two keys")
     serve.set_defaults(fn=cmd_serve)
 

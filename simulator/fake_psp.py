@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 from collections import Counter, deque
 from collections.abc import Callable
 
@@ -38,6 +39,12 @@ from simulator.signing import sign_webhook
 
 #: The most webhooks waiting to be sent before the PSP applies backpressure.
 WEBHOOK_QUEUE_MAX = 100_000
+
+
+def process_namespace(epoch_ms: int) -> str:
+    """An id namespace for a fake PSP that lives in one process among many over the same
+    database (the demo, `serve`): the start time plus random bits, so no two collide."""
+    return f"{epoch_ms:x}{secrets.token_hex(3)}"
 
 
 class Action(enum.StrEnum):
@@ -72,8 +79,16 @@ class Capture:
 
 
 class FakePsp:
-    def __init__(self, clock: Clock, *, webhook_queue_max: int = WEBHOOK_QUEUE_MAX) -> None:
+    def __init__(
+        self, clock: Clock, *, webhook_queue_max: int = WEBHOOK_QUEUE_MAX, id_namespace: str = ""
+    ) -> None:
+        """`id_namespace` keeps the ids of this PSP apart from an earlier one's: a real PSP
+        never reuses an event or session id, and the engine deduplicates on them, so a fake PSP
+        that outlives one process (the demo, `serve`) needs one; the simulator leaves it empty
+        (its ids must be deterministic)."""
+        assert id_namespace == "" or id_namespace.isalnum(), id_namespace
         self.clock = clock
+        self._id_namespace = f"{id_namespace}_" if id_namespace else ""
         self.sessions: dict[str, Session] = {}
         self.by_nonce: dict[str, str] = {}
         self.captures: dict[str, Capture] = {}
@@ -119,7 +134,7 @@ class FakePsp:
 
     def _new_id(self, prefix: str) -> str:
         self._seq += 1
-        return f"{prefix}_{self._seq:010d}"
+        return f"{prefix}_{self._id_namespace}{self._seq:010d}"
 
     def _emit(
         self,

@@ -25,6 +25,7 @@ from web.bodies import raw_body
 from web.cardguard import contains_card_number
 from web.metrics import Metrics, standard_metrics
 from web.notifier import webhook_notifier
+from web.openapi import CompletedOpenAPIProvider
 from web.problems import CARD_DATA_REFUSED, INTERNAL, ApiProblem, for_status, render
 from web.runtime import EXTENSION, Runtime, Wiring, host
 from web.settings import WebSettings
@@ -48,6 +49,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
         info={"title": "payengine API", "version": "1"},
         security_schemes={"apiKey": {"type": "http", "scheme": "bearer"}},
         security=[{"apiKey": []}],
+        openapi_provider_class=CompletedOpenAPIProvider,
     )
     for blueprint in (
         payments.bp,

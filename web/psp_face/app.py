@@ -23,7 +23,7 @@ from quart_trio import QuartTrio
 from actors.clock import TrioClock
 from engine.gateway import GatewayUnavailable, SessionStatus
 from engine.money import Money, format_amount
-from simulator.fake_psp import FakePsp
+from simulator.fake_psp import FakePsp, process_namespace
 from web.psp_face.page import outcome_for, page
 from web.psp_face.pump import PumpLimits, WebhookPump
 from web.runtime import wall_clock_ms
@@ -56,7 +56,7 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
     @app.before_serving
     async def start() -> None:
         clock = TrioClock(settings.epoch_ms())
-        psp = FakePsp(clock)
+        psp = FakePsp(clock, id_namespace=process_namespace(settings.epoch_ms()))
         pump = WebhookPump(settings.webhook_url, settings.secrets, clock, settings.pump)
         await app.nursery.start(pump.run, psp.webhook_receive)
         app.extensions[PSP_EXTENSION] = PspFace(psp, pump)

@@ -1,0 +1,86 @@
+"""/openapi.json says what the API does: problem+json errors, the required Idempotency-Key
+and signature headers, Retry-After on 429; and the error bodies really are problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from trio.testing import MockClock
+
+from tests.web.conftest import Api
+from web.openapi import IDEMPOTENT_OPERATIONS, PROBLEM_CONTENT_TYPE, complete
+
+
+async def _document(api: Api) -> dict[str, Any]:
+    response = await api.client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = await response.get_json()
+    return document
+
+
+async def test_creating_posts_require_an_idempotency_key(
+    api: Api, autojump_clock: MockClock
+) -> None:
+    paths = (await _document(api))["paths"]
+    for path, method in IDEMPOTENT_OPERATIONS:
+        parameters = {p["name"]: p for p in paths[path][method]["parameters"]}
+        key = parameters["Idempotency-Key"]
+        assert key["in"] == "header" and key["required"] is True
+        assert key["schema"] == {"type": "string", "minLength": 1, "maxLength": 255}
+    assert not any(
+        p["name"] == "Idempotency-Key" for p in paths["/v1/payments"]["get"].get("parameters", [])
+    )
+
+
+async def test_every_documented_error_is_problem_json(api: Api, autojump_clock: MockClock) -> None:
+    paths = (await _document(api))["paths"]
+    errors = 0
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                if int(status) >= 400 and operation.get("security") != []:
+                    if int(status) == 503:  # /readyz answers its own JSON report
+                        continue
+                    assert list(content) == [PROBLEM_CONTENT_TYPE], (status, operation)
+                    errors += 1
+                if int(status) == 429:
+                    assert "Retry-After" in response["headers"]
+    assert errors >= 30
+
+
+async def test_an_error_is_served_with_the_documented_media_type(
+    api: Api, autojump_clock: MockClock
+) -> None:
+    response = await api.client.post("/v1/payments", json={}, headers=api.auth(api.storefront))
+    assert response.status_code == 400
+    assert response.content_type == PROBLEM_CONTENT_TYPE
+    body = await response.get_json()
+    assert body["status"] == 400 and body["type"] and body["title"]
+
+
+_STATUS = st.sampled_from(["200", "201", "400", "404", "429"])
+
+
+@given(
+    statuses=st.lists(_STATUS, min_size=1, max_size=5, unique=True),
+    path=st.sampled_from(["/v1/payments", "/v1/other"]),
+)
+def test_complete_is_pure_and_touches_only_problem_bodies(statuses: list[str], path: str) -> None:
+    problem = {"schema": {"title": "Problem", "type": "object"}}
+    plain = {"schema": {"title": "PaymentOut", "type": "object"}}
+    responses = {
+        s: {"content": {"application/json": problem if s >= "400" else plain}} for s in statuses
+    }
+    document = {"paths": {path: {"post": {"responses": responses}}}}
+    before = repr(document)
+    done = complete(document)
+    assert repr(document) == before  # the input is not mutated
+    for status, response in done["paths"][path]["post"]["responses"].items():
+        expected = PROBLEM_CONTENT_TYPE if status >= "400" else "application/json"
+        assert list(response["content"]) == [expected]
+        assert ("Retry-After" in response.get("headers", {})) == (status == "429")
+    names = [p["name"] for p in done["paths"][path]["post"].get("parameters", [])]
+    assert names == (["Idempotency-Key"] if path == "/v1/payments" else [])
