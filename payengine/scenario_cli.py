@@ -121,12 +121,19 @@ def report(result: Any) -> str:
     if not result.faults:
         lines.append("  none")
     for name, count in result.faults.items():
-        lines.append(f"  {name:<24} {count:>7,}")
+        lines.append(f"  {name:<30} {count:>7,}")
     stats = result.stats
     lines.append(
         f"clients    {stats['checkouts']} checkouts, {stats['client_retries']} retries, "
         + ", ".join(f"{k} {v}" for k, v in stats["buyer_outcomes"].items())
     )
+    if "settlement" in stats:
+        st = stats["settlement"]
+        lines.append(
+            f"settlement {st['files']} file(s), {st['rows']} row(s), "
+            f"{st['corrupted_files']} corrupted: "
+            + (", ".join(f"{k} {v}" for k, v in st["corruptions"].items()) or "none")
+        )
     lines.append("invariants")
     for name, verdict in result.invariants.items():
         lines.append(f"  {name:<36} {verdict}")
