@@ -50,6 +50,8 @@ class RunResult:
     trace_events: int
     trace_recent: tuple[str, ...]
     replay: str
+    #: The settlement files of the run (SettlementRecord), for `--settlement-dir`.
+    settlement_files: tuple[Any, ...] = attrs.field(default=(), eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -225,6 +227,7 @@ def run_scenario(
         trace_events=world.trace.events,
         trace_recent=tuple(world.trace.recent),
         replay=replay_command(scenario, seed) + replay_options,
+        settlement_files=tuple(world.settlement.files),
     )
 
 

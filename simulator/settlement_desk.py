@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -180,3 +181,14 @@ def swarm_settlement_faults(faults: Faults, seed: int) -> Faults:
         settlement_truncated_p=maybe(0.3),
         settlement_garbage_p=maybe(0.3),
     )
+
+
+def write_settlement_files(files: Iterable[SettlementRecord], directory: Path) -> list[Path]:
+    """Each file as delivered (`<file id>.csv`) and its clean copy (`<file id>.clean.csv`)."""
+    written: list[Path] = []
+    for record in files:
+        for suffix, data in ((".csv", record.delivered), (".clean.csv", record.clean)):
+            path = directory / f"{record.file_id}{suffix}"
+            path.write_bytes(data)
+            written.append(path)
+    return written

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
+from pathlib import Path
 
 import attrs
 import trio
@@ -15,6 +16,7 @@ from trio.testing import MockClock
 from actors.clock import TrioClock
 from engine.gateway import CaptureStatus
 from engine.money import Money
+from payengine.cli import main
 from scenarios import Scenario, load_scenario, parse_scenario
 from simulator.corruption import CorruptionPlan
 from simulator.determinism import deterministic_scheduling
@@ -164,3 +166,22 @@ async def test_the_desk_settles_each_day_at_midnight(autojump_clock: MockClock) 
     assert [f.rows for f in desk.files] == [4, 4, 4, 0]
     assert len(fired) == sum(len(f.corruptions) for f in desk.files) > 0
     assert all(name == "settlement_row_dropped" for name, *_ in fired)
+
+
+def test_the_cli_writes_the_delivered_and_clean_files(tmp_path: Path) -> None:
+    out = tmp_path / "files"
+    code = main(["scenario", "run", "everything", "--scale", "0.02", "--settlement-dir", str(out)])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "fakepsp-settlement-20260101.clean.csv",
+        "fakepsp-settlement-20260101.csv",
+    ]
+    clean = parse_settlement((out / names[0]).read_bytes())
+    assert isinstance(clean, SettlementFile) and clean.rows
+
+
+def test_an_unusable_settlement_dir_is_exit_two(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["scenario", "run", "happy_path", "--settlement-dir", str(blocker / "x")]) == 2
