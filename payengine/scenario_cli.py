@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
     run.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
     run.add_argument("--store", choices=["memory", "postgres"], default="memory")
     run.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    run.add_argument("--settlement-dir", metavar="DIR", help="write the settlement files here")
     run.add_argument(
         "--scale",
         type=float,
@@ -121,12 +122,19 @@ def report(result: Any) -> str:
     if not result.faults:
         lines.append("  none")
     for name, count in result.faults.items():
-        lines.append(f"  {name:<24} {count:>7,}")
+        lines.append(f"  {name:<30} {count:>7,}")
     stats = result.stats
     lines.append(
         f"clients    {stats['checkouts']} checkouts, {stats['client_retries']} retries, "
         + ", ".join(f"{k} {v}" for k, v in stats["buyer_outcomes"].items())
     )
+    if "settlement" in stats:
+        st = stats["settlement"]
+        lines.append(
+            f"settlement {st['files']} file(s), {st['rows']} row(s), "
+            f"{st['corrupted_files']} corrupted: "
+            + (", ".join(f"{k} {v}" for k, v in st["corruptions"].items()) or "none")
+        )
     lines.append("invariants")
     for name, verdict in result.invariants.items():
         lines.append(f"  {name:<36} {verdict}")
@@ -158,6 +166,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             raise UsageError("--scale must be within (0, 100]")
         scenario = scaled(scenario, args.scale)
         options = f" --scale {args.scale:g}"
+    if args.settlement_dir:
+        try:
+            Path(args.settlement_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--settlement-dir {args.settlement_dir}: {exc.strerror}") from None
     bar = ProgressBar()
     try:
         result = run_scenario(
@@ -168,6 +181,10 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    if args.settlement_dir:
+        from simulator.settlement_desk import write_settlement_files
+
+        write_settlement_files(result.settlement_files, Path(args.settlement_dir))
     return EXIT_OK if result.ok else EXIT_VIOLATED
 
 

@@ -85,6 +85,18 @@ class Faults:
     #: Mean virtual seconds between engine crashes; 0 means no crashes.
     crash_interval_s: float = 0.0
     restart_delay_s_max: float = 30.0
+    #: Settlement-file corruption (simulator/corruption.py). Content faults, per row, at most
+    #: one per row: the PSP's books are wrong but the file is well-formed.
+    settlement_row_dropped_p: float = 0.0
+    settlement_row_duplicated_p: float = 0.0
+    settlement_amount_altered_p: float = 0.0
+    settlement_currency_altered_p: float = 0.0
+    #: Transport faults, per file (at most one of trailer_missing, truncated, garbage): the
+    #: strict parser refuses the file.
+    settlement_unknown_row_p: float = 0.0
+    settlement_trailer_missing_p: float = 0.0
+    settlement_truncated_p: float = 0.0
+    settlement_garbage_p: float = 0.0
 
 
 @attrs.frozen
@@ -233,6 +245,14 @@ def _check_relations(s: Scenario) -> None:
         raise ScenarioError("faults: the psp_*_p probabilities must not add up to more than 1")
     if f.psp_latency_ms_median > f.psp_latency_ms_max:
         raise ScenarioError("faults.psp_latency_ms_median must not exceed psp_latency_ms_max")
+    content = f.settlement_row_dropped_p + f.settlement_row_duplicated_p
+    if content + f.settlement_amount_altered_p + f.settlement_currency_altered_p > 1:
+        raise ScenarioError("faults: the per-row settlement_*_p must not add up to more than 1")
+    transport = f.settlement_trailer_missing_p + f.settlement_truncated_p + f.settlement_garbage_p
+    if transport > 1:
+        raise ScenarioError(
+            "faults: settlement_trailer_missing_p + truncated_p + garbage_p must not exceed 1"
+        )
     if f.webhook_duplicates_max < 1:
         raise ScenarioError("faults.webhook_duplicates_max must be at least 1")
 

@@ -76,6 +76,8 @@ class Capture:
     session_id: str
     amount: Money
     status: CaptureStatus
+    #: Wall time (ms) the PSP took the capture: the booking date on its settlement file.
+    captured_at_ms: int = 0
 
 
 class FakePsp:
@@ -208,7 +210,14 @@ class FakePsp:
             else:
                 status = CaptureStatus.CAPTURED
                 session.captured_minor += amount.minor
-            existing = Capture(self._new_id("cap"), idempotency_key, session_id, amount, status)
+            existing = Capture(
+                self._new_id("cap"),
+                idempotency_key,
+                session_id,
+                amount,
+                status,
+                self.clock.now_ms(),
+            )
             self.captures[idempotency_key] = existing
             self._emit(
                 PspEventKind.CAPTURE_SUCCEEDED

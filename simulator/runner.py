@@ -27,6 +27,7 @@ from trio.testing import MockClock
 from scenarios import Faults, Scenario
 from simulator.determinism import deterministic_scheduling
 from simulator.oracle import INVARIANTS, Violation, check_final, summarize
+from simulator.settlement_desk import swarm_settlement_faults
 from simulator.world import SimWorld, stream
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
@@ -49,6 +50,8 @@ class RunResult:
     trace_events: int
     trace_recent: tuple[str, ...]
     replay: str
+    #: The settlement files of the run (SettlementRecord), for `--settlement-dir`.
+    settlement_files: tuple[Any, ...] = attrs.field(default=(), eq=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -132,7 +135,7 @@ def swarm_faults(seed: int) -> Faults:
         crash_interval_s=round(rng.uniform(60.0, 900.0), 1) if rng.random() < 0.5 else 0.0,
         restart_delay_s_max=round(rng.uniform(0.0, 120.0), 1),
     )
-    return faults
+    return swarm_settlement_faults(faults, seed)
 
 
 def resolve(scenario: Scenario, seed: int) -> Scenario:
@@ -207,6 +210,7 @@ def run_scenario(
                 verdicts[name] = "not checked (run stopped)"
     stats = attrs.asdict(world.stats)
     stats["incarnations"] = world.stats.crashes + 1
+    stats["settlement"] = world.settlement.report()
     return RunResult(
         scenario=concrete,
         seed=seed,
@@ -223,6 +227,7 @@ def run_scenario(
         trace_events=world.trace.events,
         trace_recent=tuple(world.trace.recent),
         replay=replay_command(scenario, seed) + replay_options,
+        settlement_files=tuple(world.settlement.files),
     )
 
 

@@ -44,6 +44,7 @@ from engine.store.memory import MemoryUnitOfWork
 from scenarios import Faults, Scenario
 from simulator.fake_psp import Action, FakePsp, parse_event
 from simulator.oracle import Violation, check_books, check_psp_keys
+from simulator.settlement_desk import SettlementDesk
 from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
 from simulator.store import SimStore
 from simulator.trace import Trace
@@ -148,6 +149,7 @@ class SimWorld:
         self.clock: TrioClock
         self.psp: FakePsp
         self.ids: Ids
+        self.settlement: SettlementDesk
         self.progress: Callable[[SimWorld], None] | None = None
         self.virtual_s = 0.0
 
@@ -227,6 +229,7 @@ class SimWorld:
         self.psp.chooser = self._choose
         self.psp.latency = self._latency
         self.psp.hang_s = 3600.0
+        self.settlement = SettlementDesk.of_world(self.psp, self.seed, self.plan, self.fault)
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)
@@ -256,6 +259,7 @@ class SimWorld:
                     )
                 )
             root.cancel_scope.cancel()
+        self.settlement.settle_final(self.clock.now_ms())
 
     async def _wait_quiet(self) -> None:
         while True:
@@ -583,6 +587,7 @@ class SimWorld:
     async def _oracle_ticker(self) -> None:
         while True:
             await trio.sleep(ORACLE_INTERVAL_S)
+            self.settlement.settle_through(self.clock.now_ms())  # at each UTC midnight
             snap = self.store.snapshot()
             found = check_psp_keys(self.psp, snap.orders) + check_books(snap.trial, snap.balances)
             if found:
