@@ -21,9 +21,9 @@ from actors.context import Context
 from actors.messages import CHECKOUT, ORDER, ApplyPspEvent, RegisterCheckout
 from actors.runtime import AskTimeout
 from engine.errors import DuplicateKey, InvalidInput
-from engine.gateway import SESSION_EVENTS, PspNotification
+from engine.gateway import REFUND_EVENTS, SESSION_EVENTS, PspNotification
 from engine.money import AMOUNT_MINOR_MAX, currency_exponent
-from engine.records import Payment, PaymentOrder
+from engine.records import Payment, PaymentOrder, PspEvent
 from engine.risk import CheckoutFacts, RiskRule, assess, default_rules
 from engine.states import OrderStatus, PaymentStatus, transition
 
@@ -249,7 +249,24 @@ class PaymentService:
         'applied', 'duplicate', 'ignored' (recorded, changes nothing), 'unknown_reference'
         (recorded for investigation), or 'retry_later' (nothing recorded: redeliver).
         """
+        if event.kind in REFUND_EVENTS:
+            return await self._record_refund_event(event)
         kind = CHECKOUT if event.kind in SESSION_EVENTS else ORDER
         reply = await self.ctx.system.ask(kind, event.reference, ApplyPspEvent(event))
         assert isinstance(reply, str)
         return reply
+
+    async def _record_refund_event(self, event: PspNotification) -> str:
+        """The engine has no refund flow yet: keep the event (deduplicated), change nothing.
+        Routed to an order it would read as a failed capture, so it never goes there."""
+        record = PspEvent(
+            event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms()
+        )
+        try:
+            async with self.ctx.store.unit_of_work() as uow:
+                await uow.record_psp_event(record)
+        except DuplicateKey as exc:
+            if exc.key != "psp_events.event_id":
+                raise
+            return "duplicate"
+        return "ignored"

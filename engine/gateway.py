@@ -21,6 +21,13 @@ class GatewayUnavailable(Exception):
     """The call's outcome is unknown (timeout, 5xx, connection lost). Retry with the same key."""
 
 
+class IdempotencyKeyReused(Exception):
+    """The key was used before with other parameters (a real PSP's 400 idempotency error).
+
+    A bug in the caller, never an outcome to retry: the PSP acted on the first request only.
+    """
+
+
 class SessionStatus(enum.StrEnum):
     OPEN = "open"  # the buyer has not paid (yet)
     REVIEW = "review"  # the PSP's risk team holds it; may take hours
@@ -50,6 +57,36 @@ class CaptureResult:
     reason: str | None = None
 
 
+class PspRefundStatus(enum.StrEnum):
+    """What the PSP says of a refund (named apart from `engine.states.RefundStatus`, the state
+    of our own refund aggregate)."""
+
+    PENDING = "pending"  # accepted; the outcome comes later, by webhook or query
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # refused when asked (see `RefundRefusal`) or failed later
+    NOT_FOUND = "not_found"  # the PSP never received a refund with this key
+
+
+class RefundRefusal(enum.StrEnum):
+    """Why the PSP refused a refund outright: no refund exists, no money moved."""
+
+    CAPTURE_NOT_FOUND = "capture_not_found"
+    CAPTURE_NOT_CAPTURED = "capture_not_captured"  # the capture was declined
+    CURRENCY_MISMATCH = "refund_currency_mismatch"
+    AMOUNT_NOT_POSITIVE = "refund_amount_not_positive"
+    #: More than the captured amount minus the earlier (succeeded or pending) refunds.
+    EXCEEDS_CAPTURED = "refund_exceeds_captured"
+
+
+@attrs.frozen
+class RefundResult:
+    """The PSP's word on a refund. `refund_id` is None when it was refused (nothing exists)."""
+
+    status: PspRefundStatus
+    refund_id: str | None = None
+    reason: str | None = None
+
+
 class PspEventKind(enum.StrEnum):
     """What a PSP webhook can tell us, after the adapter has verified and parsed it."""
 
@@ -59,6 +96,8 @@ class PspEventKind(enum.StrEnum):
     SESSION_REVIEW = "session.review"
     CAPTURE_SUCCEEDED = "capture.succeeded"
     CAPTURE_FAILED = "capture.failed"
+    REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_FAILED = "refund.failed"
 
 
 SESSION_EVENTS = frozenset(
@@ -70,10 +109,13 @@ SESSION_EVENTS = frozenset(
     }
 )
 
+REFUND_EVENTS = frozenset({PspEventKind.REFUND_SUCCEEDED, PspEventKind.REFUND_FAILED})
+
 
 @attrs.frozen
 class PspNotification:
-    """A verified PSP event. `reference` is the payment id (session events) or order id."""
+    """A verified PSP event. `reference` is the payment id (session events), the order id
+    (capture events) or the refund's idempotency key (refund events)."""
 
     event_id: str
     kind: PspEventKind
@@ -81,6 +123,7 @@ class PspNotification:
     occurred_at_ms: int
     capture_id: str | None = None
     reason: str | None = None
+    refund_id: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict)
 
 
@@ -105,4 +148,14 @@ class Gateway(Protocol):
 
     async def query_capture(self, idempotency_key: str) -> CaptureResult:
         """What the PSP knows of the capture with this key (NOT_FOUND if it never arrived)."""
+        ...
+
+    async def refund(self, idempotency_key: str, capture_id: str, amount: Money) -> RefundResult:
+        """Refund part or all of a capture. Idempotent on `idempotency_key` (our refund id):
+        the same key returns the first result; with another capture or amount it raises
+        `IdempotencyKeyReused`. A refusal is a FAILED result with a `RefundRefusal` reason."""
+        ...
+
+    async def query_refund(self, idempotency_key: str) -> RefundResult:
+        """What the PSP knows of the refund with this key (NOT_FOUND if it never arrived)."""
         ...

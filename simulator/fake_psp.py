@@ -1,9 +1,18 @@
 """A stateful in-process fake PSP behind the `Gateway` port.
 
-It behaves like a careful real PSP: sessions are idempotent on the nonce, captures on the
-idempotency key (a repeated key returns the first result and never captures twice), and every
-outcome is also announced by a webhook. It records what a real PSP's books would show
-(`captures`, `capture_calls`), which is what the oracle compares the ledger against.
+It behaves like a careful real PSP: sessions are idempotent on the nonce, captures and refunds
+on the idempotency key (a repeated key returns the first result and never captures or refunds
+twice; a refund key reused with another capture or amount raises `IdempotencyKeyReused`, a real
+PSP's 400), and every outcome is also announced by a webhook. It records what a real PSP's books
+would show (`captures`, `capture_calls`, `refunds`), which is what the oracle and the settlement
+files (simulator/settlement.py) are built from.
+
+Refunds (Stripe-like): a capture may be refunded in parts up to its amount; a refund is refused
+(FAILED, with a `RefundRefusal` reason, nothing moved) for an unknown or declined capture, another
+currency, or more than is left. An accepted refund succeeds at once, or stays PENDING (action
+`pending`) until `refund_succeeds` / `refund_fails`; while pending its amount is held, so two
+refunds in flight can never exceed the capture together. `refund.succeeded` / `refund.failed`
+webhooks announce the outcome; a refusal sends none (no refund object exists).
 
 Faults are scripted per operation (`script("capture", "unavailable", "timeout_after")`): each
 call takes the next action from its script, `ok` when the script is empty. The simulator's
@@ -28,8 +37,12 @@ from engine.gateway import (
     CaptureResult,
     CaptureStatus,
     GatewayUnavailable,
+    IdempotencyKeyReused,
     PspEventKind,
     PspNotification,
+    PspRefundStatus,
+    RefundRefusal,
+    RefundResult,
     Registration,
     SessionStatus,
 )
@@ -51,12 +64,16 @@ class Action(enum.StrEnum):
     OK = "ok"
     UNAVAILABLE = "unavailable"  # fails before acting (5xx, connection refused)
     TIMEOUT_AFTER = "timeout_after"  # acts, then the answer is lost
-    DECLINE = "decline"  # a capture the issuer refuses
+    DECLINE = "decline"  # a capture the issuer refuses; a refund that fails at once
     HANG = "hang"  # never answers (the caller's timeout fires); does not act
     #: A capture attempt fails at the PSP (503) and the PSP also announces `capture.failed`
     #: for it, yet keeps no result for the key, so a retry with the same key may succeed. A
     #: late notice of this kind is what makes trusting webhook order dangerous.
+    #: Captures only: on a refund it fails as `unavailable` does.
     FAILED_ATTEMPT = "failed_attempt"
+    #: Refunds only: the refund is accepted as pending; `refund_succeeds` / `refund_fails`
+    #: settle it later (on a capture it is `ok`).
+    PENDING = "pending"
 
 
 @attrs.define
@@ -78,6 +95,27 @@ class Capture:
     status: CaptureStatus
     #: Wall time (ms) the PSP took the capture: the booking date on its settlement file.
     captured_at_ms: int = 0
+    #: Refunded or held by a pending refund: what can no longer be refunded.
+    refunded_minor: int = 0
+
+
+@attrs.define
+class Refund:
+    key: str
+    capture_id: str
+    amount: Money
+    status: PspRefundStatus
+    #: None when the refund was refused: no refund object exists at the PSP.
+    refund_id: str | None
+    reason: str | None
+    #: The capture's key (our order id), when the capture exists.
+    order_key: str | None
+    created_at_ms: int
+    #: Wall time (ms) the refund succeeded: the booking date on the settlement file.
+    settled_at_ms: int | None = None
+
+    def result(self) -> RefundResult:
+        return RefundResult(self.status, self.refund_id, self.reason)
 
 
 class FakePsp:
@@ -95,6 +133,9 @@ class FakePsp:
         self.by_nonce: dict[str, str] = {}
         self.captures: dict[str, Capture] = {}
         self.capture_calls: Counter[str] = Counter()
+        self.captures_by_id: dict[str, Capture] = {}
+        self.refunds: dict[str, Refund] = {}
+        self.refund_calls: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
         self.emitted: list[PspNotification] = []
         self._scripts: dict[str, deque[Action]] = {}
@@ -144,6 +185,7 @@ class FakePsp:
         reference: str,
         capture_id: str | None = None,
         reason: str | None = None,
+        refund_id: str | None = None,
     ) -> PspNotification:
         event = PspNotification(
             event_id=self._new_id("evt"),
@@ -152,6 +194,7 @@ class FakePsp:
             occurred_at_ms=self.clock.now_ms(),
             capture_id=capture_id,
             reason=reason,
+            refund_id=refund_id,
             raw={"type": kind.value, "reference": reference},
         )
         self.emitted.append(event)
@@ -219,6 +262,7 @@ class FakePsp:
                 self.clock.now_ms(),
             )
             self.captures[idempotency_key] = existing
+            self.captures_by_id[existing.capture_id] = existing
             self._emit(
                 PspEventKind.CAPTURE_SUCCEEDED
                 if status is CaptureStatus.CAPTURED
@@ -238,6 +282,123 @@ class FakePsp:
         if existing is None:
             return CaptureResult(CaptureStatus.NOT_FOUND)
         return CaptureResult(existing.status, existing.capture_id)
+
+    async def refund(self, idempotency_key: str, capture_id: str, amount: Money) -> RefundResult:
+        action = self._next_action("refund")
+        self.refund_calls[idempotency_key] += 1
+        if action is Action.FAILED_ATTEMPT:
+            action = Action.UNAVAILABLE
+        await self._before(action, "refund")
+        existing = self.refunds.get(idempotency_key)
+        if existing is None:
+            existing = self._new_refund(idempotency_key, capture_id, amount, action)
+        elif existing.capture_id != capture_id or existing.amount != amount:
+            await trio.lowlevel.checkpoint()
+            raise IdempotencyKeyReused(
+                f"refund key {idempotency_key} was used for {existing.amount} of "
+                f"{existing.capture_id}, not {amount} of {capture_id}"
+            )
+        await trio.lowlevel.checkpoint()
+        if action is Action.TIMEOUT_AFTER:
+            raise GatewayUnavailable("PSP took the refund but the answer was lost")
+        return existing.result()
+
+    async def query_refund(self, idempotency_key: str) -> RefundResult:
+        action = self._next_action("query_refund")
+        if action is Action.FAILED_ATTEMPT:
+            action = Action.UNAVAILABLE
+        await self._before(action, "query_refund")
+        existing = self.refunds.get(idempotency_key)
+        await trio.lowlevel.checkpoint()
+        if action is Action.TIMEOUT_AFTER:
+            raise GatewayUnavailable("PSP answered the refund query but the answer was lost")
+        if existing is None:
+            return RefundResult(PspRefundStatus.NOT_FOUND)
+        return existing.result()
+
+    def _refusal(self, capture: Capture | None, amount: Money) -> RefundRefusal | None:
+        if capture is None:
+            return RefundRefusal.CAPTURE_NOT_FOUND
+        if capture.status is not CaptureStatus.CAPTURED:
+            return RefundRefusal.CAPTURE_NOT_CAPTURED
+        if amount.currency != capture.amount.currency:
+            return RefundRefusal.CURRENCY_MISMATCH
+        if amount.minor <= 0:
+            return RefundRefusal.AMOUNT_NOT_POSITIVE
+        if capture.refunded_minor + amount.minor > capture.amount.minor:
+            return RefundRefusal.EXCEEDS_CAPTURED
+        return None
+
+    def _new_refund(self, key: str, capture_id: str, amount: Money, action: Action) -> Refund:
+        """Book a refund request under `key`: refused, failed, pending or succeeded."""
+        now_ms = self.clock.now_ms()
+        capture = self.captures_by_id.get(capture_id)
+        refusal = self._refusal(capture, amount)
+        if capture is None or refusal is not None:
+            reason = None if refusal is None else refusal.value
+            refund = Refund(
+                key, capture_id, amount, PspRefundStatus.FAILED, None, reason, None, now_ms
+            )
+            self.refunds[key] = refund
+            return refund
+        capture.refunded_minor += amount.minor
+        refund = Refund(
+            key,
+            capture_id,
+            amount,
+            PspRefundStatus.PENDING,
+            self._new_id("re"),
+            None,
+            capture.key,
+            now_ms,
+        )
+        self.refunds[key] = refund
+        if action is Action.DECLINE:
+            self._finish_refund(refund, succeeded=False, reason="declined")
+        elif action is not Action.PENDING:
+            self._finish_refund(refund, succeeded=True)
+        return refund
+
+    def _finish_refund(
+        self, refund: Refund, *, succeeded: bool, reason: str | None = None
+    ) -> PspNotification:
+        assert refund.status is PspRefundStatus.PENDING, refund
+        assert refund.refund_id is not None, refund
+        if succeeded:
+            refund.status = PspRefundStatus.SUCCEEDED
+            refund.settled_at_ms = self.clock.now_ms()
+        else:
+            refund.status = PspRefundStatus.FAILED
+            refund.reason = reason
+            self.captures_by_id[refund.capture_id].refunded_minor -= refund.amount.minor
+        return self._emit(
+            PspEventKind.REFUND_SUCCEEDED if succeeded else PspEventKind.REFUND_FAILED,
+            refund.key,
+            capture_id=refund.capture_id,
+            reason=refund.reason,
+            refund_id=refund.refund_id,
+        )
+
+    # --- pending refunds settle later (the PSP's bank or the card network answers) ------------
+    def refund_succeeds(self, idempotency_key: str) -> PspNotification | None:
+        """A pending refund succeeds; None if it is not pending (already settled or unknown)."""
+        refund = self.refunds.get(idempotency_key)
+        if refund is None or refund.status is not PspRefundStatus.PENDING:
+            return None
+        return self._finish_refund(refund, succeeded=True)
+
+    def refund_fails(
+        self, idempotency_key: str, reason: str = "refund_failed"
+    ) -> PspNotification | None:
+        """A pending refund fails (the card was closed...): its amount is refundable again."""
+        refund = self.refunds.get(idempotency_key)
+        if refund is None or refund.status is not PspRefundStatus.PENDING:
+            return None
+        return self._finish_refund(refund, succeeded=False, reason=reason)
+
+    def pending_refunds(self) -> list[str]:
+        """The keys of the refunds still pending, in the order they were asked."""
+        return [r.key for r in self.refunds.values() if r.status is PspRefundStatus.PENDING]
 
     # --- the buyer on the hosted page ----------------------------------------------------------
     def buyer_pays(self, session_id: str) -> PspNotification | None:
@@ -286,18 +447,30 @@ class FakePsp:
                 totals[capture.amount.currency] += capture.amount.minor
         return totals
 
+    def refunded_total(self) -> Counter[str]:
+        """Succeeded refunds per currency (pending ones are held, not yet paid out)."""
+        totals: Counter[str] = Counter()
+        for refund in self.refunds.values():
+            if refund.status is PspRefundStatus.SUCCEEDED:
+                totals[refund.amount.currency] += refund.amount.minor
+        return totals
+
 
 def wire_event(event: PspNotification) -> bytes:
-    """The JSON body of a webhook, keys sorted so the bytes (and the signature) are stable."""
+    """The JSON body of a webhook, keys sorted so the bytes (and the signature) are stable.
+    `refund_id` is present only on refund events (other events' bytes are as before)."""
+    body: dict[str, object] = {
+        "id": event.event_id,
+        "type": event.kind.value,
+        "reference": event.reference,
+        "created_ms": event.occurred_at_ms,
+        "capture_id": event.capture_id,
+        "reason": event.reason,
+    }
+    if event.refund_id is not None:
+        body["refund_id"] = event.refund_id
     return json.dumps(
-        {
-            "id": event.event_id,
-            "type": event.kind.value,
-            "reference": event.reference,
-            "created_ms": event.occurred_at_ms,
-            "capture_id": event.capture_id,
-            "reason": event.reason,
-        },
+        body,
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
@@ -315,5 +488,6 @@ def parse_event(body: bytes) -> PspNotification:
         occurred_at_ms=int(data["created_ms"]),
         capture_id=data.get("capture_id"),
         reason=data.get("reason"),
+        refund_id=data.get("refund_id"),
         raw={"type": data["type"], "reference": data["reference"]},
     )

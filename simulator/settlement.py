@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from engine.errors import UnknownCurrency
-from engine.gateway import CaptureStatus
+from engine.gateway import CaptureStatus, PspRefundStatus
 from engine.money import (
     AMOUNT_MINOR_MAX,
     Money,
@@ -231,12 +231,22 @@ def build_settlement(
 
 
 def movements_of_psp(psp: FakePsp) -> list[Movement]:
-    """What the fake PSP's books show as money moved: every successful capture."""
-    return [
+    """What the fake PSP's books show as money moved: every successful capture, and every
+    succeeded refund on the day it succeeded (its merchant reference is the refund's
+    idempotency key, our refund id, so each row matches one ledger refund). A pending, failed
+    or refused refund moved no money and has no row."""
+    moved = [
         Movement(c.capture_id, c.key, MovementKind.CAPTURE, c.captured_at_ms, c.amount)
         for c in psp.captures.values()
         if c.status is CaptureStatus.CAPTURED
     ]
+    for r in psp.refunds.values():
+        if r.status is PspRefundStatus.SUCCEEDED:
+            assert r.refund_id is not None and r.settled_at_ms is not None, r
+            moved.append(
+                Movement(r.refund_id, r.key, MovementKind.REFUND, r.settled_at_ms, r.amount)
+            )
+    return moved
 
 
 def render_row(row: SettlementRow) -> str:
