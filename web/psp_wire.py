@@ -2,7 +2,8 @@
 face (web/psp_face/), so both ends agree by construction.
 
 Stripe-shaped envelope: `{"id": "evt_...", "object": "event", "type": "<kind>", "created":
-<unix seconds>, "data": {"object": {"reference": ..., "capture_id": ..., "reason": ...}}}`.
+<unix seconds>, "data": {"object": {"reference": ..., "capture_id": ..., "reason": ...,
+"refund_id": ...}}}` (`refund_id` set on refund events only).
 `type` is one of `engine.gateway.PspEventKind`. `created` is in seconds (as Stripe's), which
 also keeps 13-digit millisecond stamps out of bodies that the card-number guard scans.
 """
@@ -20,6 +21,7 @@ class EventObject(msgspec.Struct):
     reference: str
     capture_id: str | None = None
     reason: str | None = None
+    refund_id: str | None = None  # refund events only
 
 
 class EventData(msgspec.Struct):
@@ -45,7 +47,9 @@ def encode_event(event: PspNotification) -> bytes:
         id=event.event_id,
         type=event.kind.value,
         created=event.occurred_at_ms // 1000,
-        data=EventData(EventObject(event.reference, event.capture_id, event.reason)),
+        data=EventData(
+            EventObject(event.reference, event.capture_id, event.reason, event.refund_id)
+        ),
     )
     return msgspec.json.encode(body)
 
@@ -65,5 +69,6 @@ def decode_event(body: bytes) -> PspNotification:
         occurred_at_ms=event.created * 1000,
         capture_id=event.data.object.capture_id,
         reason=event.data.object.reason,
+        refund_id=event.data.object.refund_id,
         raw=raw,
     )

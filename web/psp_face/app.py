@@ -4,6 +4,10 @@ Endpoints (JSON; amounts as integer minor units plus currency, as Stripe's API):
 - `POST /v1/checkout/sessions` (Idempotency-Key = our payment id), `GET .../{id}`,
   `POST .../{id}/expire`: hosted-page sessions.
 - `POST /v1/captures` (Idempotency-Key = our order id), `GET /v1/captures/{key}`.
+- `POST /v1/refunds` (Idempotency-Key = our refund id; body `capture_id`, `amount`, `currency`),
+  `GET /v1/refunds/{key}`. A refusal (unknown or declined capture, more than is left) is a 400
+  whose `error.code` is the `RefundRefusal` word; the key reused with another capture or amount
+  is a 400 of type `idempotency_error`, as Stripe answers.
 - `GET /pay/{session_id}`, `POST /pay/{session_id}`: the hosted page the buyer clicks through.
 Every outcome is also sent as a signed webhook by the pump (pump.py). A scripted fault in the
 FakePsp (`psp.script(...)`) surfaces as a 503, an unknown outcome for the caller.
@@ -21,7 +25,13 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from actors.clock import TrioClock
-from engine.gateway import GatewayUnavailable, SessionStatus
+from engine.gateway import (
+    GatewayUnavailable,
+    IdempotencyKeyReused,
+    PspRefundStatus,
+    RefundResult,
+    SessionStatus,
+)
 from engine.money import Money, format_amount
 from simulator.fake_psp import FakePsp, process_namespace
 from web.psp_face.page import outcome_for, page
@@ -48,6 +58,32 @@ class PspFace:
 
 def _json(data: dict[str, Any], status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+def _refund_json(result: RefundResult) -> dict[str, Any]:
+    return {
+        "id": result.refund_id,
+        "object": "refund",
+        "status": result.status.value,
+        "reason": result.reason,
+    }
+
+
+def _refund_body(data: object) -> tuple[str, Money] | str:
+    """(capture id, amount) of a refund request, or why it is malformed."""
+    if not isinstance(data, dict):
+        return "the body must be a JSON object"
+    capture_id, minor, currency = data.get("capture_id"), data.get("amount"), data.get("currency")
+    if not isinstance(capture_id, str) or not capture_id:
+        return "capture_id must be a non-empty string"
+    if not isinstance(minor, int) or isinstance(minor, bool):
+        return "amount must be an integer of minor units"
+    if not isinstance(currency, str):
+        return "currency must be a string"
+    try:
+        return capture_id, Money(minor, currency)
+    except ValueError as exc:
+        return str(exc)
 
 
 def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
@@ -117,6 +153,30 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
         if result.capture_id is None:
             return _json({"error": {"type": "invalid_request_error"}}, 404)
         return _json({"id": result.capture_id, "status": result.status.value, "reason": None})
+
+    @app.post("/v1/refunds")
+    async def refund() -> Response:
+        key = request.headers.get("Idempotency-Key")
+        parsed = _refund_body(await request.get_json(silent=True))
+        if not key or isinstance(parsed, str):
+            message = "an Idempotency-Key header is required" if not key else parsed
+            return _json({"error": {"type": "invalid_request_error", "message": message}}, 400)
+        capture_id, amount = parsed
+        try:
+            result = await face().psp.refund(key, capture_id, amount)
+        except IdempotencyKeyReused as exc:
+            return _json({"error": {"type": "idempotency_error", "message": str(exc)}}, 400)
+        if result.refund_id is None:  # refused: no refund exists
+            error = {"type": "invalid_request_error", "code": result.reason, "message": "refused"}
+            return _json({"error": error}, 400)
+        return _json(_refund_json(result))
+
+    @app.get("/v1/refunds/<key>")
+    async def query_refund(key: str) -> Response:
+        result = await face().psp.query_refund(key)
+        if result.status is PspRefundStatus.NOT_FOUND:
+            return _json({"error": {"type": "invalid_request_error"}}, 404)
+        return _json(_refund_json(result))
 
     @app.get("/pay/<session_id>")
     async def hosted_page(session_id: str) -> Response:

@@ -1,0 +1,210 @@
+"""Refunds over real sockets: `HttpGateway.refund/query_refund` against the fake PSP's HTTP face
+(`POST /v1/refunds`, `GET /v1/refunds/{key}`), the refund webhooks posted, signed, to our API,
+which records and ignores them (no engine refund flow yet): the books do not move."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from hypercorn.trio import serve
+
+from engine.gateway import (
+    GatewayUnavailable,
+    IdempotencyKeyReused,
+    PspEventKind,
+    PspNotification,
+    PspRefundStatus,
+    RefundRefusal,
+)
+from engine.limits import EngineConfig
+from engine.money import Money
+from engine.store.memory import MemoryStore
+from payengine.serve import hypercorn_config
+from tests.web.test_e2e_http import _listening_socket
+from web.app import create_app
+from web.http_gateway import open_http_gateway
+from web.keys import create_api_key
+from web.psp_face.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
+from web.psp_wire import decode_event, encode_event
+from web.runtime import EXTENSION, Runtime, Wiring
+from web.settings import WebSettings
+from web.signature import sign_header
+
+SECRET = "whsec_refunds"
+#: Real time: the flow takes well under a second; this bounds a hang.
+FLOW_TIMEOUT_S = 30.0
+
+
+@asynccontextmanager
+async def running_world() -> AsyncIterator[tuple[str, str, Runtime, PspFace]]:
+    """Our API and the fake PSP's face on real sockets: (api url, psp url, runtime, face)."""
+    api_sock, psp_sock = _listening_socket(), _listening_socket()
+    api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
+    psp_url = f"http://127.0.0.1:{psp_sock.getsockname()[1]}"
+    store = MemoryStore(checkpoint=trio.lowlevel.checkpoint)
+
+    @asynccontextmanager
+    async def open_store() -> AsyncIterator[Any]:
+        yield store
+
+    wiring = Wiring(
+        open_store=open_store,
+        open_gateway=lambda clock: open_http_gateway(psp_url),
+        engine_config=EngineConfig(outbox_poll_interval_s=0.05),
+    )
+    api = create_app(wiring, WebSettings(psp_webhook_secrets=(SECRET,), public_base_url=api_url))
+    psp = create_psp_app(PspFaceSettings(psp_url, f"{api_url}/v1/psp/webhooks", (SECRET,)))
+    stop = trio.Event()
+
+    async def trigger() -> None:
+        await stop.wait()
+
+    async with trio.open_nursery() as nursery:
+        for app, sock in ((psp, psp_sock), (api, api_sock)):
+            config = hypercorn_config([f"fd://{sock.detach()}"], graceful_timeout_s=0.5)
+            nursery.start_soon(lambda a=app, c=config: serve(a, c, shutdown_trigger=trigger))
+        async with httpx.AsyncClient() as probe:
+            with trio.fail_after(FLOW_TIMEOUT_S):
+                while True:
+                    try:
+                        if (await probe.get(f"{api_url}/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await trio.sleep(0.05)
+        try:
+            yield api_url, psp_url, api.extensions[EXTENSION], psp.extensions[PSP_EXTENSION]
+        finally:
+            stop.set()
+
+
+async def _paid_order(api_url: str, runtime: Runtime, face: PspFace) -> tuple[str, str, str]:
+    """One 40.00 EUR order captured through the API: (admin key, payment id, capture id)."""
+    _, storefront = await create_api_key(runtime.store, runtime.ids, runtime.clock, "storefront")
+    _, admin = await create_api_key(runtime.store, runtime.ids, runtime.clock, "admin")
+    body = {
+        "checkout_id": "rf-1",
+        "buyer": "buyer-1",
+        "currency": "EUR",
+        "orders": [{"seller_id": "s1", "amount": "40.00"}],
+    }
+    async with httpx.AsyncClient() as http:
+        headers = {"Authorization": f"Bearer {storefront}", "Idempotency-Key": "rf-k1"}
+        created = await http.post(f"{api_url}/v1/payments", json=body, headers=headers)
+        assert created.status_code == 201, created.text
+        paid = await http.post(
+            created.json()["hosted_url"], data={"card_number": "4242 4242 4242 4242"}
+        )
+        assert paid.status_code == 200
+        with trio.fail_after(FLOW_TIMEOUT_S):
+            while not (await runtime.store.count_transactions()):
+                await trio.sleep(0.05)
+    (capture,) = face.psp.captures.values()
+    return admin, created.json()["id"], capture.capture_id
+
+
+async def test_refunds_over_http_are_idempotent_partial_and_ignored_by_the_engine() -> None:
+    async with (
+        running_world() as (api_url, psp_url, runtime, face),
+        open_http_gateway(psp_url) as gateway,
+        httpx.AsyncClient() as http,
+    ):
+        admin, payment_id, capture_id = await _paid_order(api_url, runtime, face)
+        trial_before = await runtime.store.trial_balance()
+
+        first = await gateway.refund("rf_1", capture_id, Money(1000, "EUR"))
+        assert first.status is PspRefundStatus.SUCCEEDED and first.refund_id is not None
+        assert await gateway.refund("rf_1", capture_id, Money(1000, "EUR")) == first
+        assert await gateway.query_refund("rf_1") == first
+        with pytest.raises(IdempotencyKeyReused):
+            await gateway.refund("rf_1", capture_id, Money(500, "EUR"))
+
+        # Refusals come back as FAILED results with the PSP's reason, and stay under the key.
+        too_much = await gateway.refund("rf_2", capture_id, Money(3001, "EUR"))
+        assert (too_much.status, too_much.refund_id, too_much.reason) == (
+            PspRefundStatus.FAILED,
+            None,
+            RefundRefusal.EXCEEDS_CAPTURED.value,
+        )
+        assert await gateway.query_refund("rf_2") == too_much
+        unknown = await gateway.refund("rf_3", "cap_nope", Money(100, "EUR"))
+        assert unknown.reason == RefundRefusal.CAPTURE_NOT_FOUND.value
+        assert (await gateway.query_refund("rf_none")).status is PspRefundStatus.NOT_FOUND
+
+        # The PSP refunds but the answer is lost (503): a retry finds the one refund.
+        face.psp.script("refund", "timeout_after")
+        with pytest.raises(GatewayUnavailable):
+            await gateway.refund("rf_4", capture_id, Money(3000, "EUR"))
+        retried = await gateway.refund("rf_4", capture_id, Money(3000, "EUR"))
+        assert retried.refund_id == face.psp.refunds["rf_4"].refund_id
+        face.psp.script("query_refund", "unavailable")
+        with pytest.raises(GatewayUnavailable):
+            await gateway.query_refund("rf_4")
+        # Nothing is left to refund.
+        assert (await gateway.refund("rf_5", capture_id, Money(1, "EUR"))).reason == (
+            RefundRefusal.EXCEEDS_CAPTURED.value
+        )
+        assert face.psp.refunded_total() == {"EUR": 4000}
+        assert len([r for r in face.psp.refunds.values() if r.refund_id]) == 2
+
+        # Malformed requests are the PSP's 400, never a refund.
+        bad = await http.post(
+            f"{psp_url}/v1/refunds",
+            json={"capture_id": capture_id, "amount": "10.00", "currency": "EUR"},
+            headers={"Idempotency-Key": "rf_bad"},
+        )
+        assert bad.status_code == 400 and "integer" in bad.json()["error"]["message"]
+        keyless = await http.post(
+            f"{psp_url}/v1/refunds",
+            json={"capture_id": capture_id, "amount": 10, "currency": "EUR"},
+        )
+        assert keyless.status_code == 400 and "rf_bad" not in face.psp.refunds
+
+        # Both refund webhooks reach our API, which records them and moves no money.
+        with trio.fail_after(FLOW_TIMEOUT_S):
+            while True:
+                kinds = [decode_event(body) for body, _ in face.pump.sent]
+                refunds = [e for e in kinds if e.kind is PspEventKind.REFUND_SUCCEEDED]
+                if len(refunds) == 2:
+                    break
+                await trio.sleep(0.05)
+        assert {e.reference for e in refunds} == {"rf_1", "rf_4"}
+        assert {e.refund_id for e in refunds} == {first.refund_id, retried.refund_id}
+        # They were recorded: sent again (re-signed, as a PSP retry is), each is a duplicate.
+        now_s = runtime.clock.now_ms() // 1000
+        for body, _ in face.pump.sent:
+            if decode_event(body).kind is PspEventKind.REFUND_SUCCEEDED:
+                again = await http.post(
+                    f"{api_url}/v1/psp/webhooks",
+                    content=body,
+                    headers={"Stripe-Signature": sign_header([SECRET], now_s, body)},
+                )
+                assert again.status_code == 200 and again.json()["outcome"] == "duplicate"
+        # A refund event naming the order itself is ignored too, never read as a failed capture.
+        (order_id,) = face.psp.captures
+        forged = encode_event(
+            PspNotification(
+                "evt_refund_on_order",
+                PspEventKind.REFUND_FAILED,
+                order_id,
+                runtime.clock.now_ms(),
+                capture_id=capture_id,
+                refund_id="re_x",
+            )
+        )
+        sent = await http.post(
+            f"{api_url}/v1/psp/webhooks",
+            content=forged,
+            headers={"Stripe-Signature": sign_header([SECRET], now_s, forged)},
+        )
+        assert sent.status_code == 200 and sent.json()["outcome"] == "ignored"
+        payment = await http.get(
+            f"{api_url}/v1/payments/{payment_id}", headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert payment.json()["status"] == "completed"
+        assert await runtime.store.trial_balance() == trial_before
