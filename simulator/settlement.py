@@ -393,8 +393,10 @@ def _parse(data: bytes) -> SettlementFile:
             raise _Reject(
                 SettlementProblem.BAD_HEADER, 1, f"unknown currency {currency!r}"
             ) from None
-    if len(lines) < 2 or lines[1] != "COLUMNS," + ",".join(COLUMNS):
-        tag = lines[1].split(",")[0] if len(lines) > 1 else ""
+    if len(lines) < 2:  # cut at a line end right after the header
+        raise _Reject(SettlementProblem.MISSING_TRAILER, 1, "the file ends after its header")
+    if lines[1] != "COLUMNS," + ",".join(COLUMNS):
+        tag = lines[1].split(",")[0]
         if tag and tag not in _TAGS:
             raise _Reject(SettlementProblem.UNKNOWN_ROW_TYPE, 2, f"record {tag!r}")
         raise _Reject(SettlementProblem.BAD_COLUMNS, 2, "the second line must name the columns")

@@ -196,7 +196,11 @@ def test_the_parser_never_raises_on_arbitrary_bytes(data: bytes) -> None:
     assert isinstance(parse_settlement(data), SettlementFile | SettlementRejected)
 
 
-@given(st.integers(1, len(GOOD) - 1))
-def test_every_truncation_is_refused(cut: int) -> None:
-    rejected = _rejected(GOOD.encode()[:cut])
-    assert rejected.problem in {SettlementProblem.TRUNCATED, SettlementProblem.MISSING_TRAILER}
+def test_every_truncation_is_refused() -> None:
+    # Every cut, not a sample: a cut right after the header's newline once read as bad columns.
+    for cut in range(1, len(GOOD)):
+        rejected = _rejected(GOOD.encode()[:cut])
+        assert rejected.problem in {
+            SettlementProblem.TRUNCATED,
+            SettlementProblem.MISSING_TRAILER,
+        }, (cut, rejected)
