@@ -166,7 +166,11 @@ class ActorSystem:
             if cell is None:
                 cell = await self._spawn(kind, key)
             try:
-                await cell.send.send(envelope)
+                # Room in the mailbox: enqueue without a task switch (most sends); full: wait.
+                try:
+                    cell.send.send_nowait(envelope)
+                except trio.WouldBlock:
+                    await cell.send.send(envelope)
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 # The actor passivated or stopped between lookup and send: spawn a new one.
