@@ -10,7 +10,8 @@ Handlers are idempotent. A handler with a database effect acks the delivery insi
 of work (`acks_itself`), so its effect and the ack commit together: exactly-once effect; such
 deliveries run concurrently, up to `concurrency_max`. Other handlers run a fetched batch
 concurrently and the consumer acks the batch in one unit of work once they returned
-(at-least-once to the outside world).
+(at-least-once to the outside world); an `inline` subscriber's handler does not block, so the
+consumer runs its batch itself, in order, without a task per delivery.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Subscriber:
     attempts_max: int | None = None
     delay_s_base: float | None = None
     delay_s_max: float | None = None
+    #: The handler never blocks (in-memory work only: counters, a bounded buffer): the consumer
+    #: runs a batch in its own task, in order, with no task and no deadline per delivery.
+    inline: bool = False
 
 
 @attrs.define
@@ -115,10 +119,18 @@ class OutboxConsumer:
             finally:
                 self._limit.release()
 
-        async with trio.open_nursery() as nursery:
+        if self.subscriber.inline:
             for delivery in deliveries:
-                await self._limit.acquire()
-                nursery.start_soon(one, delivery)
+                try:
+                    await self.subscriber.handle(delivery)
+                    done.append(delivery)
+                except Exception as error:  # trio.Cancelled is a BaseException: never caught
+                    failures.append((delivery, error))
+        else:
+            async with trio.open_nursery() as nursery:
+                for delivery in deliveries:
+                    await self._limit.acquire()
+                    nursery.start_soon(one, delivery)
         async with self.ctx.store.unit_of_work() as uow:
             for delivery in done:
                 await uow.ack_delivery(self.subscriber.name, delivery.message.message_id)

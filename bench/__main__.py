@@ -88,7 +88,7 @@ async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> En
         if completed == payments:
             all_done.set()
 
-    watcher = Subscriber("bench", ("payment.completed",), on_completed)
+    watcher = Subscriber("bench", ("payment.completed",), on_completed, inline=True)
     ids = Ids(clock, random.Random(2))
     async with (
         open_engine(store, psp, clock, ids, rng, config, extra_subscribers=(watcher,)) as engine,
