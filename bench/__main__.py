@@ -173,11 +173,14 @@ def bench_engine(
 
 def bench_scenario(scale: float) -> float:
     scenario = scaled(load_scenario("happy_path"), scale)
+    start_cpu = time.process_time()
     result = run_scenario(scenario)
+    cpu_s = time.process_time() - start_cpu
     rate = result.payments / result.wall_s
     print(
         f"scenario: happy_path x{scale:g}: {result.payments:,} payments, virtual "
-        f"{result.virtual_s:,.0f} s in {result.wall_s:.1f} s wall = {rate:,.0f} payments/s "
+        f"{result.virtual_s:,.0f} s in {result.wall_s:.1f} s wall = {rate:,.0f} payments/s; "
+        f"{cpu_s:.1f} s CPU = {result.payments / cpu_s:,.0f} payments/CPU s "
         f"({'ok' if result.ok else result.violation})"
     )
     return rate
