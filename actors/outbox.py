@@ -68,6 +68,10 @@ class OutboxConsumer:
         self.stats = SubscriberStats()
         self._in_flight: set[str] = set()
         self._limit = trio.Semaphore(subscriber.concurrency_max)
+        #: Deliveries due later than now (retries) may be pending: ask the store when the next
+        #: is due before waiting. Cleared when nothing is pending at all, set again by a retry;
+        #: every other delivery is due at once and rings the doorbell when committed.
+        self._retries_maybe = True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.ctx.store.register_subscriber(self.subscriber.name, self.subscriber.topics)
@@ -98,8 +102,12 @@ class OutboxConsumer:
 
     async def _idle_wait_s(self, now_ms: int) -> float:
         wait_s = self.ctx.config.outbox_poll_interval_s
+        if not self._retries_maybe:
+            return wait_s
         next_ms = await self.ctx.store.next_delivery_due_ms(self.subscriber.name)
-        if next_ms is not None and next_ms > now_ms:
+        if next_ms is None:
+            self._retries_maybe = False
+        elif next_ms > now_ms:
             wait_s = min(wait_s, (next_ms - now_ms) / 1000)
         return max(wait_s, 0.001)
 
@@ -189,6 +197,7 @@ class OutboxConsumer:
                     error,
                 )
                 self.stats.retried += 1
+        self._retries_maybe = True  # after the commit, so a concurrent look cannot miss it
 
 
 def subscriber_names(subscribers: Sequence[Subscriber]) -> list[str]:
