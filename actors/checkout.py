@@ -252,7 +252,9 @@ class CheckoutActor:
         else:
             orders = await self.ctx.store.get_orders(payment.payment_id)
         for order in orders:
-            if order.status in (OrderStatus.NOT_STARTED, OrderStatus.EXECUTING):
+            if order.status in (OrderStatus.NOT_STARTED, OrderStatus.EXECUTING) or (
+                order.status is OrderStatus.SUCCESS and not order.booked  # an older version's
+            ):
                 await self.ctx.system.tell(
                     ORDER, order.order_id, ExecuteOrder(payment.psp_session_id, fresh=fresh)
                 )
