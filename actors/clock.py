@@ -15,10 +15,13 @@ class TrioClock:
         """Must be created inside `trio.run`: it reads trio's clock to set its anchor."""
         assert isinstance(epoch_ms, int) and epoch_ms >= 0
         self._epoch_ms = epoch_ms
-        self._anchor_s = trio.current_time()
+        # The run's clock itself: `trio.current_time()` looks it up on every call, and every
+        # id, record change and message reads the time.
+        self._trio_clock = trio.lowlevel.current_clock()
+        self._anchor_s = self._trio_clock.current_time()
 
     def monotonic(self) -> float:
-        return trio.current_time()
+        return self._trio_clock.current_time()
 
     def now_ms(self) -> int:
-        return self._epoch_ms + int((trio.current_time() - self._anchor_s) * 1000)
+        return self._epoch_ms + int((self._trio_clock.current_time() - self._anchor_s) * 1000)

@@ -8,7 +8,6 @@ from engine.gateway import PspNotification
 
 CHECKOUT = "checkout"
 ORDER = "order"
-MERCHANT = "merchant"
 
 
 @attrs.frozen
@@ -40,9 +39,15 @@ class ResumeCheckout:
 
 @attrs.frozen
 class ExecuteOrder:
-    """The checkout is authorized: start capturing this order."""
+    """The checkout is authorized: capture this order.
+
+    `fresh`: the checkout moved the order to EXECUTING in its authorization's unit of work and
+    no capture was attempted yet, so the order captures at once. Otherwise (recovery) an
+    EXECUTING order's earlier outcome is unknown and it asks the PSP first.
+    """
 
     session_id: str
+    fresh: bool = False
 
 
 @attrs.frozen
@@ -60,12 +65,3 @@ class FailOrder:
     """The checkout failed or expired before this order started."""
 
     reason: str
-
-
-@attrs.frozen
-class BookOrder:
-    """Book a succeeded order into the ledger and the wallet, and ack its delivery."""
-
-    order_id: str
-    subscriber: str
-    message_id: str

@@ -9,6 +9,9 @@ backoff and jitter; after `capture_attempts_max` unknown outcomes it stops captu
 the PSP for the capture's status by key every `status_poll_interval_s`, until the PSP's word
 arrives, by answer or by webhook. Webhooks may come before, during or after the call returns,
 duplicated or out of order: a terminal state is final, so every interleaving converges.
+
+A capture is booked (ledger transaction, wallet credit, booking flags) in the same unit of work
+that records SUCCESS, so there is no captured-but-unbooked state to recover from.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from engine.gateway import (
     PspEventKind,
     PspNotification,
 )
+from engine.ledger import Transaction, TransactionKind, capture_entries
 from engine.records import OutboxMessage, PaymentOrder, PspEvent
 from engine.states import OrderStatus, transition
 from engine.store.port import UnitOfWork
@@ -61,7 +65,7 @@ class OrderActor:
         if self.order is None:
             return "unknown_order"
         if isinstance(message, ExecuteOrder):
-            return await self._execute(message.session_id)
+            return await self._execute(message.session_id, message.fresh)
         if isinstance(message, AttemptCapture):
             return await self._attempt_capture()
         if isinstance(message, QueryCapture):
@@ -69,10 +73,13 @@ class OrderActor:
         raise AssertionError(f"order actor got {message!r}")
 
     # --- capture -----------------------------------------------------------------------------
-    async def _execute(self, session_id: str) -> str:
+    async def _execute(self, session_id: str, fresh: bool) -> str:
         order = self.order
         assert order is not None
         self.session_id = session_id
+        if fresh and order.status is OrderStatus.EXECUTING and order.attempts == 0:
+            # The checkout started this order with its authorization: capture now.
+            return await self._attempt_capture()
         if order.status is OrderStatus.NOT_STARTED:
             async with self.ctx.store.unit_of_work() as uow:
                 self.order = await uow.update_order(
@@ -88,6 +95,8 @@ class OrderActor:
             # Resumed after a restart: the outcome of an earlier call is unknown; ask first.
             self._later(0.0, QueryCapture())
             return "resumed"
+        if order.status is OrderStatus.SUCCESS and not order.booked:
+            return await self._book_succeeded()
         await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
         return order.status.value
 
@@ -187,8 +196,7 @@ class OrderActor:
         self.ctx.doorbell.ring(
             ("order.succeeded",) if target is OrderStatus.SUCCESS else ("order.failed",)
         )
-        if target is OrderStatus.FAILED:
-            await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
+        await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
         return "applied" if event is not None else target.value
 
     async def _transition(
@@ -197,17 +205,63 @@ class OrderActor:
         status = (
             target if "trust_webhook_order" in self.ctx.faults else transition(order.status, target)
         )
+        booked = order.booked
+        if target is OrderStatus.SUCCESS and not booked:
+            await self._book(uow, order)
+            booked = True
         self.order = await uow.update_order(
             attrs.evolve(
                 order,
                 status=status,
                 psp_capture_id=result.capture_id or order.psp_capture_id,
                 failure_reason=None if target is OrderStatus.SUCCESS else result.reason,
+                ledger_booked=booked,
+                wallet_booked=booked,
                 updated_at_ms=self.ctx.clock.now_ms(),
             )
         )
         topic = "order.succeeded" if target is OrderStatus.SUCCESS else "order.failed"
         await uow.append_outbox(self._order_message(topic, order, result.capture_id))
+
+    async def _book(self, uow: UnitOfWork, order: PaymentOrder, reference: str = "") -> None:
+        """Post the capture transaction (its wallet credit comes with it) in `uow`.
+
+        The ledger's unique business key `(capture, order_id)` makes a second booking
+        impossible; the check before posting only avoids the failed statement.
+        """
+        reference = reference or order.order_id
+        if await uow.get_transaction_by_reference(TransactionKind.CAPTURE, reference):
+            return
+        entries, _, _ = capture_entries(
+            order.seller_id, order.amount, self.ctx.config.commission_bps
+        )
+        await uow.post_transaction(
+            Transaction(
+                txn_id=self.ctx.ids.new("txn"),
+                kind=TransactionKind.CAPTURE,
+                reference=reference,
+                entries=entries,
+                created_at_ms=self.ctx.clock.now_ms(),
+                description=f"capture of order {order.order_id}",
+            )
+        )
+
+    async def _book_succeeded(self) -> str:
+        """A SUCCESS order not booked yet (written before booking moved here): book it now."""
+        order = self.order
+        assert order is not None and order.status is OrderStatus.SUCCESS and not order.booked
+        async with self.ctx.store.unit_of_work() as uow:
+            await self._book(uow, order)
+            self.order = await uow.update_order(
+                attrs.evolve(
+                    order,
+                    ledger_booked=True,
+                    wallet_booked=True,
+                    updated_at_ms=self.ctx.clock.now_ms(),
+                )
+            )
+        await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
+        return "booked"
 
     def _order_message(
         self, topic: str, order: PaymentOrder, capture_id: str | None
@@ -270,9 +324,8 @@ class OrderActor:
                     and event.kind is PspEventKind.CAPTURE_SUCCEEDED
                     and order.status is OrderStatus.SUCCESS
                 ):
-                    await uow.append_outbox(
-                        self._order_message("order.succeeded", order, event.capture_id)
-                    )
+                    # Books the duplicate under a fresh reference, past the unique key.
+                    await self._book(uow, order, reference=self.ctx.ids.new("key"))
                 if conflicting:
                     # The PSP contradicts a final state: a person must look (reconciliation).
                     await uow.append_outbox(

@@ -10,7 +10,8 @@ Handlers are idempotent. A handler with a database effect acks the delivery insi
 of work (`acks_itself`), so its effect and the ack commit together: exactly-once effect; such
 deliveries run concurrently, up to `concurrency_max`. Other handlers run a fetched batch
 concurrently and the consumer acks the batch in one unit of work once they returned
-(at-least-once to the outside world).
+(at-least-once to the outside world); an `inline` subscriber's handler does not block, so the
+consumer runs its batch itself, in order, without a task per delivery.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Subscriber:
     attempts_max: int | None = None
     delay_s_base: float | None = None
     delay_s_max: float | None = None
+    #: The handler never blocks (in-memory work only: counters, a bounded buffer): the consumer
+    #: runs a batch in its own task, in order, with no task and no deadline per delivery.
+    inline: bool = False
 
 
 @attrs.define
@@ -64,6 +68,10 @@ class OutboxConsumer:
         self.stats = SubscriberStats()
         self._in_flight: set[str] = set()
         self._limit = trio.Semaphore(subscriber.concurrency_max)
+        #: Deliveries due later than now (retries) may be pending: ask the store when the next
+        #: is due before waiting. Cleared when nothing is pending at all, set again by a retry;
+        #: every other delivery is due at once and rings the doorbell when committed.
+        self._retries_maybe = True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.ctx.store.register_subscriber(self.subscriber.name, self.subscriber.topics)
@@ -73,11 +81,8 @@ class OutboxConsumer:
             task_status.started()
             while True:
                 now_ms = self.ctx.clock.now_ms()
-                due = await self.ctx.store.fetch_due_deliveries(
-                    self.subscriber.name,
-                    now_ms,
-                    config.outbox_batch_size_max + len(self._in_flight),
-                )
+                limit = config.outbox_batch_size_max + len(self._in_flight)
+                due = await self.ctx.store.fetch_due_deliveries(self.subscriber.name, now_ms, limit)
                 fresh = [d for d in due if d.message.message_id not in self._in_flight]
                 if self.subscriber.acks_itself:
                     for delivery in fresh:
@@ -88,16 +93,21 @@ class OutboxConsumer:
                     # Handlers without a database effect: run the batch, then ack it in one
                     # unit of work (at-least-once to the outside world).
                     await self._deliver_batch(fresh)
-                if fresh:
-                    await trio.lowlevel.checkpoint()
-                    continue
+                if fresh and (self.subscriber.acks_itself or len(due) >= limit):
+                    continue  # maybe more due already (the fetch is a checkpoint)
+                # A short batch took all that was due at the fetch; a commit since then rang the
+                # doorbell, so the wait returns at once if there is more.
                 await self.ctx.doorbell.wait(self.subscriber.name, await self._idle_wait_s(now_ms))
         raise AssertionError("OutboxConsumer.run never returns")
 
     async def _idle_wait_s(self, now_ms: int) -> float:
         wait_s = self.ctx.config.outbox_poll_interval_s
+        if not self._retries_maybe:
+            return wait_s
         next_ms = await self.ctx.store.next_delivery_due_ms(self.subscriber.name)
-        if next_ms is not None and next_ms > now_ms:
+        if next_ms is None:
+            self._retries_maybe = False
+        elif next_ms > now_ms:
             wait_s = min(wait_s, (next_ms - now_ms) / 1000)
         return max(wait_s, 0.001)
 
@@ -115,10 +125,18 @@ class OutboxConsumer:
             finally:
                 self._limit.release()
 
-        async with trio.open_nursery() as nursery:
+        if self.subscriber.inline:
             for delivery in deliveries:
-                await self._limit.acquire()
-                nursery.start_soon(one, delivery)
+                try:
+                    await self.subscriber.handle(delivery)
+                    done.append(delivery)
+                except Exception as error:  # trio.Cancelled is a BaseException: never caught
+                    failures.append((delivery, error))
+        else:
+            async with trio.open_nursery() as nursery:
+                for delivery in deliveries:
+                    await self._limit.acquire()
+                    nursery.start_soon(one, delivery)
         async with self.ctx.store.unit_of_work() as uow:
             for delivery in done:
                 await uow.ack_delivery(self.subscriber.name, delivery.message.message_id)
@@ -179,6 +197,7 @@ class OutboxConsumer:
                     error,
                 )
                 self.stats.retried += 1
+        self._retries_maybe = True  # after the commit, so a concurrent look cannot miss it
 
 
 def subscriber_names(subscribers: Sequence[Subscriber]) -> list[str]:

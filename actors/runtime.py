@@ -22,7 +22,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
 import math
@@ -71,10 +70,22 @@ class AskTimeout(Exception):
     """No reply within the ask deadline. The message may still be handled."""
 
 
+class _ReplySlot:
+    """A one-shot reply: lighter than a memory channel, and `ask` is on every request path."""
+
+    __slots__ = ("abandoned", "done", "ok", "value")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.abandoned = False  # the asker gave up (deadline): the reply goes nowhere
+        self.ok = False
+        self.value: Any = None
+
+
 @attrs.define
 class _Envelope:
     message: Any
-    reply_to: trio.MemorySendChannel[tuple[bool, Any]] | None
+    reply_to: _ReplySlot | None
 
 
 @attrs.define(eq=False)
@@ -149,16 +160,19 @@ class ActorSystem:
     ) -> Any:
         """Send `message` and wait for the reply; raises AskTimeout after the deadline."""
         timeout_s = self._config.ask_timeout_s if timeout_s is None else timeout_s
-        reply_send, reply_receive = trio.open_memory_channel[tuple[bool, Any]](1)
-        with trio.move_on_after(timeout_s) as scope:
-            await self._deliver(kind, key, _Envelope(message, reply_send))
-            async with reply_receive:
-                ok, value = await reply_receive.receive()
-        if scope.cancelled_caught:
+        slot = _ReplySlot()
+        try:
+            with trio.move_on_after(timeout_s):
+                await self._deliver(kind, key, _Envelope(message, slot))
+                await slot.done.wait()
+        finally:
+            if not slot.done.is_set():  # timed out or cancelled: nobody will read the reply
+                slot.abandoned = True
+        if not slot.done.is_set():
             raise AskTimeout(f"{kind} {key!r} did not reply within {timeout_s} s")
-        if not ok:
-            raise value
-        return value
+        if not slot.ok:
+            raise slot.value
+        return slot.value
 
     async def _deliver(self, kind: str, key: Hashable, envelope: _Envelope) -> None:
         while True:
@@ -166,7 +180,11 @@ class ActorSystem:
             if cell is None:
                 cell = await self._spawn(kind, key)
             try:
-                await cell.send.send(envelope)
+                # Room in the mailbox: enqueue without a task switch (most sends); full: wait.
+                try:
+                    cell.send.send_nowait(envelope)
+                except trio.WouldBlock:
+                    await cell.send.send(envelope)
                 return
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 # The actor passivated or stopped between lookup and send: spawn a new one.
@@ -191,34 +209,39 @@ class ActorSystem:
     # --- one actor's life --------------------------------------------------------------------
     async def _run(self, cell: _Cell, actor: Actor) -> None:
         crashes: deque[float] = deque()
+        idle_s = self._config.actor_idle_timeout_s
+        late: _Envelope | None = None
         try:
             await actor.on_start()
-            while True:
-                try:  # a queued message needs no idle cancel scope
-                    envelope = cell.receive.receive_nowait()
-                except trio.WouldBlock:
-                    pass
-                else:
-                    if not await self._handle(cell, actor, envelope, crashes):
-                        return
-                    continue
-                with trio.move_on_after(self._config.actor_idle_timeout_s):
-                    envelope = await cell.receive.receive()
-                    if not await self._handle(cell, actor, envelope, crashes):
-                        return
-                    continue
-                # Idle: passivate. Leave the registry first, so new messages spawn a new
-                # incarnation, then handle whatever is already queued, then close.
-                self._forget(cell)
-                self._passivated += 1
+            # One idle scope per incarnation, its deadline moved around each wait (cheaper than
+            # a scope per wait); it is never armed while a message is handled.
+            with trio.CancelScope() as idle:
                 while True:
-                    try:
+                    try:  # a queued message needs no idle deadline
                         envelope = cell.receive.receive_nowait()
                     except trio.WouldBlock:
-                        break
+                        idle.deadline = trio.current_time() + idle_s
+                        envelope = await cell.receive.receive()
+                        if idle.cancel_called:  # the idle deadline passed as it arrived
+                            late = envelope
+                            break
+                        idle.deadline = math.inf
                     if not await self._handle(cell, actor, envelope, crashes):
                         return
+            # Idle: passivate. Leave the registry first, so new messages spawn a new
+            # incarnation, then handle whatever is already queued, then close.
+            self._forget(cell)
+            self._passivated += 1
+            if late is not None and not await self._handle(cell, actor, late, crashes):
                 return
+            while True:
+                try:
+                    envelope = cell.receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                if not await self._handle(cell, actor, envelope, crashes):
+                    return
+            return
         finally:
             self._forget(cell)
             cell.receive.close()
@@ -274,13 +297,13 @@ class ActorSystem:
 
     @staticmethod
     def _reply(envelope: _Envelope, ok: bool, value: Any) -> None:
-        if envelope.reply_to is None:
-            return
+        slot = envelope.reply_to
         # If the asker gave up (deadline), the reply has nobody to go to.
-        with contextlib.suppress(
-            trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock
-        ):
-            envelope.reply_to.send_nowait((ok, value))
+        if slot is None or slot.abandoned or slot.done.is_set():
+            return
+        slot.ok = ok
+        slot.value = value
+        slot.done.set()
 
     # --- introspection ---------------------------------------------------------------------
     def is_live(self, kind: str, key: Hashable) -> bool:

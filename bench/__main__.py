@@ -23,6 +23,7 @@ import random
 import sys
 import time
 
+import attrs
 import trio
 from trio.testing import MockClock
 
@@ -48,8 +49,28 @@ ENGINE_RUN_S_MAX = 24 * 3600.0
 WEBHOOK_ATTEMPTS_MAX = 100
 
 
-async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> int:
-    """Run `payments` checkouts to COMPLETED; returns how many completed."""
+@attrs.frozen
+class EngineRun:
+    """What one engine run did: completed payments, units of work, actor messages, orders."""
+
+    completed: int
+    commits: int
+    messages: int
+    orders: int
+
+
+class TaskSteps(trio.abc.Instrument):
+    """Counts trio task steps (one per resumption of a task), to compare runs without timing."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+
+
+async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> EngineRun:
+    """Run `payments` checkouts to COMPLETED; returns what the run did."""
     clock = TrioClock(EPOCH_MS)
     store = MemoryStore(checkpoint=trio.lowlevel.checkpoint)
     psp = FakePsp(clock)
@@ -67,7 +88,7 @@ async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> in
         if completed == payments:
             all_done.set()
 
-    watcher = Subscriber("bench", ("payment.completed",), on_completed)
+    watcher = Subscriber("bench", ("payment.completed",), on_completed, inline=True)
     ids = Ids(clock, random.Random(2))
     async with (
         open_engine(store, psp, clock, ids, rng, config, extra_subscribers=(watcher,)) as engine,
@@ -103,26 +124,47 @@ async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> in
                 nursery.start_soon(buy, i)
             await all_done.wait()
         nursery.cancel_scope.cancel()
+        messages = engine.system.statistics().messages_handled
     assert all(p.status is PaymentStatus.COMPLETED for p in await store.list_payments(1000))
-    return completed
+    orders = sum(1 + i % orders_max for i in range(payments))
+    return EngineRun(completed, store.commits, messages, orders)
 
 
-def bench_engine(payments: int, concurrency_max: int, orders_max: int, profile: bool) -> float:
+def bench_engine(
+    payments: int, concurrency_max: int, orders_max: int, profile: bool, counts: bool
+) -> float:
     profiler = cProfile.Profile() if profile else None
+    steps = TaskSteps()
+    instruments = [steps] if counts else []
     start = time.perf_counter()
+    start_cpu = time.process_time()
     with deterministic_scheduling(1):
         if profiler is not None:
             profiler.enable()
-        done = trio.run(
-            engine_run, payments, concurrency_max, orders_max, clock=MockClock(autojump_threshold=0)
+        run = trio.run(
+            engine_run,
+            payments,
+            concurrency_max,
+            orders_max,
+            clock=MockClock(autojump_threshold=0),
+            instruments=instruments,
         )
         if profiler is not None:
             profiler.disable()
     wall_s = time.perf_counter() - start
+    cpu_s = time.process_time() - start_cpu
+    done = run.completed
     rate = done / wall_s
     print(
         f"engine:   {done:,} payments (1..{orders_max} orders each, {concurrency_max} in flight)"
-        f" in {wall_s:.1f} s wall = {rate:,.0f} payments/s"
+        f" in {wall_s:.1f} s wall = {rate:,.0f} payments/s;"
+        f" {cpu_s:.1f} s CPU = {done / cpu_s:,.0f} payments/CPU s"
+    )
+    per = f"per payment ({run.orders / done:.2f} orders):"
+    print(
+        f"          {per} {run.commits / done:.2f} units of work,"
+        f" {run.messages / done:.2f} actor messages"
+        + (f", {steps.steps / done:.1f} task steps" if counts else "")
     )
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
@@ -131,11 +173,14 @@ def bench_engine(payments: int, concurrency_max: int, orders_max: int, profile: 
 
 def bench_scenario(scale: float) -> float:
     scenario = scaled(load_scenario("happy_path"), scale)
+    start_cpu = time.process_time()
     result = run_scenario(scenario)
+    cpu_s = time.process_time() - start_cpu
     rate = result.payments / result.wall_s
     print(
         f"scenario: happy_path x{scale:g}: {result.payments:,} payments, virtual "
-        f"{result.virtual_s:,.0f} s in {result.wall_s:.1f} s wall = {rate:,.0f} payments/s "
+        f"{result.virtual_s:,.0f} s in {result.wall_s:.1f} s wall = {rate:,.0f} payments/s; "
+        f"{cpu_s:.1f} s CPU = {result.payments / cpu_s:,.0f} payments/CPU s "
         f"({'ok' if result.ok else result.violation})"
     )
     return rate
@@ -157,9 +202,10 @@ def main() -> None:
     parser.add_argument("--scenario-scale", type=float, default=1.0)
     parser.add_argument("--only", choices=["engine", "scenario"])
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--counts", action="store_true", help="also count trio task steps")
     args = parser.parse_args()
     if args.only in (None, "engine"):
-        bench_engine(args.payments, args.concurrency, args.orders_max, args.profile)
+        bench_engine(args.payments, args.concurrency, args.orders_max, args.profile, args.counts)
     if args.only in (None, "scenario"):
         bench_scenario(args.scenario_scale)
 

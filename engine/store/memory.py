@@ -9,8 +9,8 @@ against the committed tables (unique keys, versions, non-negative wallets) and t
 validation and application run without a checkpoint, so a commit is atomic under trio. Wallet
 postings are stored as deltas and added at commit, so concurrent units never lose an update.
 
-`checkpoint` (an awaitable factory, e.g. `trio.lowlevel.checkpoint`) is awaited when a unit
-of work begins, before it commits, and in every committed-state read, so that concurrent units
+`checkpoint` (an awaitable factory, e.g. `trio.lowlevel.checkpoint`) is awaited before a unit
+of work commits and in every committed-state read, so that concurrent units
 of work interleave the way they would against a database; the engine package stays free of
 trio.
 """
@@ -52,7 +52,9 @@ class MemoryStore:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[MemoryUnitOfWork]:
-        await self._cp()
+        # One checkpoint per unit of work, before its commit: other units may commit between
+        # its reads and its validation, which is the interleaving that matters (conflicts,
+        # duplicates). A second one at the start cost a task switch per unit for nothing.
         uow = MemoryUnitOfWork(self._t, self._cp)
         try:
             yield uow

@@ -122,3 +122,40 @@ def test_crashes_at_any_points_never_double_charge_or_lose(
     crash_at: set[int], faults: list[str], orders: int
 ) -> None:
     run_with_crashes(crash_at, faults, orders)
+
+
+async def test_recovery_books_a_captured_order_an_older_version_left_unbooked(
+    autojump_clock: MockClock,
+) -> None:
+    """Before booking moved into the capture's unit of work, SUCCESS and its booking were two
+    commits; a store left between them is finished by recovery: booked once, completed."""
+    import attrs
+
+    world = make_world()
+    world.hold_webhooks = True  # the payment stays AWAITING_PAYMENT while we look away
+    async with world.running() as engine:
+        view = await engine.service.create_checkout(checkout("chk-legacy", {"s1": 1_000}))
+        assert isinstance(view, PaymentView)
+    payment_id = view.payment.payment_id
+    async with world.store.unit_of_work() as uow:
+        payment = await uow.get_payment(payment_id)
+        assert payment is not None and payment.psp_session_id is not None
+        await uow.update_payment(attrs.evolve(payment, status=PaymentStatus.AUTHORIZED))
+        [order] = await uow.get_orders(payment_id)
+        await uow.update_order(
+            attrs.evolve(order, status=OrderStatus.SUCCESS, psp_capture_id="cap_legacy")
+        )
+    [order] = await world.store.get_orders(payment_id)
+    assert order.status is OrderStatus.SUCCESS and not order.booked
+    async with world.running():
+        await wait_until(lambda: _completed(world, payment_id))
+    [order] = await world.store.get_orders(payment_id)
+    assert order.booked
+    assert await world.store.count_transactions() == 1
+    [balance] = await world.store.list_balances("s1")
+    assert balance.available_minor == 900  # 1,000 less 10% commission
+
+
+async def _completed(world, payment_id: str) -> bool:  # type: ignore[no-untyped-def]
+    payment = await world.store.get_payment(payment_id)
+    return payment is not None and payment.status is PaymentStatus.COMPLETED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import trio
 from trio.testing import MockClock
 
@@ -16,8 +17,9 @@ from engine.states import PaymentStatus
 from tests.actors.harness import checkout, make_world, paid_checkout, payment_status, wait_until
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["task_per_delivery", "inline"])
 async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
-    autojump_clock: MockClock,
+    autojump_clock: MockClock, inline: bool
 ) -> None:
     world = make_world(config=EngineConfig(delivery_attempts_max=4, outbox_poll_interval_s=30))
     poison_checkouts = ["poison"]
@@ -38,7 +40,9 @@ async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
             world.ids,
             world.rng,
             world.config,
-            extra_subscribers=(Subscriber("fragile", ("payment.created",), fragile),),
+            extra_subscribers=(
+                Subscriber("fragile", ("payment.created",), fragile, inline=inline),
+            ),
         ) as engine,
         trio.open_nursery() as pump,
     ):
@@ -72,29 +76,34 @@ async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
         pump.cancel_scope.cancel()
 
 
-async def test_booking_survives_a_crashing_merchant_actor(autojump_clock: MockClock) -> None:
+async def test_capture_booking_survives_crashes_while_settling(autojump_clock: MockClock) -> None:
+    """A capture is booked in the unit of work that records it: a crash there loses both,
+    the order stays EXECUTING, and the PSP's word (answer or webhook) books it exactly once."""
     world = make_world()
     async with world.running() as engine:
-        from actors import merchant
+        from engine.store import memory_unit
 
-        original = merchant.MerchantActor._book
+        original = memory_unit.MemoryUnitOfWork.post_transaction
         crashes = []
 
-        async def flaky(self, command):  # type: ignore[no-untyped-def]
+        async def flaky(self, txn):  # type: ignore[no-untyped-def]
             if len(crashes) < 2:
-                crashes.append(command.order_id)
+                crashes.append(txn.reference)
                 raise RuntimeError("disk on fire")
-            return await original(self, command)
+            return await original(self, txn)
 
-        merchant.MerchantActor._book = flaky  # type: ignore[method-assign]
+        memory_unit.MemoryUnitOfWork.post_transaction = flaky  # type: ignore[method-assign]
         try:
             view = await paid_checkout(world, engine, checkout("c", {"s1": 100}))
             await wait_until(lambda: _is(world, view.payment.payment_id, PaymentStatus.COMPLETED))
         finally:
-            merchant.MerchantActor._book = original  # type: ignore[method-assign]
+            memory_unit.MemoryUnitOfWork.post_transaction = original  # type: ignore[method-assign]
         assert len(crashes) == 2
-        assert engine.consumers["booking"].stats.retried == 2
+        assert engine.system.statistics().restarts == 2
         assert await world.store.count_transactions() == 1
+        [order] = await world.store.get_orders(view.payment.payment_id)
+        assert order.booked
+        assert sum(b.available_minor for b in await world.store.list_balances("s1")) == 90
 
 
 async def _is(world, payment_id: str, status: PaymentStatus) -> bool:  # type: ignore[no-untyped-def]

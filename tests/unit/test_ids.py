@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.ids import Ids, is_id
+from engine.ids import Ids, _encode, _encode_id, is_id
 
 
 class FakeClock:
@@ -45,3 +45,20 @@ def test_clock_going_backwards_keeps_order() -> None:
     first = ids.new("pay")
     clock.ms -= 10_000
     assert ids.new("pay") > first
+
+
+def _encode_by_divmod(value: int, length: int) -> str:
+    """The reference encoding: one divmod per character, least significant first."""
+    chars = []
+    for _ in range(length):
+        value, index = divmod(value, 32)
+        chars.append("0123456789ABCDEFGHJKMNPQRSTVWXYZ"[index])
+    assert value == 0
+    return "".join(reversed(chars))
+
+
+@given(st.integers(0, (1 << 48) - 1), st.integers(0, (1 << 80) - 1))
+def test_pair_table_encoding_matches_crockford_base32(now_ms: int, random_part: int) -> None:
+    expected = _encode_by_divmod(now_ms, 10) + _encode_by_divmod(random_part, 16)
+    assert _encode(now_ms, 10) + _encode(random_part, 16) == expected
+    assert _encode_id(now_ms, random_part) == expected
