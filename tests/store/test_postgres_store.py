@@ -237,3 +237,45 @@ async def test_processes_on_one_data_dir_share_one_embedded_server(tmp_path: Pat
         assert await trio.to_thread.run_sync(database.stop_embedded, data_dir)
     assert not database.embedded_status(data_dir).running
     assert not await trio.to_thread.run_sync(database.stop_embedded, data_dir)
+
+
+@pytest.mark.parametrize("kind", pgfixtures.available_kinds())
+async def test_migration_0003_retires_the_booking_subscriber(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written before booking moved into the capture's unit of work: its pending
+    'booking' deliveries and subscription go, every other subscriber's stay."""
+    shipped = migrations.load_migrations()
+    assert [m.name for m in shipped][:3] == [
+        "0001_initial",
+        "0002_api",
+        "0003_retire_booking_subscriber",
+    ]
+
+    async def older_schema_with_booking_rows(conn: Any) -> None:
+        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:2])
+        assert await migrations.migrate(conn) == ["0001_initial", "0002_api"]
+        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped)
+        await conn.execute(
+            "INSERT INTO outbox (message_id, topic, key, payload, created_at_ms)"
+            " VALUES ('msg_1', 'order.succeeded', 'ord_1', '{}', 1)"
+        )
+        for subscriber in ("booking", "analytics"):
+            await conn.execute(
+                "INSERT INTO outbox_subscriptions (subscriber, topic)"
+                " VALUES ($1, 'order.succeeded')",
+                subscriber,
+            )
+            await conn.execute(
+                "INSERT INTO outbox_deliveries (subscriber, message_id, next_attempt_at_ms)"
+                " VALUES ($1, 'msg_1', 1)",
+                subscriber,
+            )
+        assert await migrations.migrate(conn) == ["0003_retire_booking_subscriber"]
+        left = await conn.fetch("SELECT subscriber FROM outbox_deliveries ORDER BY subscriber")
+        assert [row["subscriber"] for row in left] == ["analytics"]
+        subscribed = await conn.fetch("SELECT subscriber FROM outbox_subscriptions")
+        assert [row["subscriber"] for row in subscribed] == ["analytics"]
+
+    async with pgfixtures.fresh_database(kind) as fresh:
+        await pgfixtures.raw_sql(fresh, older_schema_with_booking_rows)
