@@ -20,6 +20,7 @@ from web.wire import (
     TrialBalanceOut,
     account_entry_out,
     balance_out,
+    parse_entry_id,
     transaction_out,
     trial_balance_out,
 )
@@ -69,11 +70,18 @@ async def account_entries(account: str) -> Response:
     except (InvalidInput, ValueError) as exc:
         raise ApiProblem(VALIDATION_FAILED, str(exc), [FieldError("/account", str(exc))]) from None
     limit = page_limit(runtime.settings)
-    rows = await runtime.store.list_entries(account, limit + 1, cursor())
+    after = None
+    text = cursor()
+    if text is not None:
+        after = parse_entry_id(text)
+        if after is None:
+            detail = "starting_after must be an entry id (<transaction_id>:<entry_no>)"
+            raise ApiProblem(VALIDATION_FAILED, detail, [FieldError("/starting_after", detail)])
+    rows = await runtime.store.list_entries(account, limit + 1, after)
     return json_response(
         AccountEntriesOut(
             account=account,
-            data=[account_entry_out(txn_id, entry) for txn_id, entry in rows[:limit]],
+            data=[account_entry_out(*row) for row in rows[:limit]],
             has_more=len(rows) > limit,
         )
     )

@@ -42,6 +42,10 @@ Url = Annotated[str, msgspec.Meta(pattern="^https?://", max_length=2048)]
 # --- requests ----------------------------------------------------------------------------------
 
 
+#: Entries per transaction are numbered 0.. in a PostgreSQL smallint.
+ENTRY_NO_MAX = 32_767
+
+
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     seller_id: ExternalId
     amount: Amount
@@ -132,6 +136,7 @@ class TransactionOut(msgspec.Struct):
 
 
 class AccountEntryOut(msgspec.Struct):
+    id: str  # "<transaction_id>:<entry_no>", the cursor for `starting_after`
     transaction_id: str
     currency: str
     amount: str
@@ -295,8 +300,24 @@ def transaction_out(txn: Transaction) -> TransactionOut:
     )
 
 
-def account_entry_out(txn_id: str, entry: Entry) -> AccountEntryOut:
+def entry_id(txn_id: str, entry_no: int) -> str:
+    return f"{txn_id}:{entry_no}"
+
+
+def parse_entry_id(text: str) -> tuple[str, int] | None:
+    """The (txn_id, entry_no) an entry id names; a bare transaction id means after all of its
+    entries (the cursor's form before entries had ids). None when it is neither."""
+    txn_id, colon, number = text.rpartition(":")
+    if not colon:
+        return (text, ENTRY_NO_MAX)
+    if not txn_id or not number.isdigit() or int(number) > ENTRY_NO_MAX:
+        return None
+    return (txn_id, int(number))
+
+
+def account_entry_out(txn_id: str, entry_no: int, entry: Entry) -> AccountEntryOut:
     return AccountEntryOut(
+        id=entry_id(txn_id, entry_no),
         transaction_id=txn_id,
         currency=entry.currency,
         amount=format_amount(entry.amount_minor, entry.currency),

@@ -35,6 +35,7 @@ from engine.store.memory_unit import (
     _no_checkpoint,
     _Tables,
 )
+from engine.store.port import EntryCursor
 
 __all__ = ["Checkpoint", "MemoryStore", "MemoryUnitOfWork"]
 
@@ -107,12 +108,12 @@ class MemoryStore:
         return self._t.txns.get(txn_id)
 
     async def list_entries(
-        self, account: str, limit: int, after_txn_id: str | None = None
-    ) -> list[tuple[str, Entry]]:
+        self, account: str, limit: int, after: EntryCursor | None = None
+    ) -> list[tuple[str, int, Entry]]:
         await self._cp()
-        rows = sorted(self._t.entries_by_account.get(account, ()), key=lambda r: r[0])
-        if after_txn_id is not None:
-            rows = [r for r in rows if r[0] > after_txn_id]
+        rows = sorted(self._t.entries_by_account.get(account, ()), key=lambda r: (r[0], r[1]))
+        if after is not None:
+            rows = [r for r in rows if (r[0], r[1]) > after]
         return rows[:limit]
 
     async def list_balances(self, merchant_id: str) -> list[Balance]:

@@ -67,7 +67,7 @@ class _Tables:
         self.unfinished_orders: set[str] = set()
         self.txns: dict[str, Transaction] = {}
         self.txn_refs: dict[tuple[str, str], str] = {}
-        self.entries_by_account: dict[str, list[tuple[str, Entry]]] = defaultdict(list)
+        self.entries_by_account: dict[str, list[tuple[str, int, Entry]]] = defaultdict(list)
         self.sums: dict[tuple[str, str], int] = defaultdict(int)
         self.wallets: dict[tuple[str, str], list[int]] = {}
         self.outbox: dict[str, OutboxMessage] = {}
@@ -334,8 +334,8 @@ class MemoryUnitOfWork:
         for txn in self._txns:
             t.txns[txn.txn_id] = txn
             t.txn_refs[(txn.kind, txn.reference)] = txn.txn_id
-            for entry in txn.entries:
-                t.entries_by_account[entry.account].append((txn.txn_id, entry))
+            for entry_no, entry in enumerate(txn.entries):
+                t.entries_by_account[entry.account].append((txn.txn_id, entry_no, entry))
                 t.sums[(entry.account, entry.currency)] += entry.amount_minor
         for key, (available, reserved) in self._deltas.items():
             wallet = t.wallets.setdefault(key, [0, 0])

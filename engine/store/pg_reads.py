@@ -50,17 +50,19 @@ async def list_unfinished_orders(db: Executor, limit: int, after: str | None) ->
 
 
 async def list_entries(
-    db: Executor, account: str, limit: int, after_txn_id: str | None
-) -> list[tuple[str, Entry]]:
+    db: Executor, account: str, limit: int, after: tuple[str, int] | None
+) -> list[tuple[str, int, Entry]]:
+    after_txn, after_no = after if after is not None else (None, -1)
     rows = await db.fetch(
-        "SELECT txn_id, account, amount_minor, currency FROM ledger_entries"
-        " WHERE account = $1 AND ($3::text IS NULL OR txn_id > $3)"
+        "SELECT txn_id, entry_no, account, amount_minor, currency FROM ledger_entries"
+        " WHERE account = $1 AND ($3::text IS NULL OR (txn_id, entry_no) > ($3, $4::smallint))"
         " ORDER BY txn_id, entry_no LIMIT $2",
         account,
         check_limit(limit),
-        after_txn_id,
+        after_txn,
+        after_no,
     )
-    return [(row["txn_id"], Entry.from_row(row)) for row in rows]
+    return [(row["txn_id"], row["entry_no"], Entry.from_row(row)) for row in rows]
 
 
 _BALANCE_COLUMNS = "merchant_id, currency, available_minor, reserved_minor"

@@ -43,6 +43,10 @@ from engine.records import (
     PspEvent,
 )
 
+#: (txn_id, entry_no): the position of one ledger entry in an account's history.
+EntryCursor = tuple[str, int]
+
+
 #: The most rows one read returns; callers page with `starting_after`.
 PAGE_SIZE_MAX = 1000
 
@@ -180,9 +184,11 @@ class Store(Protocol):
     async def get_transaction(self, txn_id: str) -> Transaction | None: ...
 
     async def list_entries(
-        self, account: str, limit: int, after_txn_id: str | None = None
-    ) -> list[tuple[str, Entry]]:
-        """(txn_id, entry) for `account`, ascending txn id."""
+        self, account: str, limit: int, after: EntryCursor | None = None
+    ) -> list[tuple[str, int, Entry]]:
+        """(txn_id, entry_no, entry) for `account`, ascending (txn_id, entry_no), strictly after
+        `after`. The cursor names an entry, not a transaction: a transaction may hold several
+        entries of one account, and a page may end between them."""
         ...
 
     async def list_balances(self, merchant_id: str) -> list[Balance]: ...

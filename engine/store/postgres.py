@@ -48,7 +48,7 @@ from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
 from engine.store.pg_errors import map_error
 from engine.store.pg_unit import PostgresUnitOfWork
-from engine.store.port import Store, UnitOfWork
+from engine.store.port import EntryCursor, Store, UnitOfWork
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -302,9 +302,9 @@ class PostgresStore:
         return await self._read(q.get_transaction, txn_id)
 
     async def list_entries(
-        self, account: str, limit: int, after_txn_id: str | None = None
-    ) -> list[tuple[str, Entry]]:
-        return await self._read(reads.list_entries, account, limit, after_txn_id)
+        self, account: str, limit: int, after: EntryCursor | None = None
+    ) -> list[tuple[str, int, Entry]]:
+        return await self._read(reads.list_entries, account, limit, after)
 
     async def list_balances(self, merchant_id: str) -> list[Balance]:
         return await self._read(reads.list_balances, merchant_id)

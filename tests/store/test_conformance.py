@@ -392,7 +392,35 @@ async def test_wallet_equals_ledger_after_mixed_postings(store: Store) -> None:
         assert balance.available_minor == -trial.get((account, balance.currency), 0)
     assert sum(v for (_, c), v in trial.items() if c == "JPY") == 0
     entries = await store.list_entries(merchant_payable("m1"), 10)
-    assert {e.currency for _, e in entries} == {"JPY", "BHD"}
+    assert {e.currency for _, _, e in entries} == {"JPY", "BHD"}
+
+
+async def test_entry_pages_never_skip_an_entry_inside_a_transaction(store: Store) -> None:
+    """A transaction may hold several entries of one account; every page size, followed by
+    its cursor, returns each entry exactly once, in (transaction, entry number) order."""
+    async with store.unit_of_work() as uow:
+        for legs in ((5, 7), (3,), (1, 2, 4)):
+            entries = tuple(Entry("psp_clearing", amount, "USD") for amount in legs)
+            await uow.post_transaction(
+                Transaction(
+                    txn_id=next_id("txn"),
+                    kind=TransactionKind.ADJUSTMENT,
+                    reference=next_id("adj"),
+                    entries=(*entries, Entry("platform_revenue", -sum(legs), "USD")),
+                    created_at_ms=1,
+                )
+            )
+    everything = await store.list_entries("psp_clearing", 100)
+    assert [e.amount_minor for _, _, e in everything] == [5, 7, 3, 1, 2, 4]
+    assert [no for _, no, _ in everything] == [0, 1, 0, 0, 1, 2]
+    for limit in range(1, len(everything) + 1):
+        seen: list[tuple[str, int, Entry]] = []
+        after = None
+        while page := await store.list_entries("psp_clearing", limit, after):
+            assert len(page) <= limit
+            seen.extend(page)
+            after = (page[-1][0], page[-1][1])
+        assert seen == everything, limit
 
 
 async def test_ledger_is_append_only_through_the_port(store: Store) -> None:

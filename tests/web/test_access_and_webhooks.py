@@ -221,6 +221,16 @@ async def test_ledger_endpoints_show_the_booked_capture(
         )
         == 0
     )
+    entry = page["data"][0]
+    assert entry["id"] == f"{entry['transaction_id']}:1"  # leg 0 is the Dr psp_clearing
+    entries_url = "/v1/ledger/accounts/merchant_payable:s1/entries"
+    for cursor in (entry["id"], entry["transaction_id"]):  # an entry id, or a whole transaction
+        after = await api.client.get(f"{entries_url}?starting_after={cursor}", headers=admin)
+        assert json.loads(await after.get_data())["data"] == []
+    for bad in ("txn_x:one", ":3", "txn_x:99999"):
+        await problem_of(
+            await api.client.get(f"{entries_url}?starting_after={bad}", headers=admin), 422
+        )
     await problem_of(
         await api.client.get("/v1/ledger/accounts/nonsense/entries", headers=admin), 422
     )
