@@ -146,6 +146,12 @@ async def payment_status(world: World, payment_id: str) -> PaymentStatus:
     return payment.status
 
 
+async def completed(world: World, payment_id: str) -> bool:
+    """The payment exists and is COMPLETED (a predicate for `wait_until`)."""
+    payment = await world.store.get_payment(payment_id)
+    return payment is not None and payment.status is PaymentStatus.COMPLETED
+
+
 async def assert_books_balanced(world: World) -> None:
     """Ledger balances per currency, wallet = ledger, PSP captured = ledger captured."""
     trial = await world.store.trial_balance()

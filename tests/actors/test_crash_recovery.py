@@ -16,7 +16,7 @@ from trio.testing import MockClock
 from actors.service import PaymentView
 from engine.states import OrderStatus, PaymentStatus
 from engine.store.memory import MemoryStore
-from tests.actors.harness import assert_books_balanced, checkout, make_world, wait_until
+from tests.actors.harness import assert_books_balanced, checkout, completed, make_world, wait_until
 
 
 class CrashSwitch:
@@ -148,14 +148,9 @@ async def test_recovery_books_a_captured_order_an_older_version_left_unbooked(
     [order] = await world.store.get_orders(payment_id)
     assert order.status is OrderStatus.SUCCESS and not order.booked
     async with world.running():
-        await wait_until(lambda: _completed(world, payment_id))
+        await wait_until(lambda: completed(world, payment_id))
     [order] = await world.store.get_orders(payment_id)
     assert order.booked
     assert await world.store.count_transactions() == 1
     [balance] = await world.store.list_balances("s1")
     assert balance.available_minor == 900  # 1,000 less 10% commission
-
-
-async def _completed(world, payment_id: str) -> bool:  # type: ignore[no-untyped-def]
-    payment = await world.store.get_payment(payment_id)
-    return payment is not None and payment.status is PaymentStatus.COMPLETED

@@ -10,20 +10,16 @@ from hypothesis import strategies as st
 from trio.testing import MockClock
 
 from actors.service import PaymentView
-from engine.states import OrderStatus, PaymentStatus
+from engine.states import OrderStatus
 from tests.actors.harness import (
     World,
     assert_books_balanced,
     checkout,
+    completed,
     make_world,
     paid_checkout,
-    payment_status,
     wait_until,
 )
-
-
-async def _completed(world: World, payment_id: str) -> bool:
-    return await payment_status(world, payment_id) is PaymentStatus.COMPLETED
 
 
 async def _assert_exactly_once(world: World, payment_id: str) -> None:
@@ -44,9 +40,9 @@ async def test_duplicate_webhooks_book_once(autojump_clock: MockClock) -> None:
             for event in events * 3:  # every event delivered three times
                 await world.deliver(event)
             await trio.sleep(1)
-            if await _completed(world, view.payment.payment_id):
+            if await completed(world, view.payment.payment_id):
                 break
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     outcomes = [o for _, o in world.delivered]
     assert outcomes.count("duplicate") >= 2 * outcomes.count("applied")
     await _assert_exactly_once(world, view.payment.payment_id)
@@ -56,7 +52,7 @@ async def test_late_webhooks_after_completion_change_nothing(autojump_clock: Moc
     world = make_world()
     async with world.running() as engine:
         view = await paid_checkout(world, engine, checkout("c", {"s1": 100, "s2": 200}))
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
         before = await world.store.trial_balance()
         for event in world.psp.emitted:
             assert await world.deliver(event) == "duplicate"
@@ -77,7 +73,7 @@ async def test_capture_timeout_after_psp_captured_is_not_a_failure(
         await trio.sleep(5)
         world.held_events()  # drop every capture webhook
         world.hold_webhooks = False
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     [order] = await world.store.get_orders(view.payment.payment_id)
     assert world.psp.capture_calls[order.order_id] >= 2  # retried with the same key
     assert order.attempts >= 1
@@ -89,7 +85,7 @@ async def test_psp_failing_twice_then_succeeding_captures_once(autojump_clock: M
     world.psp.script("capture", "unavailable", "unavailable")
     async with world.running() as engine:
         view = await paid_checkout(world, engine, checkout("c", {"s1": 100}))
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     [order] = await world.store.get_orders(view.payment.payment_id)
     assert world.psp.capture_calls[order.order_id] == 3
     assert order.attempts == 2
@@ -107,7 +103,7 @@ async def test_psp_hanging_then_answering_stays_executing_meanwhile(
         await trio.sleep(30)
         [order] = await world.store.get_orders(view.payment.payment_id)
         assert order.status is OrderStatus.EXECUTING  # unknown, not failed
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     await _assert_exactly_once(world, view.payment.payment_id)
 
 
@@ -116,7 +112,7 @@ async def test_webhook_before_capture_call_returns_converges(autojump_clock: Moc
     world.psp.script("capture", "timeout_after", "timeout_after", "timeout_after")
     async with world.running() as engine:
         view = await paid_checkout(world, engine, checkout("c", {"s1": 100, "s2": 5}))
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     await _assert_exactly_once(world, view.payment.payment_id)
 
 
@@ -143,12 +139,12 @@ def _run(world_seed: int, delivery_seed: int, faults: list[str], copies: int) ->
                 for event in batch:
                     await world.deliver(event)
                 await trio.sleep(rng.choice([0, 0.5, 3, 60]))
-                done = [await _completed(world, v.payment.payment_id) for v in views]
+                done = [await completed(world, v.payment.payment_id) for v in views]
                 if all(done):
                     break
             world.hold_webhooks = False
             for v in views:
-                await wait_until(lambda v=v: _completed(world, v.payment.payment_id))
+                await wait_until(lambda v=v: completed(world, v.payment.payment_id))
             total_orders = sum(len(v.orders) for v in views)
             assert len(world.psp.captures) == total_orders
             assert await world.store.count_transactions() == total_orders

@@ -14,6 +14,7 @@ from engine.states import OrderStatus, PaymentStatus
 from tests.actors.harness import (
     assert_books_balanced,
     checkout,
+    completed,
     make_world,
     orders_of,
     paid_checkout,
@@ -30,7 +31,7 @@ async def test_three_sellers_checkout_completes_and_books_each_wallet(
         view = await paid_checkout(
             world, engine, checkout("chk-1", {"s1": 10_000, "s2": 2_550, "s3": 1_001})
         )
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     balances = {b.merchant_id: b.available_minor for b in await world.store.all_balances()}
     assert balances == {"s1": 9_000, "s2": 2_295, "s3": 901}  # 10% commission, half-even
     assert set(world.psp.capture_calls.values()) == {1}
@@ -39,10 +40,6 @@ async def test_three_sellers_checkout_completes_and_books_each_wallet(
     assert await world.store.count_transactions() == 3
     orders = await world.store.get_orders(view.payment.payment_id)
     assert all(o.status is OrderStatus.SUCCESS and o.booked for o in orders)
-
-
-async def _completed(world, payment_id: str) -> bool:  # type: ignore[no-untyped-def]
-    return await payment_status(world, payment_id) is PaymentStatus.COMPLETED
 
 
 async def test_same_checkout_twice_sequentially_is_one_payment(autojump_clock: MockClock) -> None:
@@ -160,7 +157,7 @@ async def test_capture_decline_fails_one_order_and_completes_the_rest(
     world.psp.script("capture", "ok", "decline")
     async with world.running() as engine:
         view = await paid_checkout(world, engine, checkout("chk-part", {"s1": 100, "s2": 200}))
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     statuses = sorted(s.value for s in await orders_of(world, view.payment.payment_id))
     assert statuses == ["FAILED", "SUCCESS"]
     await assert_books_balanced(world)
@@ -178,7 +175,7 @@ async def test_payment_expired_at_psp_but_paid_is_authorized_not_expired(
         world.psp.buyer_pays(view.payment.psp_session_id)
         world.held_events()  # the authorization webhook is lost
         world.hold_webhooks = False
-        await wait_until(lambda: _completed(world, view.payment.payment_id))
+        await wait_until(lambda: completed(world, view.payment.payment_id))
     await assert_books_balanced(world)
 
 
@@ -187,8 +184,8 @@ async def test_wallet_balance_for_jpy_and_bhd(autojump_clock: MockClock) -> None
     async with world.running() as engine:
         jpy = await paid_checkout(world, engine, checkout("j", {"s1": 1_500}, currency="JPY"))
         bhd = await paid_checkout(world, engine, checkout("b", {"s1": 1_005}, currency="BHD"))
-        await wait_until(lambda: _completed(world, jpy.payment.payment_id))
-        await wait_until(lambda: _completed(world, bhd.payment.payment_id))
+        await wait_until(lambda: completed(world, jpy.payment.payment_id))
+        await wait_until(lambda: completed(world, bhd.payment.payment_id))
     trial = await world.store.trial_balance()
     assert trial[(merchant_payable("s1"), "JPY")] == -1_350
     assert trial[(merchant_payable("s1"), "BHD")] == -905  # commission 100.5 -> 100 (half-even)

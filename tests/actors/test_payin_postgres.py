@@ -10,16 +10,15 @@ import trio
 
 from actors.service import PaymentView
 from engine.limits import EngineConfig
-from engine.states import OrderStatus, PaymentStatus
+from engine.states import OrderStatus
 from engine.store.port import Store
 from tests import pgfixtures
 from tests.actors.harness import (
-    World,
     assert_books_balanced,
     checkout,
+    completed,
     make_world,
     paid_checkout,
-    payment_status,
     wait_until,
 )
 
@@ -47,17 +46,13 @@ async def pg(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield store
 
 
-async def _completed(world: World, payment_id: str) -> bool:
-    return await payment_status(world, payment_id) is PaymentStatus.COMPLETED
-
-
 async def test_three_sellers_complete_on_postgres(pg: Store) -> None:
     world = make_world(store=pg, config=FAST)
     async with world.running() as engine:
         view = await paid_checkout(
             world, engine, checkout("chk-1", {"s1": 10_000, "s2": 2_550, "s3": 1_001})
         )
-        await wait_until(lambda: _completed(world, view.payment.payment_id), DEADLINE_S)
+        await wait_until(lambda: completed(world, view.payment.payment_id), DEADLINE_S)
     balances = {b.merchant_id: b.available_minor for b in await pg.all_balances()}
     assert balances == {"s1": 9_000, "s2": 2_295, "s3": 901}
     assert set(world.psp.capture_calls.values()) == {1}
@@ -87,7 +82,7 @@ async def test_duplicate_webhooks_and_timeouts_book_once_on_postgres(pg: Store) 
     world.psp.script("capture", "timeout_after", "unavailable", "timeout_after")
     async with world.running() as engine:
         view = await paid_checkout(world, engine, checkout("chk-dup", {"s1": 100, "s2": 200}))
-        await wait_until(lambda: _completed(world, view.payment.payment_id), DEADLINE_S)
+        await wait_until(lambda: completed(world, view.payment.payment_id), DEADLINE_S)
         for event in world.psp.emitted * 2:
             assert await world.deliver(event) == "duplicate"
     orders = await pg.get_orders(view.payment.payment_id)
@@ -126,7 +121,7 @@ async def test_engine_killed_after_psp_acted_resumes_on_postgres(
     assert crash.cancelled_caught
     world.psp.capture = original  # type: ignore[method-assign]
     async with world.running():
-        await wait_until(lambda: _completed(world, view.payment.payment_id), DEADLINE_S)
+        await wait_until(lambda: completed(world, view.payment.payment_id), DEADLINE_S)
     assert len(world.psp.captures) == 3
     assert set(world.psp.capture_calls.values()) <= {1, 2}
     assert await pg.count_transactions() == 3
