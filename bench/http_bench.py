@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import json
 import logging
 import os
@@ -51,7 +52,7 @@ def serve(port: int, store_kind: str, profile_path: str | None = None) -> None:
     from hypercorn.trio import serve as hypercorn_serve
 
     from engine.store.memory import MemoryStore
-    from payengine.serve import hypercorn_config
+    from payengine.serve import hypercorn_config, wait_for_signal
     from simulator.fake_psp import FakePsp
     from web.app import create_app
     from web.keys import create_api_key
@@ -84,7 +85,10 @@ def serve(port: int, store_kind: str, profile_path: str | None = None) -> None:
     async def main() -> None:
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             config = hypercorn_config([f"127.0.0.1:{port}"])
-            nursery.start_soon(hypercorn_serve, app, config)
+            # SIGINT or SIGTERM (the parent's way of saying stop) ends serving gracefully.
+            nursery.start_soon(
+                functools.partial(hypercorn_serve, app, config, shutdown_trigger=wait_for_signal)
+            )
             while EXTENSION not in app.extensions:  # noqa: ASYNC110 (the app offers no event)
                 await trio.sleep(0.05)
             runtime = app.extensions[EXTENSION]
@@ -96,8 +100,6 @@ def serve(port: int, store_kind: str, profile_path: str | None = None) -> None:
         profiler.enable()
     try:
         trio.run(main)
-    except KeyboardInterrupt:
-        pass  # the parent's way of saying stop
     finally:
         if profiler is not None:
             profiler.disable()
