@@ -161,30 +161,17 @@ async def open_loop(
 ) -> Tally:
     tally = Tally()
     idle: list[Connection] = []
-    opened = 0
-    freed = trio.Event()
-
-    async def take() -> Connection:
-        nonlocal opened, freed
-        while not idle and opened >= CONNECTIONS_MAX:
-            await freed.wait()
-            freed = trio.Event()
-        if idle:
-            return idle.pop()
-        opened += 1
-        return await Connection.open(host, port)
+    slots = trio.Semaphore(CONNECTIONS_MAX)
 
     async def send(due_s: float, data: bytes) -> None:
-        nonlocal opened
-        connection = await take()
-        status = await _one(connection, data)
-        tally.record(status, time.perf_counter() - due_s)
-        if status.isdigit():
-            idle.append(connection)
-        else:
-            opened -= 1
-            await connection.aclose()
-        freed.set()
+        async with slots:  # a connection of our own: an idle one, or a new one
+            connection = idle.pop() if idle else await Connection.open(host, port)
+            status = await _one(connection, data)
+            tally.record(status, time.perf_counter() - due_s)
+            if status.isdigit():
+                idle.append(connection)
+            else:
+                await connection.aclose()
 
     count = math.floor(rate_per_s * span_s)
     interval_s = 1.0 / rate_per_s

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 import trio
 import trio.testing
 
-from bench.http_load import Connection, ConnectionClosed, Tally, payment_request, summary
+from bench.http_load import (
+    Connection,
+    ConnectionClosed,
+    Tally,
+    closed_loop,
+    open_loop,
+    payment_request,
+    summary,
+)
 
 
 async def _serve(stream: trio.abc.Stream, answers: list[bytes], chunk_bytes: int) -> None:
@@ -71,3 +81,36 @@ def test_summary_counts_only_201_as_ok() -> None:
     assert result["requests_ok"] == 100 and result["per_s"] == 50.0
     assert result["errors"] == {"409": 1, "timeout": 1}
     assert result["p50_ms"] == 51.0 and result["p99_ms"] == 100.0
+
+
+async def _answer_forever(stream: trio.SocketStream) -> None:
+    buffer = b""
+    while True:
+        while b"\r\n\r\n" not in buffer:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return
+            buffer += chunk
+        head, _, rest = buffer.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        buffer = rest[length:]
+        await trio.sleep(0.02)  # slower than the rate: needs several connections at once
+        await stream.send_all(_answer(201, b"{}"))
+
+
+async def test_open_loop_sends_every_due_request_over_real_sockets() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, _answer_forever, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        ids = iter(range(1000))
+
+        def next_request() -> bytes:
+            return payment_request("127.0.0.1", port, "k", f"c{next(ids)}")
+
+        tally = await open_loop("127.0.0.1", port, next_request, 200.0, 0.5)
+        assert len(tally.latencies_s) == 100 and tally.errors == {}
+        tally = await closed_loop("127.0.0.1", port, next_request, 4, 0.2)
+        assert len(tally.latencies_s) >= 4 and tally.errors == {}
+        nursery.cancel_scope.cancel()
