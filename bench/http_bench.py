@@ -45,7 +45,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve(port: int, store_kind: str, profile_path: str | None = None) -> None:
+def serve(
+    port: int, store_kind: str, profile_path: str | None = None, plain_gc: bool = False
+) -> None:
     """The child: the API with the in-process fake PSP; prints its two keys, then serves."""
     import trio
     import trio_asyncio
@@ -55,6 +57,7 @@ def serve(port: int, store_kind: str, profile_path: str | None = None) -> None:
     from payengine.serve import hypercorn_config, wait_for_signal
     from simulator.fake_psp import FakePsp
     from web.app import create_app
+    from web.gctune import tune_for_serving
     from web.keys import create_api_key
     from web.logs import configure_logging
     from web.runtime import EXTENSION, Wiring
@@ -93,6 +96,8 @@ def serve(port: int, store_kind: str, profile_path: str | None = None) -> None:
                 await trio.sleep(0.05)
             runtime = app.extensions[EXTENSION]
             _, key = await create_api_key(runtime.store, runtime.ids, runtime.clock, "storefront")
+            if not plain_gc:
+                tune_for_serving()  # web/gctune.py: what a serving process should do
             print(json.dumps({"key": key}), flush=True)
 
     profiler = cProfile.Profile() if profile_path else None
@@ -198,12 +203,15 @@ def main() -> None:
         "--rate", type=_numbers, default=[], help="open loop: comma-separated requests/s"
     )
     parser.add_argument("--profile", help="write a cProfile of the server process here")
+    parser.add_argument(
+        "--plain-gc", action="store_true", help="keep CPython's default GC (no web/gctune.py)"
+    )
     parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.duration_s <= 0:
         parser.error("--duration-s must be positive")
     if args.serve_port:
-        serve(args.serve_port, args.store, args.profile)
+        serve(args.serve_port, args.store, args.profile, args.plain_gc)
         return
     if args.concurrency is None:
         args.concurrency = [] if args.rate else [32.0]
@@ -213,6 +221,7 @@ def main() -> None:
     port = _free_port()
     command = [sys.executable, "-m", "bench.http_bench", "--serve-port", str(port)]
     command += ["--store", args.store] + (["--profile", args.profile] if args.profile else [])
+    command += ["--plain-gc"] if args.plain_gc else []
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert child.stdout is not None

@@ -33,6 +33,10 @@ CONNECTIONS_MAX = 512
 #: Bytes read per receive call.
 RECEIVE_BYTES_MAX = 65_536
 HEADERS_END = b"\r\n\r\n"
+#: How a keep-alive connection the server closed while idle fails (Hypercorn closes idle ones
+#: after its keep-alive timeout); the request is sent again once on a new connection, as HTTP
+#: clients do (safe here: every request carries an Idempotency-Key).
+STALE = frozenset({"BrokenResourceError", "ConnectionClosed"})
 
 
 class ConnectionClosed(Exception):
@@ -165,8 +169,13 @@ async def open_loop(
 
     async def send(due_s: float, data: bytes) -> None:
         async with slots:  # a connection of our own: an idle one, or a new one
-            connection = idle.pop() if idle else await Connection.open(host, port)
+            reused = bool(idle)
+            connection = idle.pop() if reused else await Connection.open(host, port)
             status = await _one(connection, data)
+            if reused and status in STALE:  # the server closed it while idle: once more
+                await connection.aclose()
+                connection = await Connection.open(host, port)
+                status = await _one(connection, data)
             tally.record(status, time.perf_counter() - due_s)
             if status.isdigit():
                 idle.append(connection)
