@@ -40,6 +40,7 @@ from engine.ports import Clock
 from engine.store.port import Store
 from payengine.cli import _EXTENSIONS, EXIT_FAILED, EXIT_OK, UsageError, _run, _where
 from payengine.config import Config
+from web.gctune import tune_for_serving
 from web.http_gateway import open_http_gateway
 from web.keys import create_api_key
 from web.wire import dead_letter_out, payment_out, trial_balance_out
@@ -181,6 +182,7 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
                 api, api_config, shutdown_trigger=trigger, task_status=task_status
             )
         )
+        tune_for_serving()  # started: what is alive now lives as long as the process
         print(f"payengine API on {api_url} ({where}); docs at {api_url}/docs", flush=True)
         await wait_for_signal()
         print("shutting down: finishing in-flight requests", flush=True)
