@@ -42,7 +42,7 @@ TIME_SCALE_DEFAULT_MAX = 20.0
 TIME_SCALE_MAX = 200.0
 #: The longest the liveness phase may wait, in wall seconds: a scenario's bound (4 virtual days
 #: by default) would take hours at a time scale of 50.
-LIVENESS_WALL_S_MAX = 600.0
+LIVENESS_WALL_S_MAX = 1200.0
 #: Administrative statements (create and drop the run's database).
 ADMIN_TIMEOUT_S = 60.0
 DATABASE_PREFIX = "payengine_sim_"
