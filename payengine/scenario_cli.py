@@ -146,7 +146,8 @@ def report(result: Any) -> str:
     per_s = result.payments / result.wall_s if result.wall_s else 0.0
     lines += [
         f"time       virtual {result.virtual_s:,.0f} s ({result.virtual_s / 3600:.1f} h), "
-        f"wall {result.wall_s:.1f} s, {per_s:,.0f} payments per wall second",
+        f"wall {result.wall_s:.1f} s, {per_s:,.{0 if per_s >= 10 else 2}f} payments per wall "
+        "second",
     ]
     tier = result.tier
     if tier:

@@ -20,6 +20,9 @@ What differs from the memory tier (the report lists it, see `TIER_NOTES`):
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import attrs
 import trio
 import trio_asyncio
@@ -46,6 +49,14 @@ TIER_NOTES = (
 MEMORY_ONLY_SEAMS = frozenset({"wallet_outside_ledger"})
 #: How long the final snapshot may take to read (wall seconds times R, as all limits here).
 SNAPSHOT_TIMEOUT_S = 120.0
+#: How long one of the world's own reads (quiet detection, oracle ticks) may wait, in wall
+#: seconds: asyncpg waits for a pooled connection without a bound, so a pool the engine holds
+#: (or leaked) would otherwise hang the run silently.
+WORLD_READ_TIMEOUT_S = 60.0
+
+
+class StoreUnresponsive(Exception):
+    """The database did not answer one of the world's reads in time (pool statistics inside)."""
 
 
 def scaled_limits(time_scale: float) -> PostgresLimits:
@@ -101,6 +112,17 @@ class PgWorld(SimWorld):
             with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
                 self.pg_store.final = await read_snapshot(pg)
 
+    @asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        try:
+            with trio.fail_after(WORLD_READ_TIMEOUT_S * self.time_scale):
+                yield
+        except trio.TooSlowError:
+            raise StoreUnresponsive(
+                f"{what}: no answer within {WORLD_READ_TIMEOUT_S:.0f} wall s; "
+                f"{self.pg_store.pg.statistics()}"
+            ) from None
+
     async def _unfinished(self) -> int:
         pg = self.pg_store.pg
         return len(await pg.list_unfinished_payments(1000)) + len(
@@ -117,8 +139,10 @@ class PgWorld(SimWorld):
                 and self.inc is not None
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
             ):
-                self.pg_store.unfinished_count = await self._unfinished()
-                if self.pg_store.unfinished_count == 0 and await pg.count_pending_deliveries() == 0:
+                async with self._bounded("quiet detection"):
+                    self.pg_store.unfinished_count = await self._unfinished()
+                    pending = await pg.count_pending_deliveries()
+                if self.pg_store.unfinished_count == 0 and pending == 0:
                     return
 
     async def _oracle_ticker(self) -> None:
@@ -128,15 +152,16 @@ class PgWorld(SimWorld):
             # Captures go on while the orders are read: read until a round finds no new key,
             # then check with no await in between, so every capture checked had its order read.
             missing: set[str] = set()
-            while new := set(self.psp.captures) - set(self._capture_orders) - missing:
-                for key in sorted(new):
-                    order = await pg.get_order(key)
-                    if order is None:
-                        missing.add(key)
-                    else:
-                        self._capture_orders[key] = order
-            found = check_psp_keys(self.psp, self._capture_orders)
-            books = await read_books(pg)
+            async with self._bounded("oracle tick"):
+                while new := set(self.psp.captures) - set(self._capture_orders) - missing:
+                    for key in sorted(new):
+                        order = await pg.get_order(key)
+                        if order is None:
+                            missing.add(key)
+                        else:
+                            self._capture_orders[key] = order
+                found = check_psp_keys(self.psp, self._capture_orders)
+                books = await read_books(pg)
             if books is not None:
                 found += check_books(*books)
             if found:
