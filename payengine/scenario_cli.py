@@ -40,6 +40,13 @@ def register(sub: Any) -> None:
         default=None,
         help="multiply the traffic time (and expectations) by this factor, e.g. 0.1",
     )
+    run.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="R",
+        help="postgres only: virtual seconds per wall second (default: chosen per scenario)",
+    )
     run.set_defaults(fn=cmd_run)
     fuzz = actions.add_parser("fuzz", help="swarm testing over many seeds")
     fuzz.add_argument("--runs", type=int, default=100)
@@ -47,6 +54,12 @@ def register(sub: Any) -> None:
     fuzz.add_argument("--scenario", default="swarm", help="base scenario (default: swarm)")
     fuzz.add_argument("--no-shrink", action="store_true", help="report the failure unshrunk")
     fuzz.add_argument("--out", default=".", help="where a shrunk failing scenario is saved")
+    fuzz.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes running seeds in parallel (default: the CPUs this process may use)",
+    )
     fuzz.set_defaults(fn=cmd_fuzz)
 
 
@@ -141,7 +154,18 @@ def report(result: Any) -> str:
     per_s = result.payments / result.wall_s if result.wall_s else 0.0
     lines += [
         f"time       virtual {result.virtual_s:,.0f} s ({result.virtual_s / 3600:.1f} h), "
-        f"wall {result.wall_s:.1f} s, {per_s:,.0f} payments per wall second",
+        f"wall {result.wall_s:.1f} s, {per_s:,.{0 if per_s >= 10 else 2}f} payments per wall "
+        "second",
+    ]
+    tier = result.tier
+    if tier:
+        lines += [
+            f"store      {tier['store']}: {tier['database']}",
+            f"mode       real time at {tier['time_scale']:g} virtual s per wall s; not "
+            "deterministic (trio scheduler seeding off): the trace hash is not reproducible",
+        ]
+        lines += [f"scaled     {note}" for note in tier["notes"]]
+    lines += [
         f"trace      {result.trace_events:,} events, sha256 {result.trace_hash}",
         f"replay     {result.replay}",
     ]
@@ -155,15 +179,18 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from payengine.cli import UsageError
     from simulator.runner import run_scenario, scaled
 
+    if args.time_scale is not None:
+        from simulator.pg_runner import TIME_SCALE_MAX
+
+        if args.store != "postgres":
+            raise UsageError("--time-scale needs --store postgres (memory runs in virtual time)")
+        if not 0 < args.time_scale <= TIME_SCALE_MAX:
+            raise UsageError(f"--time-scale must be within (0, {TIME_SCALE_MAX:g}]")
+    if args.scale is not None and not 0 < args.scale <= 100:
+        raise UsageError("--scale must be within (0, 100]")
     scenario = _load(args.scenario)
-    if args.store == "postgres":
-        raise UsageError(
-            "--store postgres is not implemented yet; run the scenario with --store memory"
-        )
     options = ""
     if args.scale is not None:
-        if not 0 < args.scale <= 100:
-            raise UsageError("--scale must be within (0, 100]")
         scenario = scaled(scenario, args.scale)
         options = f" --scale {args.scale:g}"
     if args.settlement_dir:
@@ -173,9 +200,12 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             raise UsageError(f"--settlement-dir {args.settlement_dir}: {exc.strerror}") from None
     bar = ProgressBar()
     try:
-        result = run_scenario(
-            scenario, args.seed, progress=bar, verbose=args.verbose, replay_options=options
-        )
+        if args.store == "postgres":
+            result = _run_postgres(args, config, scenario, bar, options)
+        else:
+            result = run_scenario(
+                scenario, args.seed, progress=bar, verbose=args.verbose, replay_options=options
+            )
     finally:
         bar.close()
     print(report(result))
@@ -188,31 +218,67 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if result.ok else EXIT_VIOLATED
 
 
+def _run_postgres(
+    args: argparse.Namespace, config: Config, scenario: Any, bar: ProgressBar, options: str
+) -> Any:
+    from payengine.cli import UsageError, _where
+    from simulator.pg_runner import run_scenario_postgres
+
+    server_dsn, where = _where(config)
+    try:
+        return run_scenario_postgres(
+            scenario,
+            args.seed,
+            server_dsn=server_dsn,
+            where=where,
+            time_scale=args.time_scale,
+            progress=bar,
+            verbose=args.verbose,
+            replay_options=options,
+        )
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the database ({where}): {exc}") from exc
+
+
 def cmd_fuzz(args: argparse.Namespace, config: Config) -> int:
     from payengine.cli import UsageError
-    from simulator.runner import fuzz
+    from simulator.parallel_fuzz import default_jobs, fuzz_parallel
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    jobs = min(args.runs, default_jobs() if args.jobs is None else args.jobs)
     base = _load(args.scenario)
     payments = 0
 
+    done = 0
+
     def on_run(result: Any) -> None:
-        nonlocal payments
+        nonlocal payments, done
         payments += result.payments
+        done += 1
         mark = "ok" if result.ok else f"VIOLATED {result.violation.invariant}"
-        sys.stderr.write(f"\rseed {result.seed}: {mark}; {payments:,} payments so far".ljust(60))
+        sys.stderr.write(
+            f"\r[{done}/{args.runs}, {jobs} job(s)] seed {result.seed}: {mark}; "
+            f"{payments:,} payments so far".ljust(70)
+        )
         sys.stderr.flush()
 
-    outcome = fuzz(
-        base, args.runs, args.seed_start, on_run=on_run, shrink_failure=not args.no_shrink
+    outcome = fuzz_parallel(
+        base,
+        args.runs,
+        args.seed_start,
+        jobs=jobs,
+        on_run=on_run,
+        shrink_failure=not args.no_shrink,
     )
     sys.stderr.write("\n")
     if outcome.failure is None:
         last = args.seed_start + args.runs - 1
         print(
             f"fuzz: {outcome.runs} runs (seeds {args.seed_start}..{last}),"
-            f" {payments:,} payments, no violation, {outcome.wall_s:.0f} s wall"
+            f" {payments:,} payments, no violation, {outcome.wall_s:.0f} s wall, {jobs} job(s)"
         )
         return EXIT_OK
     failure = outcome.failure

@@ -55,3 +55,20 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
     finally:
         _trio_run._ALLOW_DETERMINISTIC_SCHEDULING = flag_before  # type: ignore[misc]
         _trio_run._r.setstate(state_before)
+
+
+@contextmanager
+def free_scheduling() -> Iterator[None]:
+    """Within the block, trio's deterministic scheduling is off, whoever switched it on.
+
+    For the real-time tier (simulator/pg_world.py): real I/O decides the interleaving there, so
+    seeding the scheduler would promise a reproducibility the run cannot keep. Hypothesis's trio
+    plugin switches the flag on for a whole test session, so it is not off by default in tests.
+    """
+    _check_internals()
+    flag_before: Any = _trio_run._ALLOW_DETERMINISTIC_SCHEDULING
+    _trio_run._ALLOW_DETERMINISTIC_SCHEDULING = False  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _trio_run._ALLOW_DETERMINISTIC_SCHEDULING = flag_before  # type: ignore[misc]

@@ -52,6 +52,9 @@ class RunResult:
     replay: str
     #: The settlement files of the run (SettlementRecord), for `--settlement-dir`.
     settlement_files: tuple[Any, ...] = attrs.field(default=(), eq=False, repr=False)
+    #: How the run was made when not deterministic (the postgres tier): store, database, time
+    #: scale, what was scaled or disabled. Empty for the memory store.
+    tier: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +80,7 @@ class RunResult:
             "trace_hash": self.trace_hash,
             "trace_events": self.trace_events,
             "replay": self.replay,
+            **({"tier": self.tier} if self.tier else {}),
         }
 
 
@@ -178,6 +182,16 @@ def run_scenario(
     with _quiet_engine_logs(verbose), deterministic_scheduling(seed):
         trio.run(world.run, clock=MockClock(autojump_threshold=0))
     wall_s = time.perf_counter() - wall_start
+    return judge(world, wall_s, replay_command(scenario, seed) + replay_options)
+
+
+def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
+    """The report of a finished world: the violation it stopped at, or the final checks.
+
+    `world.store.snapshot()` is the committed state after the run (the postgres tier reads it
+    through the Store port before its store closes, see simulator/pg_world.py).
+    """
+    concrete, seed = world.scenario, world.seed
     snap = world.store.snapshot()
     verdicts = {name: "held" for name in INVARIANTS}
     violation = world.violation
@@ -226,7 +240,7 @@ def run_scenario(
         trace_hash=world.trace.hexdigest(),
         trace_events=world.trace.events,
         trace_recent=tuple(world.trace.recent),
-        replay=replay_command(scenario, seed) + replay_options,
+        replay=replay,
         settlement_files=tuple(world.settlement.files),
     )
 

@@ -44,6 +44,7 @@ from engine.store.memory import MemoryUnitOfWork
 from scenarios import Faults, Scenario
 from simulator.fake_psp import Action, FakePsp, parse_event
 from simulator.oracle import Violation, check_books, check_psp_keys
+from simulator.progress import ProgressInstrument
 from simulator.settlement_desk import SettlementDesk
 from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
 from simulator.store import SimStore
@@ -237,8 +238,9 @@ class SimWorld:
             root.start_soon(self._oracle_ticker)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
-            if self.progress is not None:
-                root.start_soon(self._progress_ticker)
+            if self.progress is not None:  # an instrument: a task would change the schedule
+                progress = self.progress
+                trio.lowlevel.add_instrument(ProgressInstrument(lambda: progress(self)))
             async with trio.open_nursery() as clients:
                 await self._traffic(clients)
                 self.faults_on = False
@@ -592,9 +594,3 @@ class SimWorld:
             found = check_psp_keys(self.psp, snap.orders) + check_books(snap.trial, snap.balances)
             if found:
                 self.violate(found[0])
-
-    async def _progress_ticker(self) -> None:
-        assert self.progress is not None
-        while True:
-            self.progress(self)
-            await trio.sleep(max(1.0, self.scenario.duration_s / 200))

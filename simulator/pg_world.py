@@ -1,0 +1,168 @@
+"""The simulated world against PostgreSQL, in real time sped up: the slower, non-deterministic tier.
+
+The same `SimWorld` (traffic, fake PSP, webhooks, fault plan, crashes, oracle) runs on a trio
+`MockClock(rate=R)` *without* autojump: virtual time runs R times faster than wall time, so every
+engine timeout, PSP latency, webhook delay and crash interval is scaled by the same factor, while
+the database answers in real time. An autojump clock cannot be used (it would jump time while
+PostgreSQL is answering, and the postgres store refuses it). trio's deterministic scheduling is
+left off: real I/O decides the interleaving, so a seed does not promise a trace hash here.
+
+What differs from the memory tier (the report lists it, see `TIER_NOTES`):
+- the store's own time limits (connect, acquire, commit, shutdown) are multiplied by R, since
+  they run on the scaled clock but bound real database work;
+- a crash is an in-process engine restart at a store crash point (see simulator/pg_store.py);
+  PostgreSQL rolls back the cancelled unit;
+- "wallet = ledger at every commit" is checked at every oracle tick (and by the database's
+  constraints at commit), not after each commit: a commit's rows are not visible to the world;
+- the trace has no state lines (they came from the memory store's commit hook);
+- the `wallet_outside_ledger` planted bug is memory-only and refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+import trio_asyncio
+from trio._core import _run as _trio_run
+
+from engine.records import PaymentOrder
+from engine.store.postgres import PostgresLimits, open_postgres_store
+from scenarios import Scenario
+from simulator.oracle import check_books, check_psp_keys
+from simulator.pg_store import PgSimStore, read_books, read_snapshot
+from simulator.world import ORACLE_INTERVAL_S, QUIET_POLL_S, SimWorld
+
+#: What the report says about this tier, whatever the scenario.
+TIER_NOTES = (
+    "virtual time runs at R x wall time: traffic, PSP latency, timeouts, webhook delays and "
+    "crash intervals are all scaled by R; database latency is real (R times longer in virtual "
+    "time)",
+    "postgres store limits (connect, acquire, commit, shutdown) multiplied by R",
+    "crash = in-process engine restart at a store crash point; PostgreSQL rolls back the open unit",
+    "wallet = ledger checked every oracle tick and at the end, not after every commit",
+    "not deterministic: scheduler seeding off, no trace-hash equality across runs",
+)
+#: The seams that only the memory store can plant.
+MEMORY_ONLY_SEAMS = frozenset({"wallet_outside_ledger"})
+#: How long the final snapshot may take to read (wall seconds times R, as all limits here).
+SNAPSHOT_TIMEOUT_S = 120.0
+#: How long one of the world's own reads (quiet detection, oracle ticks) may wait, in wall
+#: seconds: asyncpg waits for a pooled connection without a bound, so a pool the engine holds
+#: (or leaked) would otherwise hang the run silently.
+WORLD_READ_TIMEOUT_S = 60.0
+
+
+class StoreUnresponsive(Exception):
+    """The database did not answer one of the world's reads in time (pool statistics inside)."""
+
+
+def scaled_limits(time_scale: float) -> PostgresLimits:
+    """The store's limits on a clock running `time_scale` times faster than the wall."""
+    base = PostgresLimits()
+    return attrs.evolve(
+        base,
+        connect_timeout_s=base.connect_timeout_s * time_scale,
+        acquire_timeout_s=base.acquire_timeout_s * time_scale,
+        commit_timeout_s=base.commit_timeout_s * time_scale,
+        shutdown_timeout_s=base.shutdown_timeout_s * time_scale,
+    )
+
+
+class PgWorld(SimWorld):
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        *,
+        dsn: str,
+        time_scale: float,
+        seams: frozenset[str] = frozenset(),
+    ) -> None:
+        refused = seams & MEMORY_ONLY_SEAMS
+        if refused:
+            raise ValueError(f"seams {sorted(refused)} exist only with the memory store")
+        super().__init__(scenario, seed, seams=seams, trace_states=False)
+        self.dsn = dsn
+        self.time_scale = time_scale
+        # The memory SimStore made by SimWorld is replaced before anything used it.
+        store = PgSimStore(self._checkpoint)
+        store.count_payments = lambda: len(set(self._replies.values()))
+        self.store = store  # type: ignore[assignment]
+        #: Whether trio's deterministic scheduling was on during the run (it must not be).
+        self.scheduling_deterministic: bool | None = None
+        self._capture_orders: dict[str, PaymentOrder] = {}
+
+    @property
+    def pg_store(self) -> PgSimStore:
+        assert isinstance(self.store, PgSimStore)
+        return self.store
+
+    async def run(self) -> None:
+        self.scheduling_deterministic = bool(_trio_run._ALLOW_DETERMINISTIC_SCHEDULING)
+        limits = scaled_limits(self.time_scale)
+        async with (
+            trio_asyncio.open_loop(),
+            open_postgres_store(self.dsn, limits=limits) as pg,
+        ):
+            self.pg_store.attach(pg)
+            await super().run()
+            with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
+                self.pg_store.final = await read_snapshot(pg)
+
+    @asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        try:
+            with trio.fail_after(WORLD_READ_TIMEOUT_S * self.time_scale):
+                yield
+        except trio.TooSlowError:
+            raise StoreUnresponsive(
+                f"{what}: no answer within {WORLD_READ_TIMEOUT_S:.0f} wall s; "
+                f"{self.pg_store.pg.statistics()}"
+            ) from None
+
+    async def _unfinished(self) -> int:
+        pg = self.pg_store.pg
+        return len(await pg.list_unfinished_payments(1000)) + len(
+            await pg.list_unfinished_orders(1000)
+        )
+
+    async def _wait_quiet(self) -> None:
+        pg = self.pg_store.pg
+        while True:
+            await trio.sleep(QUIET_POLL_S)
+            if (
+                self._buyers_active == 0
+                and self._webhooks_in_flight == 0
+                and self.inc is not None
+                and self.psp.webhook_receive.statistics().current_buffer_used == 0
+            ):
+                async with self._bounded("quiet detection"):
+                    self.pg_store.unfinished_count = await self._unfinished()
+                    pending = await pg.count_pending_deliveries()
+                if self.pg_store.unfinished_count == 0 and pending == 0:
+                    return
+
+    async def _oracle_ticker(self) -> None:
+        pg = self.pg_store.pg
+        while True:
+            await trio.sleep(ORACLE_INTERVAL_S)
+            # Captures go on while the orders are read: read until a round finds no new key,
+            # then check with no await in between, so every capture checked had its order read.
+            missing: set[str] = set()
+            async with self._bounded("oracle tick"):
+                while new := set(self.psp.captures) - set(self._capture_orders) - missing:
+                    for key in sorted(new):
+                        order = await pg.get_order(key)
+                        if order is None:
+                            missing.add(key)
+                        else:
+                            self._capture_orders[key] = order
+                found = check_psp_keys(self.psp, self._capture_orders)
+                books = await read_books(pg)
+            if books is not None:
+                found += check_books(*books)
+            if found:
+                self.violate(found[0])

@@ -1,0 +1,24 @@
+"""Progress reports that leave a run's schedule alone.
+
+Why not a ticker task: a task of its own joins trio's batches of ready tasks, and the seeded
+scheduler shuffles each batch, so a run with a progress bar interleaved differently from the same
+seed without one (`scenario run swarm --seed N` had another trace hash than that seed under
+`fuzz`). A trio instrument is called by the run loop itself, outside any task, before each wait
+for I/O (every loop iteration, also on the autojump clock), so it changes no schedule; the
+progress callback throttles itself by wall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+
+class ProgressInstrument(trio.abc.Instrument):
+    def __init__(self, report: Callable[[], Any]) -> None:
+        self._report = report
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._report()
