@@ -136,13 +136,13 @@ async def read_ledger(pg: PostgresStore, accounts: Iterable[str]) -> tuple[Trans
     transaction has an entry in some account of the trial balance), then each is read whole."""
     txn_ids: set[str] = set()
     for account in sorted(set(accounts)):
-        after: str | None = None
+        after: tuple[str, int] | None = None
         while True:
             page = await pg.list_entries(account, PAGE_SIZE_MAX, after)
-            txn_ids.update(txn_id for txn_id, _ in page)
+            txn_ids.update(txn_id for txn_id, _, _ in page)
             if len(page) < PAGE_SIZE_MAX:
                 break
-            after = page[-1][0]
+            after = (page[-1][0], page[-1][1])
     txns = []
     for txn_id in sorted(txn_ids):
         txn = await pg.get_transaction(txn_id)
