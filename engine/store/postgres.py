@@ -25,6 +25,7 @@ if the caller swallowed it and tried to commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -191,6 +192,16 @@ async def _end_unit(pool: Any, conn: Any, txn: Any, *, commit: bool) -> None:
         await pool.release(conn)
 
 
+def _terminate(conn: Any) -> None:
+    """Drop a connection whose state is unknown; the server rolls back a closed session.
+
+    `_end_unit` gives the connection back to the pool even when its commit or rollback fails,
+    and a released proxy refuses every call: that refusal must not replace the caller's error.
+    """
+    with contextlib.suppress(asyncpg.InterfaceError):  # already released: the pool has it
+        conn.terminate()
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -256,9 +267,9 @@ class PostgresStore:
                 if commit:
                     self._rolled_back += 1
                     raise
-                conn.terminate()
+                _terminate(conn)
         if scope.cancelled_caught:
-            conn.terminate()
+            _terminate(conn)
             if commit:
                 raise trio.TooSlowError(
                     f"commit did not answer within {self._limits.commit_timeout_s} s; "

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import attrs
 import pytest
 import trio
@@ -279,3 +280,25 @@ async def test_migration_0003_retires_the_booking_subscriber(
 
     async with pgfixtures.fresh_database(kind) as fresh:
         await pgfixtures.raw_sql(fresh, older_schema_with_booking_rows)
+
+
+async def test_dropping_a_connection_the_pool_already_has_back_raises_nothing(dsn: str) -> None:
+    """A failed rollback has already given its connection back (`_end_unit` releases in a
+    `finally`); dropping it then must not raise over the caller's own error, and the pool must
+    go on serving."""
+    from engine.store.postgres import _terminate
+
+    async def released_then_dropped() -> int:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            conn = await pool.acquire()
+            await pool.release(conn)
+            with pytest.raises(asyncpg.InterfaceError):
+                conn.terminate()  # what _end did before: this replaced the caller's error
+            _terminate(conn)
+            async with pool.acquire() as again:
+                return int(await again.fetchval("SELECT 41 + 1"))
+        finally:
+            await pool.close()
+
+    assert await pgfixtures.run_on_asyncio(released_then_dropped) == 42
