@@ -59,6 +59,8 @@ class SubscriberStats:
     delivered: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    #: Rounds that failed on the store (unreachable, pool exhausted, timed out) and were retried.
+    store_errors: int = 0
 
 
 class OutboxConsumer:
@@ -76,29 +78,50 @@ class OutboxConsumer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.ctx.store.register_subscriber(self.subscriber.name, self.subscriber.topics)
         self.ctx.doorbell.subscribe(self.subscriber.name, self.subscriber.topics)
-        config = self.ctx.config
+        failed_rounds = 0
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
-                now_ms = self.ctx.clock.now_ms()
-                limit = config.outbox_batch_size_max + len(self._in_flight)
-                due = await self.ctx.store.fetch_due_deliveries(self.subscriber.name, now_ms, limit)
-                fresh = [d for d in due if d.message.message_id not in self._in_flight]
-                if self.subscriber.acks_itself:
-                    for delivery in fresh:
-                        await self._limit.acquire()  # backpressure: bounded handlers in flight
-                        self._in_flight.add(delivery.message.message_id)
-                        nursery.start_soon(self._deliver, delivery)
-                elif fresh:
-                    # Handlers without a database effect: run the batch, then ack it in one
-                    # unit of work (at-least-once to the outside world).
-                    await self._deliver_batch(fresh)
-                if fresh and (self.subscriber.acks_itself or len(due) >= limit):
-                    continue  # maybe more due already (the fetch is a checkpoint)
-                # A short batch took all that was due at the fetch; a commit since then rang the
-                # doorbell, so the wait returns at once if there is more.
-                await self.ctx.doorbell.wait(self.subscriber.name, await self._idle_wait_s(now_ms))
+                try:
+                    await self._round(nursery)
+                    failed_rounds = 0
+                except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
+                    # The store failed or timed out (a full pool, a lost connection): nothing
+                    # was acked, so every delivery is still pending; try again after a backoff
+                    # instead of taking the engine down with this consumer.
+                    failed_rounds += 1
+                    self.stats.store_errors += 1
+                    delay_s = self.ctx.backoff_s(failed_rounds)
+                    log.error(
+                        "outbox %s: round failed, retrying in %.1f s: %r",
+                        self.subscriber.name,
+                        delay_s,
+                        exc,
+                        exc_info=exc,
+                    )
+                    await trio.sleep(delay_s)
         raise AssertionError("OutboxConsumer.run never returns")
+
+    async def _round(self, nursery: trio.Nursery) -> None:
+        """Fetch what is due, hand it out, then wait for more unless more is due at once."""
+        now_ms = self.ctx.clock.now_ms()
+        limit = self.ctx.config.outbox_batch_size_max + len(self._in_flight)
+        due = await self.ctx.store.fetch_due_deliveries(self.subscriber.name, now_ms, limit)
+        fresh = [d for d in due if d.message.message_id not in self._in_flight]
+        if self.subscriber.acks_itself:
+            for delivery in fresh:
+                await self._limit.acquire()  # backpressure: bounded handlers in flight
+                self._in_flight.add(delivery.message.message_id)
+                nursery.start_soon(self._deliver, delivery)
+        elif fresh:
+            # Handlers without a database effect: run the batch, then ack it in one unit of
+            # work (at-least-once to the outside world).
+            await self._deliver_batch(fresh)
+        if fresh and (self.subscriber.acks_itself or len(due) >= limit):
+            return  # maybe more due already (the fetch is a checkpoint)
+        # A short batch took all that was due at the fetch; a commit since then rang the
+        # doorbell, so the wait returns at once if there is more.
+        await self.ctx.doorbell.wait(self.subscriber.name, await self._idle_wait_s(now_ms))
 
     async def _idle_wait_s(self, now_ms: int) -> float:
         wait_s = self.ctx.config.outbox_poll_interval_s
@@ -153,6 +176,9 @@ class OutboxConsumer:
                 self.stats.delivered += 1
             except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
                 await self._failed(delivery, exc)
+        except Exception as exc:  # recording the failure failed (the store): still pending
+            self.stats.store_errors += 1
+            log.error("outbox %s: %s stays pending: %r", self.subscriber.name, message_id, exc)
         finally:
             self._in_flight.discard(message_id)
             self._limit.release()

@@ -29,7 +29,7 @@ import trio_asyncio
 from trio._core import _run as _trio_run
 
 from engine.records import PaymentOrder
-from engine.store.postgres import PostgresLimits, open_postgres_store
+from engine.store.postgres import PostgresLimits, PostgresStore, open_postgres_store
 from scenarios import Scenario
 from simulator.oracle import check_books, check_psp_keys
 from simulator.pg_store import PgSimStore, read_books, read_snapshot
@@ -53,6 +53,8 @@ SNAPSHOT_TIMEOUT_S = 120.0
 #: seconds: asyncpg waits for a pooled connection without a bound, so a pool the engine holds
 #: (or leaked) would otherwise hang the run silently.
 WORLD_READ_TIMEOUT_S = 60.0
+#: Connections of the world's own pool (quiet detection, oracle ticks).
+WATCH_POOL_SIZE_MAX = 2
 
 
 class StoreUnresponsive(Exception):
@@ -94,6 +96,10 @@ class PgWorld(SimWorld):
         #: Whether trio's deterministic scheduling was on during the run (it must not be).
         self.scheduling_deterministic: bool | None = None
         self._capture_orders: dict[str, PaymentOrder] = {}
+        #: The world's own pool for its checks, apart from the engine's: under load the engine
+        #: keeps every connection of its pool busy, and an observer queued behind it would be
+        #: measuring the queue, not the engine (a real monitor has its own connection too).
+        self._watch: PostgresStore | None = None
 
     @property
     def pg_store(self) -> PgSimStore:
@@ -106,8 +112,12 @@ class PgWorld(SimWorld):
         async with (
             trio_asyncio.open_loop(),
             open_postgres_store(self.dsn, limits=limits) as pg,
+            open_postgres_store(
+                self.dsn, migrate=False, pool_size_max=WATCH_POOL_SIZE_MAX, limits=limits
+            ) as watch,
         ):
             self.pg_store.attach(pg)
+            self._watch = watch
             await super().run()
             with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
                 self.pg_store.final = await read_snapshot(pg)
@@ -119,18 +129,23 @@ class PgWorld(SimWorld):
                 yield
         except trio.TooSlowError:
             raise StoreUnresponsive(
-                f"{what}: no answer within {WORLD_READ_TIMEOUT_S:.0f} wall s; "
-                f"{self.pg_store.pg.statistics()}"
+                f"{what}: no answer within {WORLD_READ_TIMEOUT_S:.0f} wall s; engine's "
+                f"{self.pg_store.pg.statistics()}; world's {self.watch.statistics()}"
             ) from None
 
+    @property
+    def watch(self) -> PostgresStore:
+        assert self._watch is not None, "the world's pool opens with the run"
+        return self._watch
+
     async def _unfinished(self) -> int:
-        pg = self.pg_store.pg
+        pg = self.watch
         return len(await pg.list_unfinished_payments(1000)) + len(
             await pg.list_unfinished_orders(1000)
         )
 
     async def _wait_quiet(self) -> None:
-        pg = self.pg_store.pg
+        pg = self.watch
         while True:
             await trio.sleep(QUIET_POLL_S)
             if (
@@ -146,7 +161,7 @@ class PgWorld(SimWorld):
                     return
 
     async def _oracle_ticker(self) -> None:
-        pg = self.pg_store.pg
+        pg = self.watch
         while True:
             await trio.sleep(ORACLE_INTERVAL_S)
             # Captures go on while the orders are read: read until a round finds no new key,

@@ -108,3 +108,63 @@ async def test_capture_booking_survives_crashes_while_settling(autojump_clock: M
 
 async def _is(world, payment_id: str, status: PaymentStatus) -> bool:  # type: ignore[no-untyped-def]
     return await payment_status(world, payment_id) is status
+
+
+class _FlakyFetch:
+    """The memory store, except that fetching one subscriber's deliveries fails `failures`
+    times first (a full pool, a lost connection): what a database does under load."""
+
+    def __init__(self, store: object, subscriber: str, failures: int) -> None:
+        self._store = store
+        self._subscriber = subscriber
+        self.failures_left = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def fetch_due_deliveries(self, subscriber: str, now_ms: int, limit: int) -> object:
+        if subscriber == self._subscriber and self.failures_left > 0:
+            self.failures_left -= 1
+            await trio.lowlevel.checkpoint()
+            raise trio.TooSlowError("no free connection in the pool")
+        return await self._store.fetch_due_deliveries(subscriber, now_ms, limit)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["task_per_delivery", "inline"])
+async def test_a_failing_store_delays_a_consumer_but_never_stops_the_engine(
+    autojump_clock: MockClock, inline: bool
+) -> None:
+    base = make_world(config=EngineConfig(outbox_poll_interval_s=30))
+    flaky = _FlakyFetch(base.store, "watcher", failures=3)
+    world = make_world(store=flaky, config=EngineConfig(outbox_poll_interval_s=30))
+    heard: list[str] = []
+
+    async def watcher(delivery: Delivery) -> None:
+        heard.append(delivery.message.payload["checkout_id"])
+
+    async with (
+        open_engine(
+            world.store,
+            world.psp,
+            world.clock,
+            world.ids,
+            world.rng,
+            world.config,
+            extra_subscribers=(
+                Subscriber("watcher", ("payment.created",), watcher, inline=inline),
+            ),
+        ) as engine,
+        trio.open_nursery() as pump,
+    ):
+        world.engine = engine
+        pump.start_soon(world._pump_webhooks, engine)
+        views = [
+            await paid_checkout(world, engine, checkout(f"c{i}", {"s1": 100 + i})) for i in range(3)
+        ]
+        await wait_until(lambda: len(heard) == 3)
+        assert sorted(heard) == ["c0", "c1", "c2"]
+        assert flaky.failures_left == 0
+        assert engine.consumers["watcher"].stats.store_errors == 3
+        for view in views:  # the rest of the engine went on meanwhile
+            assert await payment_status(world, view.payment.payment_id) is PaymentStatus.COMPLETED
+        pump.cancel_scope.cancel()
