@@ -43,7 +43,8 @@ def _listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def running_world() -> AsyncIterator[tuple[str, Runtime, PspFace]]:
+async def running_world() -> AsyncIterator[tuple[str, str, Runtime, PspFace]]:
+    """Our API and the fake PSP's face on real sockets: (api url, psp url, runtime, face)."""
     api_sock, psp_sock = _listening_socket(), _listening_socket()
     api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
     psp_url = f"http://127.0.0.1:{psp_sock.getsockname()[1]}"
@@ -81,13 +82,13 @@ async def running_world() -> AsyncIterator[tuple[str, Runtime, PspFace]]:
                         pass
                     await trio.sleep(0.05)
         try:
-            yield api_url, api.extensions[EXTENSION], psp.extensions[PSP_EXTENSION]
+            yield api_url, psp_url, api.extensions[EXTENSION], psp.extensions[PSP_EXTENSION]
         finally:
             stop.set()
 
 
 async def test_checkout_to_booked_ledger_over_real_http() -> None:
-    async with running_world() as (api_url, runtime, face), httpx.AsyncClient() as http:
+    async with running_world() as (api_url, _, runtime, face), httpx.AsyncClient() as http:
         _, storefront = await create_api_key(
             runtime.store, runtime.ids, runtime.clock, "storefront"
         )

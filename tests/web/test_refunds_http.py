@@ -4,14 +4,9 @@ which records and ignores them (no engine refund flow yet): the books do not mov
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import httpx
 import pytest
 import trio
-from hypercorn.trio import serve
 
 from engine.gateway import (
     GatewayUnavailable,
@@ -21,66 +16,14 @@ from engine.gateway import (
     PspRefundStatus,
     RefundRefusal,
 )
-from engine.limits import EngineConfig
 from engine.money import Money
-from engine.store.memory import MemoryStore
-from payengine.serve import hypercorn_config
-from tests.web.test_e2e_http import _listening_socket
-from web.app import create_app
+from tests.web.test_e2e_http import FLOW_TIMEOUT_S, SECRET, running_world
 from web.http_gateway import open_http_gateway
 from web.keys import create_api_key
-from web.psp_face.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
+from web.psp_face.app import PspFace
 from web.psp_wire import decode_event, encode_event
-from web.runtime import EXTENSION, Runtime, Wiring
-from web.settings import WebSettings
+from web.runtime import Runtime
 from web.signature import sign_header
-
-SECRET = "whsec_refunds"
-#: Real time: the flow takes well under a second; this bounds a hang.
-FLOW_TIMEOUT_S = 30.0
-
-
-@asynccontextmanager
-async def running_world() -> AsyncIterator[tuple[str, str, Runtime, PspFace]]:
-    """Our API and the fake PSP's face on real sockets: (api url, psp url, runtime, face)."""
-    api_sock, psp_sock = _listening_socket(), _listening_socket()
-    api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
-    psp_url = f"http://127.0.0.1:{psp_sock.getsockname()[1]}"
-    store = MemoryStore(checkpoint=trio.lowlevel.checkpoint)
-
-    @asynccontextmanager
-    async def open_store() -> AsyncIterator[Any]:
-        yield store
-
-    wiring = Wiring(
-        open_store=open_store,
-        open_gateway=lambda clock: open_http_gateway(psp_url),
-        engine_config=EngineConfig(outbox_poll_interval_s=0.05),
-    )
-    api = create_app(wiring, WebSettings(psp_webhook_secrets=(SECRET,), public_base_url=api_url))
-    psp = create_psp_app(PspFaceSettings(psp_url, f"{api_url}/v1/psp/webhooks", (SECRET,)))
-    stop = trio.Event()
-
-    async def trigger() -> None:
-        await stop.wait()
-
-    async with trio.open_nursery() as nursery:
-        for app, sock in ((psp, psp_sock), (api, api_sock)):
-            config = hypercorn_config([f"fd://{sock.detach()}"], graceful_timeout_s=0.5)
-            nursery.start_soon(lambda a=app, c=config: serve(a, c, shutdown_trigger=trigger))
-        async with httpx.AsyncClient() as probe:
-            with trio.fail_after(FLOW_TIMEOUT_S):
-                while True:
-                    try:
-                        if (await probe.get(f"{api_url}/readyz")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await trio.sleep(0.05)
-        try:
-            yield api_url, psp_url, api.extensions[EXTENSION], psp.extensions[PSP_EXTENSION]
-        finally:
-            stop.set()
 
 
 async def _paid_order(api_url: str, runtime: Runtime, face: PspFace) -> tuple[str, str, str]:
