@@ -48,6 +48,7 @@ from engine.gateway import (
 )
 from engine.money import Money
 from engine.ports import Clock
+from simulator.call_faults import before_answer
 from simulator.signing import sign_webhook
 
 #: The most webhooks waiting to be sent before the PSP applies backpressure.
@@ -164,16 +165,14 @@ class FakePsp:
         return Action.OK
 
     async def _before(self, action: Action, operation: str = "") -> None:
-        if self.latency is not None:
-            delay_s = self.latency(operation)
-            if delay_s > 0:
-                await trio.sleep(delay_s)
-        if action is Action.UNAVAILABLE:
-            await trio.lowlevel.checkpoint()
-            raise GatewayUnavailable("PSP answered 503")
-        if action is Action.HANG:
-            await trio.sleep(self.hang_s)
-            raise GatewayUnavailable("PSP never answered")
+        await before_answer(
+            self.latency,
+            operation,
+            unavailable=action is Action.UNAVAILABLE,
+            hang=action is Action.HANG,
+            hang_s=self.hang_s,
+            who="PSP",
+        )
 
     def _new_id(self, prefix: str) -> str:
         self._seq += 1

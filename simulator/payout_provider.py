@@ -32,6 +32,7 @@ from engine.payout_gateway import (
 )
 from engine.ports import Clock
 from simulator.bank import Direction, FakeBank
+from simulator.call_faults import before_answer
 
 #: The most payout notices waiting to be read before the provider applies backpressure.
 NOTICE_QUEUE_MAX = 100_000
@@ -122,16 +123,14 @@ class FakePayoutProvider:
         return PayoutAction.OK
 
     async def _before(self, action: PayoutAction, operation: str) -> None:
-        if self.latency is not None:
-            delay_s = self.latency(operation)
-            if delay_s > 0:
-                await trio.sleep(delay_s)
-        if action is PayoutAction.UNAVAILABLE:
-            await trio.lowlevel.checkpoint()
-            raise GatewayUnavailable("payout provider answered 503")
-        if action is PayoutAction.HANG:
-            await trio.sleep(self.hang_s)
-            raise GatewayUnavailable("payout provider never answered")
+        await before_answer(
+            self.latency,
+            operation,
+            unavailable=action is PayoutAction.UNAVAILABLE,
+            hang=action is PayoutAction.HANG,
+            hang_s=self.hang_s,
+            who="payout provider",
+        )
 
     def _new_id(self, prefix: str) -> str:
         self._seq += 1
