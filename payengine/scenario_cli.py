@@ -2,8 +2,10 @@
 
 `run` prints a progress bar on stderr while the scenario runs, then the report on stdout; exit
 0 when every invariant held, 1 when one was violated (the report ends with the replay command),
-2 for bad input (unknown scenario, bad TOML: one line naming the field). `fuzz` is swarm testing
-over many seeds and stops at the first violation, shrinks it, and saves the shrunk scenario.
+2 for bad input (unknown scenario, bad TOML: one line naming the field), 3 when a postgres run
+could not be judged (the database stopped answering; what waited where is printed). `fuzz` is
+swarm testing over many seeds and stops at the first violation, shrinks it, and saves the shrunk
+scenario.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from payengine.config import Config
 
 EXIT_OK = 0
 EXIT_VIOLATED = 1
+#: A postgres-tier run that stopped before it could be judged (simulator/stall.py).
+EXIT_INCONCLUSIVE = 3
 #: The fewest wall seconds between two redraws of the progress bar.
 PROGRESS_REDRAW_S_MIN = 0.2
 PROGRESS_BAR_WIDTH = 30
@@ -110,6 +114,7 @@ class ProgressBar:
 
     def close(self) -> None:
         if self._drawn:
+            self._drawn = False
             self.out.write("\n")
             self.out.flush()
 
@@ -198,6 +203,8 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             Path(args.settlement_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--settlement-dir {args.settlement_dir}: {exc.strerror}") from None
+    from simulator.stall import RunInconclusive
+
     bar = ProgressBar()
     try:
         if args.store == "postgres":
@@ -206,6 +213,10 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             result = run_scenario(
                 scenario, args.seed, progress=bar, verbose=args.verbose, replay_options=options
             )
+    except RunInconclusive as exc:
+        bar.close()
+        print(f"payengine: the run could not be judged: {exc}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     finally:
         bar.close()
     print(report(result))

@@ -26,6 +26,7 @@ from scenarios import Scenario
 from simulator.determinism import free_scheduling
 from simulator.pg_world import TIER_NOTES, PgWorld
 from simulator.runner import RunResult, _quiet_engine_logs, judge, replay_command, resolve
+from simulator.stall import STALL_S_DEFAULT, RunInconclusive, StallThread
 from simulator.world import SimWorld
 
 #: The default time scale aims the traffic phase plus a checkout's expiry at this many wall s.
@@ -84,6 +85,17 @@ def drop_run_database(server_dsn: str, name: str) -> None:
     _admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _first_inconclusive(group: BaseExceptionGroup[BaseException]) -> RunInconclusive | None:
+    for exc in group.exceptions:
+        if isinstance(exc, RunInconclusive):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_inconclusive(exc)
+            if found is not None:
+                return found
+    return None
+
+
 def run_scenario_postgres(
     scenario: Scenario,
     seed: int | None = None,
@@ -95,8 +107,14 @@ def run_scenario_postgres(
     progress: Callable[[SimWorld], None] | None = None,
     verbose: bool = False,
     replay_options: str = "",
+    stall_s: float = STALL_S_DEFAULT,
 ) -> RunResult:
-    """Run `scenario` with `seed` against a fresh database on `server_dsn`'s server; judge it."""
+    """Run `scenario` with `seed` against a fresh database on `server_dsn`'s server; judge it.
+
+    Raises `RunInconclusive` (unwrapped from trio's exception groups) when the run could not be
+    judged: the database stopped answering the world's reads (`StoreUnresponsive`) or every
+    operation (`RunStalled`, after `stall_s` wall seconds without an answer).
+    """
     seed = scenario.seed if seed is None else seed
     concrete = resolve(scenario, seed)
     scale = default_time_scale(concrete) if time_scale is None else time_scale
@@ -111,11 +129,21 @@ def run_scenario_postgres(
         concrete = attrs.evolve(concrete, liveness_s_max=liveness_s_max)
     dsn, database = create_run_database(server_dsn)
     try:
-        world = PgWorld(concrete, seed, dsn=dsn, time_scale=scale, seams=seams)
+        world = PgWorld(concrete, seed, dsn=dsn, time_scale=scale, seams=seams, stall_s=stall_s)
         world.progress = progress
+        last_resort = StallThread(
+            f"database {database} is left behind (drop it by hand)", stall_s=world.stall_s
+        )
+        world.beat = last_resort.beat
         wall_start = time.perf_counter()
-        with _quiet_engine_logs(verbose), free_scheduling():
-            trio.run(world.run, clock=MockClock(rate=scale))
+        with _quiet_engine_logs(verbose), free_scheduling(), last_resort:
+            try:
+                trio.run(world.run, clock=MockClock(rate=scale))
+            except BaseExceptionGroup as group:
+                inconclusive = _first_inconclusive(group)
+                if inconclusive is None:
+                    raise
+                raise inconclusive from group
         wall_s = time.perf_counter() - wall_start
     finally:
         drop_run_database(server_dsn, database)

@@ -20,7 +20,7 @@ What differs from the memory tier (the report lists it, see `TIER_NOTES`):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -33,6 +33,7 @@ from engine.store.postgres import PostgresLimits, PostgresStore, open_postgres_s
 from scenarios import Scenario
 from simulator.oracle import check_books, check_psp_keys
 from simulator.pg_store import PgSimStore, read_books, read_snapshot
+from simulator.stall import STALL_S_DEFAULT, RunInconclusive, watch_progress
 from simulator.world import ORACLE_INTERVAL_S, QUIET_POLL_S, SimWorld
 
 #: What the report says about this tier, whatever the scenario.
@@ -55,9 +56,11 @@ SNAPSHOT_TIMEOUT_S = 120.0
 WORLD_READ_TIMEOUT_S = 60.0
 #: Connections of the world's own pool (quiet detection, oracle ticks).
 WATCH_POOL_SIZE_MAX = 2
+#: A stall is never declared before this many oracle ticks went by without a database answer.
+STALL_ORACLE_TICKS = 5
 
 
-class StoreUnresponsive(Exception):
+class StoreUnresponsive(RunInconclusive):
     """The database did not answer one of the world's reads in time (pool statistics inside)."""
 
 
@@ -82,6 +85,7 @@ class PgWorld(SimWorld):
         dsn: str,
         time_scale: float,
         seams: frozenset[str] = frozenset(),
+        stall_s: float = STALL_S_DEFAULT,
     ) -> None:
         refused = seams & MEMORY_ONLY_SEAMS
         if refused:
@@ -100,6 +104,10 @@ class PgWorld(SimWorld):
         #: keeps every connection of its pool busy, and an observer queued behind it would be
         #: measuring the queue, not the engine (a real monitor has its own connection too).
         self._watch: PostgresStore | None = None
+        # The oracle reads once a virtual minute; at a slow time scale that is minutes of wall.
+        self.stall_s = max(stall_s, STALL_ORACLE_TICKS * ORACLE_INTERVAL_S / time_scale)
+        #: Called whenever a database operation answered (the runner's `StallThread.beat`).
+        self.beat: Callable[[], None] = lambda: None
 
     @property
     def pg_store(self) -> PgSimStore:
@@ -118,9 +126,25 @@ class PgWorld(SimWorld):
         ):
             self.pg_store.attach(pg)
             self._watch = watch
-            await super().run()
-            with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
-                self.pg_store.final = await read_snapshot(pg)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_progress)
+                await super().run()
+                with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
+                    self.pg_store.final = await read_snapshot(pg)
+                nursery.cancel_scope.cancel()
+
+    def _answered(self) -> int:
+        """Database operations answered so far, in both pools: the sign of a live run."""
+        total = 0
+        for pool in (self.pg_store.pg, self.watch):
+            stats = pool.statistics()
+            total += stats.units_committed + stats.units_rolled_back + stats.reads_answered
+        return total
+
+    async def _watch_progress(self) -> None:
+        await watch_progress(
+            self._answered, stall_s=self.stall_s, time_scale=self.time_scale, beat=self.beat
+        )
 
     @asynccontextmanager
     async def _bounded(self, what: str) -> AsyncIterator[None]:

@@ -211,6 +211,8 @@ class PostgresStatistics:
     pool_idle: int
     units_committed: int
     units_rolled_back: int
+    #: Reads of committed state that answered (a stall watch's sign of progress).
+    reads_answered: int
 
 
 class PostgresStore:
@@ -225,6 +227,7 @@ class PostgresStore:
         self._closed = False
         self._committed = 0
         self._rolled_back = 0
+        self._reads = 0
 
     def statistics(self) -> PostgresStatistics:
         return PostgresStatistics(
@@ -232,6 +235,7 @@ class PostgresStore:
             pool_idle=int(self._pool.get_idle_size()),
             units_committed=self._committed,
             units_rolled_back=self._rolled_back,
+            reads_answered=self._reads,
         )
 
     @asynccontextmanager
@@ -284,7 +288,9 @@ class PostgresStore:
         self, op: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """A read of committed state: one statement (or a few) outside any unit of work."""
-        return await self._bridge.run(op, self._pool, *args, **kwargs)
+        result = await self._bridge.run(op, self._pool, *args, **kwargs)
+        self._reads += 1
+        return result
 
     async def register_subscriber(self, subscriber: str, topics: Sequence[str]) -> None:
         await self._read(mq.register_subscriber, subscriber, list(topics))
