@@ -25,9 +25,9 @@ from simulator.settlement import (
     build_settlement,
     date_of_ms,
     movements_of_psp,
-    parse_settlement,
     render_settlement,
 )
+from simulator.settlement_parse import parse_settlement
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -23,10 +23,10 @@ from simulator.settlement import (
     SettlementFile,
     build_settlement,
     day_start_ms,
-    parse_settlement,
     render_settlement,
 )
 from simulator.settlement_desk import corrupt_settlement
+from simulator.settlement_parse import parse_settlement
 
 
 def main() -> None:

@@ -17,6 +17,10 @@ it is shuffled. The simulator never uses real I/O, so the I/O manager adds nothi
 This module touches trio's private internals (`trio._core._run`, checked against trio 0.27 to
 0.35). If a trio upgrade moves them, `deterministic_scheduling` raises at once rather than
 silently running a non-reproducible simulation.
+
+The simulator's own randomness is the other half: `stream(seed, name)` gives each consumer
+(traffic, PSP faults, webhooks, crashes, each checkout) its own seeded `random.Random`, so
+adding a draw to one stream never shifts another.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from trio._core import _run as _trio_run
+
+
+def stream(seed: int, name: str) -> random.Random:
+    """An independent, reproducible random stream (str seeds hash with SHA-512, not hash())."""
+    return random.Random(f"{seed}:{name}")
 
 
 def _check_internals() -> None:

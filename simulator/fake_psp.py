@@ -7,12 +7,9 @@ PSP's 400), and every outcome is also announced by a webhook. It records what a 
 would show (`captures`, `capture_calls`, `refunds`), which is what the oracle and the settlement
 files (simulator/settlement.py) are built from.
 
-Refunds (Stripe-like): a capture may be refunded in parts up to its amount; a refund is refused
-(FAILED, with a `RefundRefusal` reason, nothing moved) for an unknown or declined capture, another
-currency, or more than is left. An accepted refund succeeds at once, or stays PENDING (action
-`pending`) until `refund_succeeds` / `refund_fails`; while pending its amount is held, so two
-refunds in flight can never exceed the capture together. `refund.succeeded` / `refund.failed`
-webhooks announce the outcome; a refusal sends none (no refund object exists).
+Refunds (Stripe-like, in parts, refused with a `RefundRefusal`, maybe PENDING until
+`refund_succeeds` / `refund_fails`) are booked by the PSP's `RefundBook`
+(simulator/psp_refunds.py); `refund` and `query_refund` here apply the call's fault first.
 
 Faults are scripted per operation (`script("capture", "unavailable", "timeout_after")`): each
 call takes the next action from its script, `ok` when the script is empty. The simulator's
@@ -41,7 +38,6 @@ from engine.gateway import (
     PspEventKind,
     PspNotification,
     PspRefundStatus,
-    RefundRefusal,
     RefundResult,
     Registration,
     SessionStatus,
@@ -49,6 +45,7 @@ from engine.gateway import (
 from engine.money import Money
 from engine.ports import Clock
 from simulator.call_faults import before_answer
+from simulator.psp_refunds import Refund, RefundBook
 from simulator.signing import sign_webhook
 
 #: The most webhooks waiting to be sent before the PSP applies backpressure.
@@ -100,25 +97,6 @@ class Capture:
     refunded_minor: int = 0
 
 
-@attrs.define
-class Refund:
-    key: str
-    capture_id: str
-    amount: Money
-    status: PspRefundStatus
-    #: None when the refund was refused: no refund object exists at the PSP.
-    refund_id: str | None
-    reason: str | None
-    #: The capture's key (our order id), when the capture exists.
-    order_key: str | None
-    created_at_ms: int
-    #: Wall time (ms) the refund succeeded: the booking date on the settlement file.
-    settled_at_ms: int | None = None
-
-    def result(self) -> RefundResult:
-        return RefundResult(self.status, self.refund_id, self.reason)
-
-
 class FakePsp:
     def __init__(
         self, clock: Clock, *, webhook_queue_max: int = WEBHOOK_QUEUE_MAX, id_namespace: str = ""
@@ -135,7 +113,9 @@ class FakePsp:
         self.captures: dict[str, Capture] = {}
         self.capture_calls: Counter[str] = Counter()
         self.captures_by_id: dict[str, Capture] = {}
-        self.refunds: dict[str, Refund] = {}
+        self.refund_book = RefundBook(clock, self.captures_by_id, self._new_id, self._emit)
+        #: Every refund request by idempotency key (the book's own dict).
+        self.refunds: dict[str, Refund] = self.refund_book.refunds
         self.refund_calls: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
         self.emitted: list[PspNotification] = []
@@ -290,7 +270,13 @@ class FakePsp:
         await self._before(action, "refund")
         existing = self.refunds.get(idempotency_key)
         if existing is None:
-            existing = self._new_refund(idempotency_key, capture_id, amount, action)
+            existing = self.refund_book.book(
+                idempotency_key,
+                capture_id,
+                amount,
+                declined=action is Action.DECLINE,
+                pending=action is Action.PENDING,
+            )
         elif existing.capture_id != capture_id or existing.amount != amount:
             await trio.lowlevel.checkpoint()
             raise IdempotencyKeyReused(
@@ -315,89 +301,20 @@ class FakePsp:
             return RefundResult(PspRefundStatus.NOT_FOUND)
         return existing.result()
 
-    def _refusal(self, capture: Capture | None, amount: Money) -> RefundRefusal | None:
-        if capture is None:
-            return RefundRefusal.CAPTURE_NOT_FOUND
-        if capture.status is not CaptureStatus.CAPTURED:
-            return RefundRefusal.CAPTURE_NOT_CAPTURED
-        if amount.currency != capture.amount.currency:
-            return RefundRefusal.CURRENCY_MISMATCH
-        if amount.minor <= 0:
-            return RefundRefusal.AMOUNT_NOT_POSITIVE
-        if capture.refunded_minor + amount.minor > capture.amount.minor:
-            return RefundRefusal.EXCEEDS_CAPTURED
-        return None
-
-    def _new_refund(self, key: str, capture_id: str, amount: Money, action: Action) -> Refund:
-        """Book a refund request under `key`: refused, failed, pending or succeeded."""
-        now_ms = self.clock.now_ms()
-        capture = self.captures_by_id.get(capture_id)
-        refusal = self._refusal(capture, amount)
-        if capture is None or refusal is not None:
-            reason = None if refusal is None else refusal.value
-            refund = Refund(
-                key, capture_id, amount, PspRefundStatus.FAILED, None, reason, None, now_ms
-            )
-            self.refunds[key] = refund
-            return refund
-        capture.refunded_minor += amount.minor
-        refund = Refund(
-            key,
-            capture_id,
-            amount,
-            PspRefundStatus.PENDING,
-            self._new_id("re"),
-            None,
-            capture.key,
-            now_ms,
-        )
-        self.refunds[key] = refund
-        if action is Action.DECLINE:
-            self._finish_refund(refund, succeeded=False, reason="declined")
-        elif action is not Action.PENDING:
-            self._finish_refund(refund, succeeded=True)
-        return refund
-
-    def _finish_refund(
-        self, refund: Refund, *, succeeded: bool, reason: str | None = None
-    ) -> PspNotification:
-        assert refund.status is PspRefundStatus.PENDING, refund
-        assert refund.refund_id is not None, refund
-        if succeeded:
-            refund.status = PspRefundStatus.SUCCEEDED
-            refund.settled_at_ms = self.clock.now_ms()
-        else:
-            refund.status = PspRefundStatus.FAILED
-            refund.reason = reason
-            self.captures_by_id[refund.capture_id].refunded_minor -= refund.amount.minor
-        return self._emit(
-            PspEventKind.REFUND_SUCCEEDED if succeeded else PspEventKind.REFUND_FAILED,
-            refund.key,
-            capture_id=refund.capture_id,
-            reason=refund.reason,
-            refund_id=refund.refund_id,
-        )
-
     # --- pending refunds settle later (the PSP's bank or the card network answers) ------------
     def refund_succeeds(self, idempotency_key: str) -> PspNotification | None:
         """A pending refund succeeds; None if it is not pending (already settled or unknown)."""
-        refund = self.refunds.get(idempotency_key)
-        if refund is None or refund.status is not PspRefundStatus.PENDING:
-            return None
-        return self._finish_refund(refund, succeeded=True)
+        return self.refund_book.succeeds(idempotency_key)
 
     def refund_fails(
         self, idempotency_key: str, reason: str = "refund_failed"
     ) -> PspNotification | None:
         """A pending refund fails (the card was closed...): its amount is refundable again."""
-        refund = self.refunds.get(idempotency_key)
-        if refund is None or refund.status is not PspRefundStatus.PENDING:
-            return None
-        return self._finish_refund(refund, succeeded=False, reason=reason)
+        return self.refund_book.fails(idempotency_key, reason)
 
     def pending_refunds(self) -> list[str]:
         """The keys of the refunds still pending, in the order they were asked."""
-        return [r.key for r in self.refunds.values() if r.status is PspRefundStatus.PENDING]
+        return self.refund_book.pending()
 
     # --- the buyer on the hosted page ----------------------------------------------------------
     def buyer_pays(self, session_id: str) -> PspNotification | None:
@@ -448,11 +365,7 @@ class FakePsp:
 
     def refunded_total(self) -> Counter[str]:
         """Succeeded refunds per currency (pending ones are held, not yet paid out)."""
-        totals: Counter[str] = Counter()
-        for refund in self.refunds.values():
-            if refund.status is PspRefundStatus.SUCCEEDED:
-                totals[refund.amount.currency] += refund.amount.minor
-        return totals
+        return self.refund_book.total()
 
 
 def wire_event(event: PspNotification) -> bytes:

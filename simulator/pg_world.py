@@ -95,7 +95,7 @@ class PgWorld(SimWorld):
         self.time_scale = time_scale
         # The memory SimStore made by SimWorld is replaced before anything used it.
         store = PgSimStore(self._checkpoint)
-        store.count_payments = lambda: len(set(self._replies.values()))
+        store.count_payments = lambda: len(set(self.buyers.replies.values()))
         self.store = store  # type: ignore[assignment]
         #: Whether trio's deterministic scheduling was on during the run (it must not be).
         self.scheduling_deterministic: bool | None = None
@@ -173,8 +173,8 @@ class PgWorld(SimWorld):
         while True:
             await trio.sleep(QUIET_POLL_S)
             if (
-                self._buyers_active == 0
-                and self._webhooks_in_flight == 0
+                self.buyers.active == 0
+                and self.webhooks.in_flight == 0
                 and self.inc is not None
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
             ):

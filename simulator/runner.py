@@ -25,10 +25,10 @@ import trio
 from trio.testing import MockClock
 
 from scenarios import Faults, Scenario
-from simulator.determinism import deterministic_scheduling
+from simulator.determinism import deterministic_scheduling, stream
 from simulator.oracle import INVARIANTS, Violation, check_final, summarize
 from simulator.settlement_desk import swarm_settlement_faults
-from simulator.world import SimWorld, stream
+from simulator.world import SimWorld
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
 SHRINK_RUNS_MAX = 24

@@ -19,37 +19,41 @@ which runs the call inside the current incarnation, so a crash breaks the client
 exactly as it would a real one; clients then retry with the same checkout id.
 
 Randomness: every stream (`traffic`, `psp`, `webhooks`, `crash`, the engine's own, the ids)
-is a `random.Random` seeded from `"<seed>:<stream>"`, so streams do not disturb each other and
-no value depends on PYTHONHASHSEED. Each checkout draws from its own stream `"<seed>:chk:<i>"`.
+is a `random.Random` seeded from `"<seed>:<stream>"` (`simulator.determinism.stream`), so
+streams do not disturb each other and no value depends on PYTHONHASHSEED. Each checkout draws
+from its own stream `"<seed>:chk:<i>"`.
+
+This module is the world's spine: the run's two phases, the engine's incarnations and crashes,
+the PSP's fault choices and the oracle's ticks. Two parts live in their own modules and are
+owned by the world: webhook delivery and our endpoint (simulator/world_webhooks.py,
+`world.webhooks`) and the buyers and their clients (simulator/world_buyers.py, `world.buyers`).
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 import trio
 
 from actors.clock import TrioClock
 from actors.engine import Engine, open_engine
-from actors.service import CreateCheckout, PaymentView, Rejection
 from engine.ids import Ids
 from engine.limits import EngineConfig
-from engine.states import PaymentStatus, is_terminal
 from engine.store.memory import MemoryUnitOfWork
 from scenarios import Faults, Scenario
-from simulator.fake_psp import Action, FakePsp, parse_event
+from simulator.determinism import stream
+from simulator.fake_psp import Action, FakePsp
 from simulator.oracle import Violation, check_books, check_psp_keys
 from simulator.progress import ProgressInstrument
 from simulator.settlement_desk import SettlementDesk
-from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
 from simulator.store import SimStore
 from simulator.trace import Trace
-from simulator.traffic import checkout_command, rate_at
+from simulator.world_buyers import Buyers
+from simulator.world_webhooks import WebhookDelivery
 
 T = TypeVar("T")
 
@@ -59,27 +63,8 @@ EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: virtual wall time starts h
 ORACLE_INTERVAL_S = 60.0
 #: How often (virtual seconds) the liveness phase looks for quiescence.
 QUIET_POLL_S = 5.0
-#: The PSP retries an unacknowledged webhook this many times (Stripe: about 3 days).
-WEBHOOK_ATTEMPTS_MAX = 16
-WEBHOOK_RETRY_S_MAX = 3600.0
-#: A client retries a checkout request whose connection broke this many times.
-CLIENT_ATTEMPTS_MAX = 30
-CLIENT_RETRY_S_MAX = 60.0
-#: How long a buyer waits for the hosted page before giving up (virtual seconds).
-SESSION_WAIT_S_MAX = 6 * 3600.0
-#: The client's short wait for an impatient first request (seconds).
-IMPATIENT_WAIT_S = 0.2
 #: A crash armed at a time fires at the next store checkpoint, or after this long if none comes.
 CRASH_FALLBACK_S = 1.0
-#: Webhook delay without the delay fault: the PSP's normal dispatch latency (seconds).
-WEBHOOK_DISPATCH_S_MAX = 2.0
-#: Reordering holds an event back by up to this long, so later events overtake it.
-WEBHOOK_REORDER_S_MAX = 30.0
-
-
-def stream(seed: int, name: str) -> random.Random:
-    """An independent, reproducible random stream (str seeds hash with SHA-512, not hash())."""
-    return random.Random(f"{seed}:{name}")
 
 
 def simulation_config() -> EngineConfig:
@@ -131,11 +116,9 @@ class SimWorld:
         self.faults_on = True
         self.trace_states = trace_states
         self._rng_psp = stream(seed, "psp")
-        self._rng_webhooks = stream(seed, "webhooks")
         self._rng_crash = stream(seed, "crash")
-        self._replies: dict[str, str] = {}
-        self._webhooks_in_flight = 0
-        self._buyers_active = 0
+        self.webhooks = WebhookDelivery(self)
+        self.buyers = Buyers(self)
         self._crash_armed = False
         self._incarnations = 0
         self.inc: Incarnation | None = None
@@ -234,7 +217,7 @@ class SimWorld:
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)
-            root.start_soon(self._webhook_dispatcher)
+            root.start_soon(self.webhooks.dispatch)
             root.start_soon(self._oracle_ticker)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
@@ -242,7 +225,7 @@ class SimWorld:
                 progress = self.progress
                 trio.lowlevel.add_instrument(ProgressInstrument(lambda: progress(self)))
             async with trio.open_nursery() as clients:
-                await self._traffic(clients)
+                await self.buyers.arrive(clients)
                 self.faults_on = False
                 self.note("faults_off")
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
@@ -256,8 +239,8 @@ class SimWorld:
                         "every_authorized_order_terminal",
                         f"not quiet {self.scenario.liveness_s_max:.0f} virtual s after the "
                         f"faults stopped: {unfinished} unfinished payment(s)/order(s), "
-                        f"{self._webhooks_in_flight} webhook(s) in flight, "
-                        f"{self._buyers_active} buyer(s) active",
+                        f"{self.webhooks.in_flight} webhook(s) in flight, "
+                        f"{self.buyers.active} buyer(s) active",
                     )
                 )
             root.cancel_scope.cancel()
@@ -268,8 +251,8 @@ class SimWorld:
             await trio.sleep(QUIET_POLL_S)
             snap_pending = sum(len(p) for p in self.store._t.pending.values())
             if (
-                self._buyers_active == 0
-                and self._webhooks_in_flight == 0
+                self.buyers.active == 0
+                and self.webhooks.in_flight == 0
                 and self.inc is not None
                 and self.store.unfinished() == 0
                 and snap_pending == 0
@@ -365,225 +348,6 @@ class SimWorld:
         # Log-normal around the median with a long tail, capped: PSP latency's usual shape.
         ms = f.psp_latency_ms_median * math.exp(self._rng_psp.gauss(0.0, 0.8))
         return min(ms, f.psp_latency_ms_max) / 1000.0
-
-    # --- webhooks: the PSP's sender and our endpoint -------------------------------------------
-    async def _webhook_dispatcher(self) -> None:
-        rng = self._rng_webhooks
-        async with trio.open_nursery() as nursery:
-            while True:
-                event = await self.psp.webhook_receive.receive()
-                self.stats.webhooks_emitted += 1
-                f = self.plan
-                copies = 1
-                delay_s = rng.uniform(0.0, WEBHOOK_DISPATCH_S_MAX)
-                if self.faults_on:
-                    if rng.random() < f.webhook_loss_p:
-                        self.fault("webhook_lost", event.event_id, event.kind.value)
-                        continue
-                    if rng.random() < f.webhook_duplicate_p:
-                        copies += rng.randint(1, f.webhook_duplicates_max)
-                        self.fault("webhook_duplicated", event.event_id, copies)
-                    if rng.random() < f.webhook_delay_p:
-                        delay_s += rng.uniform(0.0, f.webhook_delay_s_max)
-                        self.fault("webhook_delayed", event.event_id, round(delay_s, 3))
-                    elif rng.random() < f.webhook_reorder_p:
-                        delay_s += rng.uniform(WEBHOOK_DISPATCH_S_MAX, WEBHOOK_REORDER_S_MAX)
-                        self.fault("webhook_reordered", event.event_id)
-                    if rng.random() < f.webhook_forged_p:
-                        self.fault("webhook_forged", event.event_id)
-                        self._webhooks_in_flight += 1
-                        nursery.start_soon(self._send_forged, event, rng.uniform(0.0, 5.0))
-                for copy in range(copies):
-                    self._webhooks_in_flight += 1
-                    extra_s = rng.uniform(0.0, 1.0) * copy
-                    nursery.start_soon(self._send_webhook, event, delay_s + extra_s)
-
-    async def _send_webhook(self, event: Any, delay_s: float) -> None:
-        try:
-            await trio.sleep(delay_s)
-            for attempt in range(1, WEBHOOK_ATTEMPTS_MAX + 1):
-                body, header = self.psp.signed(event, self.clock.now_ms() // 1000)
-                status = await self.endpoint(body, header)
-                self.note("webhook", event.event_id, event.kind.value, event.reference, status)
-                if status == 200:
-                    return
-                await trio.sleep(min(WEBHOOK_RETRY_S_MAX, 2.0**attempt))
-            self.stats.webhooks_given_up += 1
-            self.note("webhook_given_up", event.event_id)
-        finally:
-            self._webhooks_in_flight -= 1
-
-    async def _send_forged(self, event: Any, delay_s: float) -> None:
-        """A forgery: the event turned into a capture success, signed with a guessed secret."""
-        try:
-            await trio.sleep(delay_s)
-            forged = attrs.evolve(event, event_id=f"{event.event_id}_forged")
-            body, _ = self.psp.signed(forged, 0)
-            header = sign_webhook(b"whsec_guessed", self.clock.now_ms() // 1000, body)
-            status = await self.endpoint(body, header)
-            self.note("webhook_forged", event.event_id, status)
-            if status != 401:
-                self.forged_accepted += 1
-                self.violate(
-                    Violation(
-                        "forged_webhooks_rejected",
-                        f"a forged webhook was answered {status}",
-                        (forged.event_id,),
-                    )
-                )
-        finally:
-            self._webhooks_in_flight -= 1
-
-    async def endpoint(self, body: bytes, signature: str | None) -> int:
-        """Our webhook endpoint: verify, parse, hand to the engine; the HTTP status it answers."""
-        try:
-            verify_webhook(self.psp.webhook_secret, signature, body, self.clock.now_ms() // 1000)
-        except SignatureInvalid:
-            self.stats.webhook_answers["401"] += 1
-            return 401
-        try:
-            event = parse_event(body)
-        except (ValueError, KeyError):
-            self.stats.webhook_answers["400"] += 1
-            return 400
-        outcome = await self.request(lambda engine: engine.service.handle_psp_event(event))
-        self.stats.webhook_answers[outcome or "connection_lost"] += 1
-        if outcome is None or outcome == "retry_later":
-            return 503
-        return 200
-
-    # --- traffic ----------------------------------------------------------------------------
-    async def _traffic(self, clients: trio.Nursery) -> None:
-        rng = stream(self.seed, "traffic")
-        start = trio.current_time()
-        index = 0
-        while True:
-            elapsed = trio.current_time() - start
-            gap_s = rng.expovariate(rate_at(self.scenario.traffic, elapsed))
-            tr = self.scenario.traffic
-            if elapsed < tr.burst_start_s <= elapsed + gap_s:
-                gap_s = tr.burst_start_s - elapsed  # the burst begins on time
-            if elapsed + gap_s >= self.scenario.duration_s:
-                await trio.sleep(max(0.0, self.scenario.duration_s - elapsed))
-                return
-            await trio.sleep(gap_s)
-            if self.violation is not None:
-                return
-            self._buyers_active += 1
-            clients.start_soon(self._buyer, index)
-            index += 1
-
-    async def _buyer(self, index: int) -> None:
-        try:
-            await self._buy(index)
-        finally:
-            self._buyers_active -= 1
-
-    async def _buy(self, index: int) -> None:
-        rng = stream(self.seed, f"chk:{index}")
-        tr = self.scenario.traffic
-        command = checkout_command(self.scenario.traffic, self.seed, index, rng)
-        self.stats.checkouts += 1
-        double_click = rng.random() < tr.double_click_p
-        impatient = rng.random() < tr.impatient_retry_p
-        replies: list[PaymentView | Rejection | None] = []
-
-        async def send(wait_s: float | None) -> None:
-            replies.append(await self._checkout(command, wait_s))
-
-        if double_click:  # the same checkout sent twice at once
-            self.stats.buyer_outcomes["double_click"] += 1
-            async with trio.open_nursery() as both:
-                both.start_soon(send, None)
-                both.start_soon(send, None)
-        else:
-            if impatient:  # a first request the client gives up on, then the same again
-                self.stats.buyer_outcomes["impatient_retry"] += 1
-                await self._checkout(command, IMPATIENT_WAIT_S, 1)
-                await trio.sleep(rng.uniform(0.5, 5.0))
-            await send(None)
-        reply = next((r for r in replies if r is not None), None)
-        if reply is None or isinstance(reply, Rejection):
-            return
-        payment = reply.payment
-        if payment.status is PaymentStatus.REJECTED_BY_RISK:
-            self.stats.rejections[payment.failure_reason or "risk"] += 1
-            return
-        session_id = await self._wait_for_session(payment.payment_id, payment.psp_session_id)
-        if session_id is None:
-            return
-        await trio.sleep(rng.uniform(1.0, max(1.0, tr.think_s_max)))
-        choice = rng.random()
-        if choice < tr.pay_p:
-            self.stats.buyer_outcomes["paid"] += 1
-            self.psp.buyer_pays(session_id)
-        elif choice < tr.pay_p + tr.decline_p:
-            self.stats.buyer_outcomes["declined"] += 1
-            self.psp.buyer_declined(session_id)
-        elif choice < tr.pay_p + tr.decline_p + tr.review_p:
-            self.stats.buyer_outcomes["review"] += 1
-            if self.psp.buyer_in_review(session_id) is None:
-                return
-            await trio.sleep(rng.uniform(0.5, max(0.5, tr.review_hours_max)) * 3600.0)
-            if rng.random() < tr.review_approve_p:
-                self.stats.buyer_outcomes["review_approved"] += 1
-                self.psp.review_approves(session_id)
-            else:
-                self.stats.buyer_outcomes["review_declined"] += 1
-                self.psp.review_declines(session_id)
-        else:
-            self.stats.buyer_outcomes["abandoned"] += 1
-
-    async def _checkout(
-        self, command: CreateCheckout, wait_s: float | None, attempts_max: int = CLIENT_ATTEMPTS_MAX
-    ) -> PaymentView | Rejection | None:
-        """Send the checkout until an answer comes; check it against earlier answers."""
-        for attempt in range(1, attempts_max + 1):
-            reply = await self.request(
-                lambda engine: engine.service.create_checkout(command, register_timeout_s=wait_s)
-            )
-            if reply is not None:
-                self._check_reply(command, reply)
-                return reply
-            self.stats.client_retries += 1
-            await trio.sleep(min(CLIENT_RETRY_S_MAX, 0.5 * 2**attempt))
-        return None
-
-    def _check_reply(self, command: CreateCheckout, reply: PaymentView | Rejection) -> None:
-        if isinstance(reply, Rejection):
-            self.stats.rejections[reply.reason] += 1
-            self.note("checkout", command.checkout_id, reply.reason)
-            self.idempotency_breaks.append(
-                f"{command.checkout_id}: the same request was refused ({reply.reason})"
-            )
-            return
-        payment_id = reply.payment.payment_id
-        first = self._replies.setdefault(command.checkout_id, payment_id)
-        self.note("checkout", command.checkout_id, payment_id, reply.payment.status.value)
-        if first != payment_id:
-            self.idempotency_breaks.append(
-                f"{command.checkout_id}: answered {first}, then {payment_id}"
-            )
-            self.violate(
-                Violation(
-                    "idempotent_replies",
-                    "a repeated checkout got a different payment",
-                    tuple(self.idempotency_breaks[-1:]),
-                )
-            )
-
-    async def _wait_for_session(self, payment_id: str, session_id: str | None) -> str | None:
-        """Poll the payment until the PSP page exists (the client sees CREATED until then)."""
-        deadline = trio.current_time() + SESSION_WAIT_S_MAX
-        while session_id is None and trio.current_time() < deadline:
-            await trio.sleep(2.0)
-            view = await self.request(lambda engine: engine.service.get_payment(payment_id))
-            if view is None:
-                continue
-            if is_terminal(view.payment.status):
-                return None
-            session_id = view.payment.psp_session_id
-        return session_id
 
     # --- the oracle during the run ------------------------------------------------------------
     async def _oracle_ticker(self) -> None:

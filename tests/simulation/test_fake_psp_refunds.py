@@ -27,13 +27,9 @@ from engine.gateway import (
 from engine.money import Money
 from simulator.corruption import CorruptionPlan
 from simulator.fake_psp import FakePsp, parse_event
-from simulator.settlement import (
-    DAY_MS,
-    MovementKind,
-    SettlementFile,
-    parse_settlement,
-)
+from simulator.settlement import DAY_MS, MovementKind, SettlementFile
 from simulator.settlement_desk import SettlementDesk
+from simulator.settlement_parse import parse_settlement
 from simulator.signing import verify_webhook
 from web.psp_wire import decode_event, encode_event
 

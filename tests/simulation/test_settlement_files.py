@@ -22,14 +22,9 @@ from simulator.corruption import CorruptionPlan
 from simulator.determinism import deterministic_scheduling
 from simulator.fake_psp import Capture, FakePsp
 from simulator.runner import resolve, run_scenario, scaled
-from simulator.settlement import (
-    DAY_MS,
-    MovementKind,
-    SettlementFile,
-    date_of_ms,
-    parse_settlement,
-)
+from simulator.settlement import DAY_MS, MovementKind, SettlementFile, date_of_ms
 from simulator.settlement_desk import SettlementDesk
+from simulator.settlement_parse import parse_settlement
 from simulator.world import EPOCH_MS, SimWorld
 
 FIRST_DAY = dt.date(2026, 1, 1)

@@ -15,13 +15,11 @@ from simulator.settlement import (
     Movement,
     MovementKind,
     SettlementFile,
-    SettlementProblem,
-    SettlementRejected,
     build_settlement,
     day_start_ms,
-    parse_settlement,
     render_settlement,
 )
+from simulator.settlement_parse import SettlementProblem, SettlementRejected, parse_settlement
 
 DATE = dt.date(2026, 1, 1)
 START_MS = day_start_ms(DATE)

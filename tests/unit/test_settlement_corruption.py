@@ -19,14 +19,12 @@ from simulator.settlement import (
     Movement,
     MovementKind,
     SettlementFile,
-    SettlementProblem,
-    SettlementRejected,
     build_settlement,
     day_start_ms,
-    parse_settlement,
     render_settlement,
 )
 from simulator.settlement_desk import corrupt_settlement, swarm_settlement_faults
+from simulator.settlement_parse import SettlementProblem, SettlementRejected, parse_settlement
 
 DATE = dt.date(2026, 1, 3)
 START_MS = day_start_ms(DATE)
