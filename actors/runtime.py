@@ -113,6 +113,9 @@ class Statistics:
     mailbox_depth_total: int
     mailbox_depth_max: int
     spawned: int
+    #: Incarnations started per kind (first start, or again after passivation or a stop);
+    #: each one reloads its state from the store in `on_start`.
+    spawned_by_kind: dict[str, int]
     passivated: int
     restarts: int
     messages_handled: int
@@ -129,6 +132,7 @@ class ActorSystem:
         self._cells: dict[tuple[str, Hashable], _Cell] = {}
         self._peak = 0
         self._spawned = 0
+        self._spawned_by_kind: dict[str, int] = {}
         self._passivated = 0
         self._restarts = 0
         self._handled = 0
@@ -202,6 +206,7 @@ class ActorSystem:
         cell = _Cell(kind, key, send, receive)
         self._cells[(kind, key)] = cell
         self._spawned += 1
+        self._spawned_by_kind[kind] = self._spawned_by_kind.get(kind, 0) + 1
         self._peak = max(self._peak, len(self._cells))
         self._nursery.start_soon(self._run, cell, factory(key), name=f"actor:{kind}:{key}")
         return cell
@@ -324,6 +329,7 @@ class ActorSystem:
             mailbox_depth_total=depth_total,
             mailbox_depth_max=depth_max,
             spawned=self._spawned,
+            spawned_by_kind=dict(self._spawned_by_kind),
             passivated=self._passivated,
             restarts=self._restarts,
             messages_handled=self._handled,
