@@ -110,7 +110,28 @@ class CheckoutActor:
     def _schedule_expiry(self) -> None:
         assert self.payment is not None
         delay_s = max(0.0, (self.payment.expires_at_ms - self.ctx.clock.now_ms()) / 1000)
-        self.ctx.tell_later(delay_s, CHECKOUT, self.payment_id, ExpireCheckout())
+        self._expire_later(delay_s)
+
+    def _expire_later(self, delay_s: float) -> None:
+        """Tell this checkout ExpireCheckout in `delay_s`, replacing its pending expiry."""
+        ctx, payment_id = self.ctx, self.payment_id
+        self._cancel_expiry()
+
+        async def fire() -> None:
+            if ctx.checkout_expiries.get(payment_id) is handle:
+                del ctx.checkout_expiries[payment_id]
+            await ctx.system.tell(CHECKOUT, payment_id, ExpireCheckout())
+
+        handle = ctx.timers.call_later(delay_s, fire)
+        ctx.checkout_expiries[payment_id] = handle
+
+    def _cancel_expiry(self) -> None:
+        """Drop the pending expiry, to replace it or once the payment has left AWAITING_PAYMENT
+        in a *committed* unit of work: no transition leads back, so the expiry would only
+        start an incarnation (a store read) to answer "not_awaiting"."""
+        handle = self.ctx.checkout_expiries.pop(self.payment_id, None)
+        if handle is not None:
+            handle.cancel()
 
     # --- the buyer's outcome -----------------------------------------------------------------
     async def _apply_event(self, event: PspNotification) -> str:
@@ -150,6 +171,7 @@ class CheckoutActor:
             await self.on_start()  # nothing of this unit was kept
             return "duplicate"
         self._ring()
+        self._cancel_expiry()  # committed: AUTHORIZED, FAILED or EXPIRED
         if self.payment is not None and self.payment.status is PaymentStatus.AUTHORIZED:
             await self._execute_orders(fresh=True)
         return "applied"
@@ -211,6 +233,7 @@ class CheckoutActor:
         async with self.ctx.store.unit_of_work() as uow:
             await self._close(uow, self.payment, target, reason)
         self._ring()
+        self._cancel_expiry()
         return self.payment
 
     async def _expire(self) -> str:
@@ -226,16 +249,17 @@ class CheckoutActor:
             with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 status = await self.ctx.gateway.expire_session(payment.psp_session_id)
         except (GatewayUnavailable, trio.TooSlowError):
-            self.ctx.tell_later(self.ctx.backoff_s(1), CHECKOUT, self.payment_id, ExpireCheckout())
+            self._expire_later(self.ctx.backoff_s(1))
             return "retry"
         if status is SessionStatus.REVIEW:
-            self.ctx.tell_later(REVIEW_RECHECK_S, CHECKOUT, self.payment_id, ExpireCheckout())
+            self._expire_later(REVIEW_RECHECK_S)
             return "in_review"
         if status is SessionStatus.AUTHORIZED:
             # The buyer paid but the webhook is late or lost: the PSP's word decides.
             async with self.ctx.store.unit_of_work() as uow:
                 await self._authorize(uow, payment)
             self._ring()
+            self._cancel_expiry()
             await self._execute_orders(fresh=True)
             return "authorized"
         target = PaymentStatus.FAILED if status is SessionStatus.DECLINED else PaymentStatus.EXPIRED

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import trio
 
-from actors.runtime import ActorSystem, Timers
+from actors.runtime import ActorSystem, TimerHandle, Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig, backoff_delay_s
@@ -88,6 +88,12 @@ class Context:
     #: Test-only seams that switch on a known-bad behaviour, so the simulator's oracle can be
     #: shown to catch it (tests/simulation). Never set in production.
     faults: frozenset[str] = frozenset()
+    #: The pending expiry timer of each payment awaiting its buyer (at most one), so the
+    #: checkout actor can cancel it once the payment has left AWAITING_PAYMENT: an expiry
+    #: firing later would only start an incarnation (and reload the payment) to find nothing
+    #: to do. An entry leaves when its timer fires or is cancelled, so this holds no more
+    #: entries than the timer heap holds expiries.
+    checkout_expiries: dict[str, TimerHandle] = attrs.Factory(dict)
 
     def message(self, topic: str, key: str, payload: Mapping[str, Any]) -> OutboxMessage:
         return OutboxMessage(self.ids.new("msg"), topic, key, dict(payload), self.clock.now_ms())

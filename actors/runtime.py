@@ -113,6 +113,9 @@ class Statistics:
     mailbox_depth_total: int
     mailbox_depth_max: int
     spawned: int
+    #: Incarnations started per kind (first start, or again after passivation or a stop);
+    #: each one reloads its state from the store in `on_start`.
+    spawned_by_kind: dict[str, int]
     passivated: int
     restarts: int
     messages_handled: int
@@ -129,6 +132,7 @@ class ActorSystem:
         self._cells: dict[tuple[str, Hashable], _Cell] = {}
         self._peak = 0
         self._spawned = 0
+        self._spawned_by_kind: dict[str, int] = {}
         self._passivated = 0
         self._restarts = 0
         self._handled = 0
@@ -202,6 +206,7 @@ class ActorSystem:
         cell = _Cell(kind, key, send, receive)
         self._cells[(kind, key)] = cell
         self._spawned += 1
+        self._spawned_by_kind[kind] = self._spawned_by_kind.get(kind, 0) + 1
         self._peak = max(self._peak, len(self._cells))
         self._nursery.start_soon(self._run, cell, factory(key), name=f"actor:{kind}:{key}")
         return cell
@@ -324,6 +329,7 @@ class ActorSystem:
             mailbox_depth_total=depth_total,
             mailbox_depth_max=depth_max,
             spawned=self._spawned,
+            spawned_by_kind=dict(self._spawned_by_kind),
             passivated=self._passivated,
             restarts=self._restarts,
             messages_handled=self._handled,
@@ -335,28 +341,47 @@ class ActorSystem:
         return [f"crash loop: {c.kind} {c.key}: {c.last_error}" for c in self._crash_loops]
 
 
+class TimerHandle:
+    """A scheduled callback; `cancel()` before it fires and it never runs."""
+
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Idempotent; a no-op once the callback has started."""
+        self.cancelled = True
+
+
 class Timers(Generic[Reply]):
     """One task that fires scheduled callbacks in deadline order (a heap, not a task per timer).
 
-    Timers are not durable: after a restart, recovery recomputes them from the store.
+    Timers are not durable: after a restart, recovery recomputes them from the store. A
+    cancelled timer stays in the heap until its deadline (then it is dropped unfired), so the
+    heap holds what it held before the cancel, never more.
     """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], Awaitable[None]]]] = []
+        self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = 0
         self._wakeup = trio.Event()
+        self.cancelled_dropped = 0
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def call_at(self, deadline: float, callback: Callable[[], Awaitable[None]]) -> None:
+    def call_at(self, deadline: float, callback: Callable[[], Awaitable[None]]) -> TimerHandle:
         self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, callback))
+        handle = TimerHandle(callback)
+        heapq.heappush(self._heap, (deadline, self._seq, handle))
         if self._heap[0][1] == self._seq:
             self._wakeup.set()
+        return handle
 
-    def call_later(self, delay_s: float, callback: Callable[[], Awaitable[None]]) -> None:
-        self.call_at(trio.current_time() + max(0.0, delay_s), callback)
+    def call_later(self, delay_s: float, callback: Callable[[], Awaitable[None]]) -> TimerHandle:
+        return self.call_at(trio.current_time() + max(0.0, delay_s), callback)
 
     async def run(
         self, nursery: trio.Nursery, *, task_status: Any = trio.TASK_STATUS_IGNORED
@@ -365,8 +390,11 @@ class Timers(Generic[Reply]):
         while True:
             now = trio.current_time()
             while self._heap and self._heap[0][0] <= now:
-                _, _, callback = heapq.heappop(self._heap)
-                nursery.start_soon(callback)
+                _, _, handle = heapq.heappop(self._heap)
+                if handle.cancelled:
+                    self.cancelled_dropped += 1
+                    continue
+                nursery.start_soon(handle.callback)
             deadline = self._heap[0][0] if self._heap else math.inf
             self._wakeup = trio.Event()
             with trio.move_on_at(deadline):

@@ -51,12 +51,14 @@ WEBHOOK_ATTEMPTS_MAX = 100
 
 @attrs.frozen
 class EngineRun:
-    """What one engine run did: completed payments, units of work, actor messages, orders."""
+    """What one engine run did: completed payments, units of work, actor messages, orders,
+    and incarnations started per actor kind (each reloads its state from the store)."""
 
     completed: int
     commits: int
     messages: int
     orders: int
+    spawned_by_kind: dict[str, int]
 
 
 class TaskSteps(trio.abc.Instrument):
@@ -124,10 +126,12 @@ async def engine_run(payments: int, concurrency_max: int, orders_max: int) -> En
                 nursery.start_soon(buy, i)
             await all_done.wait()
         nursery.cancel_scope.cancel()
-        messages = engine.system.statistics().messages_handled
+        statistics = engine.system.statistics()
     assert all(p.status is PaymentStatus.COMPLETED for p in await store.list_payments(1000))
     orders = sum(1 + i % orders_max for i in range(payments))
-    return EngineRun(completed, store.commits, messages, orders)
+    return EngineRun(
+        completed, store.commits, statistics.messages_handled, orders, statistics.spawned_by_kind
+    )
 
 
 def bench_engine(
@@ -166,6 +170,11 @@ def bench_engine(
         f" {run.messages / done:.2f} actor messages"
         + (f", {steps.steps / done:.1f} task steps" if counts else "")
     )
+    if counts:
+        starts = ", ".join(
+            f"{kind} {n / done:.2f}" for kind, n in sorted(run.spawned_by_kind.items())
+        )
+        print(f"          actor incarnations per payment: {starts}")
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
     return rate

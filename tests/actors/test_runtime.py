@@ -176,3 +176,24 @@ async def test_timers_fire_in_deadline_order(autojump_clock: MockClock) -> None:
         assert fired == ["a", "b", "c"]
         assert len(timers) == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_timer_never_fires(autojump_clock: MockClock) -> None:
+    fired: list[str] = []
+    timers: Timers[None] = Timers()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(timers.run, nursery)
+
+        def note(name: str) -> Any:
+            async def fire() -> None:
+                fired.append(name)
+
+            return fire
+
+        timers.call_later(10, note("kept"))
+        dropped = timers.call_later(5, note("dropped"))
+        dropped.cancel()
+        await trio.sleep(20)
+        assert fired == ["kept"]
+        assert len(timers) == 0 and timers.cancelled_dropped == 1
+        nursery.cancel_scope.cancel()
