@@ -243,6 +243,8 @@ class SimWorld:
                         f"{self.buyers.active} buyer(s) active",
                     )
                 )
+            if self.inc is not None:  # the last incarnation's restarts (crashed ones add theirs)
+                self.stats.actor_restarts += self.inc.engine.system.statistics().restarts
             root.cancel_scope.cancel()
         self.settlement.settle_final(self.clock.now_ms())
 
