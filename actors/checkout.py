@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import attrs
 import trio
 
 from actors.context import Context
@@ -30,7 +29,7 @@ from actors.messages import (
 )
 from engine.errors import DuplicateKey
 from engine.gateway import GatewayUnavailable, PspEventKind, PspNotification, SessionStatus
-from engine.records import Payment, PaymentOrder, PspEvent
+from engine.records import Payment, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, PaymentStatus, can_transition, is_terminal, transition
 from engine.store.port import UnitOfWork
 
@@ -94,7 +93,7 @@ class CheckoutActor:
         now_ms = self.ctx.clock.now_ms()
         async with self.ctx.store.unit_of_work() as uow:
             self.payment = await uow.update_payment(
-                attrs.evolve(
+                evolve(
                     payment,
                     status=transition(payment.status, PaymentStatus.AWAITING_PAYMENT),
                     psp_session_id=registration.session_id,
@@ -162,7 +161,7 @@ class CheckoutActor:
         """
         now_ms = self.ctx.clock.now_ms()
         self.payment = await uow.update_payment(
-            attrs.evolve(
+            evolve(
                 payment,
                 status=transition(payment.status, PaymentStatus.AUTHORIZED),
                 updated_at_ms=now_ms,
@@ -172,7 +171,7 @@ class CheckoutActor:
         for order in await uow.get_orders(payment.payment_id):
             if order.status is OrderStatus.NOT_STARTED:
                 order = await uow.update_order(
-                    attrs.evolve(
+                    evolve(
                         order,
                         status=transition(order.status, OrderStatus.EXECUTING),
                         updated_at_ms=now_ms,
@@ -187,7 +186,7 @@ class CheckoutActor:
         """FAILED / EXPIRED / REJECTED: the payment and its unstarted orders end together."""
         now_ms = self.ctx.clock.now_ms()
         self.payment = await uow.update_payment(
-            attrs.evolve(
+            evolve(
                 payment,
                 status=transition(payment.status, target),
                 failure_reason=reason,
@@ -197,7 +196,7 @@ class CheckoutActor:
         for order in await uow.get_orders(payment.payment_id):
             if order.status is OrderStatus.NOT_STARTED:
                 await uow.update_order(
-                    attrs.evolve(
+                    evolve(
                         order,
                         status=transition(order.status, OrderStatus.FAILED),
                         failure_reason=f"checkout_{target.value.lower()}",
@@ -275,7 +274,7 @@ class CheckoutActor:
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
         async with self.ctx.store.unit_of_work() as uow:
             self.payment = await uow.update_payment(
-                attrs.evolve(
+                evolve(
                     payment,
                     status=transition(payment.status, target),
                     failure_reason=None if succeeded else "every_order_failed",

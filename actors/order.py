@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import attrs
 import trio
 
 from actors.context import Context
@@ -41,7 +40,7 @@ from engine.gateway import (
     PspNotification,
 )
 from engine.ledger import Transaction, TransactionKind, capture_entries
-from engine.records import OutboxMessage, PaymentOrder, PspEvent
+from engine.records import OutboxMessage, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, transition
 from engine.store.port import UnitOfWork
 
@@ -83,7 +82,7 @@ class OrderActor:
         if order.status is OrderStatus.NOT_STARTED:
             async with self.ctx.store.unit_of_work() as uow:
                 self.order = await uow.update_order(
-                    attrs.evolve(
+                    evolve(
                         order,
                         status=transition(order.status, OrderStatus.EXECUTING),
                         updated_at_ms=self.ctx.clock.now_ms(),
@@ -157,9 +156,7 @@ class OrderActor:
             return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
         async with self.ctx.store.unit_of_work() as uow:
             self.order = await uow.update_order(
-                attrs.evolve(
-                    order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms()
-                )
+                evolve(order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms())
             )
         attempts = self.order.attempts
         if attempts < self.ctx.config.capture_attempts_max:
@@ -210,7 +207,7 @@ class OrderActor:
             await self._book(uow, order)
             booked = True
         self.order = await uow.update_order(
-            attrs.evolve(
+            evolve(
                 order,
                 status=status,
                 psp_capture_id=result.capture_id or order.psp_capture_id,
@@ -253,7 +250,7 @@ class OrderActor:
         async with self.ctx.store.unit_of_work() as uow:
             await self._book(uow, order)
             self.order = await uow.update_order(
-                attrs.evolve(
+                evolve(
                     order,
                     ledger_booked=True,
                     wallet_booked=True,

@@ -31,6 +31,7 @@ from engine.records import (
     Payment,
     PaymentOrder,
     PspEvent,
+    evolve,
 )
 from engine.states import OrderStatus, is_terminal
 
@@ -139,7 +140,7 @@ class MemoryUnitOfWork:
             )
         if current.checkout_id != payment.checkout_id:
             raise AssertionError("checkout_id is immutable")
-        updated = attrs.evolve(payment, version=payment.version + 1)
+        updated = evolve(payment, version=payment.version + 1)
         self._payment_base.setdefault(payment.payment_id, current.version)
         self._payments[payment.payment_id] = updated
         return updated
@@ -153,7 +154,7 @@ class MemoryUnitOfWork:
                 f"payment order {order.order_id} is at version {current.version}, "
                 f"not {order.version}"
             )
-        updated = attrs.evolve(order, version=order.version + 1)
+        updated = evolve(order, version=order.version + 1)
         self._order_base.setdefault(order.order_id, current.version)
         self._orders[order.order_id] = updated
         return updated
