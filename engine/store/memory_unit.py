@@ -377,6 +377,21 @@ class MemoryUnitOfWork:
             else:
                 t.idempotency[key] = record
 
+    def wrote(self) -> bool:
+        """Whether this unit wrote anything (a read-only unit has nothing to validate)."""
+        return bool(
+            self._payments
+            or self._orders
+            or self._txns
+            or self._deltas
+            or self._outbox
+            or self._delivery_ops
+            or self._psp_events
+            or self._idem
+            or self._api_keys
+            or self._endpoints
+        )
+
     def commit(self) -> None:
         """Validate and apply atomically (no checkpoint in between)."""
         self._validate()
