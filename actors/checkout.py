@@ -50,6 +50,11 @@ class CheckoutActor:
         #: The orders `_authorize` just started, for `_execute_orders(fresh=True)`.
         self._started: list[PaymentOrder] = []
 
+    @property
+    def finished(self) -> bool:
+        """The checkout is final: the runtime passivates the actor once its mailbox is empty."""
+        return self.payment is not None and is_terminal(self.payment.status)
+
     async def on_start(self) -> None:
         self.payment = await self.ctx.store.get_payment(self.payment_id)
 

@@ -53,6 +53,9 @@ class OrderActor:
         self.order_id = order_id
         self.order: PaymentOrder | None = None
         self.session_id: str | None = None
+        #: The order is final and the PSP's webhook about it was handled: nothing more is
+        #: expected, so the runtime passivates the actor at once (a late message respawns it).
+        self.finished = False
 
     async def on_start(self) -> None:
         self.order = await self.ctx.store.get_order(self.order_id)
@@ -194,6 +197,7 @@ class OrderActor:
             ("order.succeeded",) if target is OrderStatus.SUCCESS else ("order.failed",)
         )
         await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
+        self.finished = event is not None
         return "applied" if event is not None else target.value
 
     async def _transition(
@@ -348,6 +352,7 @@ class OrderActor:
                 order.order_id,
                 order.status,
             )
+        self.finished = order.status is OrderStatus.FAILED or order.booked
         return "ignored"
 
     def _later(self, delay_s: float, message: Any) -> None:

@@ -7,10 +7,11 @@ message is the natural transaction boundary.
 Guarantees:
 - `tell` enqueues and waits for mailbox space (backpressure: a full mailbox slows the sender,
   it never grows); `ask` also waits for the reply, within a deadline.
-- Actors are spawned on demand by (kind, key). An actor idle for `actor_idle_timeout_s`
-  passivates: it leaves the registry, handles anything already in its mailbox, and exits, so
-  memory is bounded by work in flight, not by history. State lives in the store; a new
-  incarnation reloads it in `on_start`.
+- Actors are spawned on demand by (kind, key). An actor idle for `actor_idle_timeout_s`, or
+  one that says it is `finished` once its mailbox is empty, passivates: it leaves the
+  registry, handles anything already in its mailbox, and exits, so memory is bounded by work
+  in flight, not by history. State lives in the store; a new incarnation reloads it in
+  `on_start`.
 - A handler that raises (a broken invariant; expected failures are reply values) crashes the
   incarnation: the supervisor reloads the actor's state and goes on with the next message, up
   to `restarts_per_window_max` restarts per `restart_window_s`. Beyond that the actor is
@@ -46,7 +47,12 @@ Reply = TypeVar("Reply")
 
 
 class Actor(Protocol):
-    """What the runtime needs from an actor. Handlers return a reply value."""
+    """What the runtime needs from an actor. Handlers return a reply value.
+
+    An actor may also have a `finished` attribute: when it is true and the mailbox is empty,
+    the actor passivates at once instead of waiting out its idle timeout (its aggregate is
+    final and nothing more is expected; a late message spawns a new incarnation as usual).
+    """
 
     async def on_start(self) -> None:
         """(Re)load state from the store; called at spawn and after every crash."""
@@ -220,6 +226,8 @@ class ActorSystem:
                     try:  # a queued message needs no idle deadline
                         envelope = cell.receive.receive_nowait()
                     except trio.WouldBlock:
+                        if getattr(actor, "finished", False) is True:
+                            break  # nothing more is expected: passivate now, not when idle
                         idle.deadline = trio.current_time() + idle_s
                         envelope = await cell.receive.receive()
                         if idle.cancel_called:  # the idle deadline passed as it arrived

@@ -131,6 +131,33 @@ async def test_idle_actors_passivate_and_come_back(autojump_clock: MockClock) ->
         nursery.cancel_scope.cancel()
 
 
+class Finisher(Counter):
+    """Says it is finished after its second message."""
+
+    @property
+    def finished(self) -> bool:
+        return self.value >= 2
+
+
+async def test_finished_actor_passivates_without_waiting_and_comes_back(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        store: dict[Hashable, int] = {}
+        system = ActorSystem(nursery, EngineConfig(actor_idle_timeout_s=1000))
+        system.register("finisher", lambda key: Finisher(key, store))
+        assert await system.ask("finisher", "a", "inc") == 1
+        assert system.is_live("finisher", "a")  # not finished: waits for its idle timeout
+        await system.tell("finisher", "a", "inc")
+        await system.tell("finisher", "a", "inc")  # queued: handled before passivating
+        await trio.sleep(0.001)
+        assert not system.is_live("finisher", "a")
+        assert system.statistics().passivated == 1
+        assert store["a"] == 3
+        assert await system.ask("finisher", "a", "inc") == 4  # a new incarnation
+        nursery.cancel_scope.cancel()
+
+
 async def test_full_mailbox_applies_backpressure(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
         system, _ = await _system(nursery, mailbox_capacity_max=2)
