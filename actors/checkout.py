@@ -49,6 +49,10 @@ class CheckoutActor:
         self._topics: set[str] = set()
         #: The orders `_authorize` just started, for `_execute_orders(fresh=True)`.
         self._started: list[PaymentOrder] = []
+        #: At spawn the payment is read with the first message, which may bring it as just
+        #: committed (`RegisterCheckout.payment`); after a crash or a conflict it is read at once.
+        self._spawned = True
+        self._unread = False
 
     @property
     def finished(self) -> bool:
@@ -56,9 +60,21 @@ class CheckoutActor:
         return self.payment is not None and is_terminal(self.payment.status)
 
     async def on_start(self) -> None:
+        if self._spawned:
+            self._spawned = False
+            self._unread = True
+            return
+        self._unread = False
         self.payment = await self.ctx.store.get_payment(self.payment_id)
 
     async def receive(self, message: Any) -> Any:
+        if self._unread:
+            self._unread = False
+            snapshot = message.payment if isinstance(message, RegisterCheckout) else None
+            if snapshot is not None and snapshot.payment_id == self.payment_id:
+                self.payment = snapshot  # a stale copy fails its update on the version
+            else:
+                self.payment = await self.ctx.store.get_payment(self.payment_id)
         if isinstance(message, ApplyPspEvent):
             return await self._apply_event(message.event)
         if self.payment is None:
@@ -260,7 +276,11 @@ class CheckoutActor:
                 order.status is OrderStatus.SUCCESS and not order.booked  # an older version's
             ):
                 await self.ctx.system.tell(
-                    ORDER, order.order_id, ExecuteOrder(payment.psp_session_id, fresh=fresh)
+                    ORDER,
+                    order.order_id,
+                    ExecuteOrder(
+                        payment.psp_session_id, fresh=fresh, order=order if fresh else None
+                    ),
                 )
 
     async def _check_completion(self) -> str:

@@ -56,12 +56,28 @@ class OrderActor:
         #: The order is final and the PSP's webhook about it was handled: nothing more is
         #: expected, so the runtime passivates the actor at once (a late message respawns it).
         self.finished = False
+        #: At spawn the order is read with the first message, which may bring it as just
+        #: committed (`ExecuteOrder.order`); after a crash or a conflict it is read at once.
+        self._spawned = True
+        self._unread = False
 
     async def on_start(self) -> None:
+        if self._spawned:
+            self._spawned = False
+            self._unread = True
+            return
+        self._unread = False
         self.order = await self.ctx.store.get_order(self.order_id)
         # The PSP session is read lazily (_session_id): ExecuteOrder usually brings it.
 
     async def receive(self, message: Any) -> Any:
+        if self._unread:
+            self._unread = False
+            snapshot = message.order if isinstance(message, ExecuteOrder) else None
+            if snapshot is not None and snapshot.order_id == self.order_id:
+                self.order = snapshot  # a stale copy fails its update on the version
+            else:
+                self.order = await self.ctx.store.get_order(self.order_id)
         if isinstance(message, ApplyPspEvent):
             return await self._apply_event(message.event)
         if self.order is None:
