@@ -264,7 +264,11 @@ class ActorSystem:
     ) -> bool:
         """Handle one message; False when the actor must stop (crash loop)."""
         try:
-            reply = await self._with_conflict_retries(actor, envelope.message)
+            try:  # the first try inline: one coroutine less per message on the common path
+                reply = await actor.receive(envelope.message)
+            except VersionConflict:
+                await actor.on_start()  # someone else wrote the row: reload and re-decide
+                reply = await self._with_conflict_retries(actor, envelope.message)
         except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
             self._reply(envelope, False, ActorCrashed(f"{cell.kind} {cell.key!r}: {exc!r}"))
             now = trio.current_time()
@@ -287,7 +291,7 @@ class ActorSystem:
         return True
 
     async def _with_conflict_retries(self, actor: Actor, message: Any) -> Any:
-        for _ in range(CONFLICT_RETRIES_MAX):
+        for _ in range(CONFLICT_RETRIES_MAX - 1):  # the first try was `_handle`'s
             try:
                 return await actor.receive(message)
             except VersionConflict:

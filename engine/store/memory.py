@@ -96,8 +96,7 @@ class MemoryStore:
         return _UnitOfWorkContext(self)
 
     async def register_subscriber(self, subscriber: str, topics: Sequence[str]) -> None:
-        for topic in topics:
-            self._t.subscriptions[topic].add(subscriber)
+        self._t.subscribe(subscriber, topics)
 
     # --- reads of committed state -----------------------------------------------------------
     async def get_payment(self, payment_id: str) -> Payment | None:
