@@ -44,10 +44,10 @@ class EngineConfig:
     # --- outbox ------------------------------------------------------------------------------
     outbox_batch_size_max: int = 100
     outbox_poll_interval_s: float = 0.5
-    #: Once a consumer has caught up and is woken by a commit, it waits this long before
-    #: fetching, so that one fetch and one ack unit of work take the messages of many commits
-    #: (group commit; PostgreSQL's `commit_delay` and Kafka's `linger.ms` do the same). It
-    #: bounds the latency it adds. 0 fetches at once.
+    #: Under load (commits came in while a consumer handled its last batch), it waits this long
+    #: before fetching again, so that one fetch and one ack unit of work take the messages of
+    #: many commits (group commit; PostgreSQL's `commit_delay` and Kafka's `linger.ms` do the
+    #: same). It bounds the latency it adds; an idle consumer fetches at once. 0: never waits.
     outbox_linger_s: float = 0.005
     delivery_attempts_max: int = 8
     delivery_delay_s_base: float = 1.0
