@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -101,6 +101,7 @@ class _Cell:
     send: trio.MemorySendChannel[_Envelope]
     receive: trio.MemoryReceiveChannel[_Envelope]
     handled: int = 0
+    passivated: bool = False
 
 
 @attrs.frozen
@@ -140,6 +141,11 @@ class ActorSystem:
         self._handled = 0
         self._crash_loops: deque[CrashLoop] = deque(maxlen=CRASH_LOOPS_KEPT_MAX)
         self._capacity = trio.Semaphore(config.actors_max)
+        #: Actors waiting for a message, by when they started waiting (oldest first), for
+        #: `_passivate_idle`; the task is started with the first actor.
+        self._idle_since: OrderedDict[_Cell, float] = OrderedDict()
+        self._idle_added = trio.Event()
+        self._passivating = False
 
     def register(self, kind: str, factory: ActorFactory) -> None:
         assert kind not in self._factories, f"actor kind {kind!r} registered twice"
@@ -209,51 +215,76 @@ class ActorSystem:
         self._cells[(kind, key)] = cell
         self._spawned += 1
         self._peak = max(self._peak, len(self._cells))
+        if not self._passivating:
+            self._passivating = True
+            self._nursery.start_soon(self._passivate_idle, name="actors:passivate_idle")
         self._nursery.start_soon(self._run, cell, factory(key), name=f"actor:{kind}:{key}")
         return cell
 
     # --- one actor's life --------------------------------------------------------------------
     async def _run(self, cell: _Cell, actor: Actor) -> None:
         crashes: deque[float] = deque()
-        idle_s = self._config.actor_idle_timeout_s
-        late: _Envelope | None = None
         try:
             await actor.on_start()
-            # One idle scope per incarnation, its deadline moved around each wait (cheaper than
-            # a scope per wait); it is never armed while a message is handled.
-            with trio.CancelScope() as idle:
-                while True:
-                    try:  # a queued message needs no idle deadline
+            while True:
+                try:
+                    try:  # a queued message needs no waiting
                         envelope = cell.receive.receive_nowait()
                     except trio.WouldBlock:
                         if getattr(actor, "finished", False) is True:
-                            break  # nothing more is expected: passivate now, not when idle
-                        idle.deadline = trio.current_time() + idle_s
-                        envelope = await cell.receive.receive()
-                        if idle.cancel_called:  # the idle deadline passed as it arrived
-                            late = envelope
-                            break
-                        idle.deadline = math.inf
-                    if not await self._handle(cell, actor, envelope, crashes):
-                        return
-            # Idle: passivate. Leave the registry first, so new messages spawn a new
-            # incarnation, then handle whatever is already queued, then close.
-            self._forget(cell)
-            self._passivated += 1
-            if late is not None and not await self._handle(cell, actor, late, crashes):
-                return
-            while True:
-                try:
-                    envelope = cell.receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
+                            # Nothing more is expected: passivate now, not when idle.
+                            self._passivate(cell)
+                            continue
+                        self._idle_since[cell] = trio.current_time()
+                        if len(self._idle_since) == 1:
+                            self._idle_added.set()
+                        try:
+                            envelope = await cell.receive.receive()
+                        finally:
+                            self._idle_since.pop(cell, None)
+                except trio.EndOfChannel:
+                    return  # passivated, and every message queued before was handled
                 if not await self._handle(cell, actor, envelope, crashes):
                     return
-            return
         finally:
+            self._idle_since.pop(cell, None)
             self._forget(cell)
             cell.receive.close()
             self._capacity.release()
+
+    def _passivate(self, cell: _Cell) -> None:
+        """Leave the registry first, so new messages spawn a new incarnation, then close the
+        mailbox: the actor handles whatever is already queued (also a message that arrived as
+        it was passivated: nothing is dropped), then its receive ends and it exits."""
+        if cell.passivated:
+            return
+        cell.passivated = True
+        self._forget(cell)
+        cell.send.close()
+        self._passivated += 1
+
+    async def _passivate_idle(self) -> None:
+        """Passivate every actor that has waited `actor_idle_timeout_s` for a message.
+
+        One task for all actors instead of an idle deadline per actor (a cancel scope per
+        incarnation, its deadline moved around every wait): waiting actors are kept in the
+        order they started waiting, so only the oldest needs looking at.
+        """
+        idle_s = self._config.actor_idle_timeout_s
+        while True:
+            now = trio.current_time()
+            while self._idle_since:
+                cell, since = next(iter(self._idle_since.items()))
+                if since + idle_s > now:
+                    break
+                del self._idle_since[cell]
+                self._passivate(cell)
+            if self._idle_since:
+                await trio.sleep_until(next(iter(self._idle_since.values())) + idle_s)
+            else:
+                self._idle_added = trio.Event()
+                await self._idle_added.wait()
+        raise AssertionError("ActorSystem._passivate_idle never returns")
 
     def _forget(self, cell: _Cell) -> None:
         if self._cells.get((cell.kind, cell.key)) is cell:
