@@ -205,7 +205,10 @@ class ActorSystem:
     async def _spawn(self, kind: str, key: Hashable) -> _Cell:
         factory = self._factories.get(kind)
         assert factory is not None, f"no actor kind {kind!r}"
-        await self._capacity.acquire()  # bounded: waits while actors_max are alive
+        try:  # bounded: waits while actors_max are alive (a spawn with room needs no switch)
+            self._capacity.acquire_nowait()
+        except trio.WouldBlock:
+            await self._capacity.acquire()
         existing = self._cells.get((kind, key))
         if existing is not None:  # another sender spawned it while we waited
             self._capacity.release()
