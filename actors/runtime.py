@@ -77,15 +77,40 @@ class AskTimeout(Exception):
 
 
 class _ReplySlot:
-    """A one-shot reply: lighter than a memory channel, and `ask` is on every request path."""
+    """A one-shot reply with one waiter (the asker), parked with trio's low-level API: lighter
+    than a memory channel or an Event (and its parking lot), and `ask` is on every request
+    path."""
 
-    __slots__ = ("abandoned", "done", "ok", "value")
+    __slots__ = ("_waiter", "abandoned", "done", "ok", "value")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done = False
         self.abandoned = False  # the asker gave up (deadline): the reply goes nowhere
         self.ok = False
         self.value: Any = None
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def set(self, ok: bool, value: Any) -> None:
+        assert not self.done, "an ask is answered once"
+        self.ok = ok
+        self.value = value
+        self.done = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
+
+    async def wait(self) -> None:
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        assert self._waiter is None, "one asker waits for a reply"
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._waiter = None  # cancelled (the ask deadline): no reschedule will come
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 @attrs.define
@@ -176,11 +201,11 @@ class ActorSystem:
         try:
             with trio.move_on_after(timeout_s):
                 await self._deliver(kind, key, _Envelope(message, slot))
-                await slot.done.wait()
+                await slot.wait()
         finally:
-            if not slot.done.is_set():  # timed out or cancelled: nobody will read the reply
+            if not slot.done:  # timed out or cancelled: nobody will read the reply
                 slot.abandoned = True
-        if not slot.done.is_set():
+        if not slot.done:
             raise AskTimeout(f"{kind} {key!r} did not reply within {timeout_s} s")
         if not slot.ok:
             raise slot.value
@@ -345,11 +370,9 @@ class ActorSystem:
     def _reply(envelope: _Envelope, ok: bool, value: Any) -> None:
         slot = envelope.reply_to
         # If the asker gave up (deadline), the reply has nobody to go to.
-        if slot is None or slot.abandoned or slot.done.is_set():
+        if slot is None or slot.abandoned or slot.done:
             return
-        slot.ok = ok
-        slot.value = value
-        slot.done.set()
+        slot.set(ok, value)
 
     # --- introspection ---------------------------------------------------------------------
     def is_live(self, kind: str, key: Hashable) -> bool:
