@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import attrs
 import trio
 
 from actors.context import Context
@@ -30,7 +29,7 @@ from actors.messages import (
 )
 from engine.errors import DuplicateKey
 from engine.gateway import GatewayUnavailable, PspEventKind, PspNotification, SessionStatus
-from engine.records import Payment, PaymentOrder, PspEvent
+from engine.records import Payment, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, PaymentStatus, can_transition, is_terminal, transition
 from engine.store.port import UnitOfWork
 
@@ -50,11 +49,32 @@ class CheckoutActor:
         self._topics: set[str] = set()
         #: The orders `_authorize` just started, for `_execute_orders(fresh=True)`.
         self._started: list[PaymentOrder] = []
+        #: At spawn the payment is read with the first message, which may bring it as just
+        #: committed (`RegisterCheckout.payment`); after a crash or a conflict it is read at once.
+        self._spawned = True
+        self._unread = False
+
+    @property
+    def finished(self) -> bool:
+        """The checkout is final: the runtime passivates the actor once its mailbox is empty."""
+        return self.payment is not None and is_terminal(self.payment.status)
 
     async def on_start(self) -> None:
+        if self._spawned:
+            self._spawned = False
+            self._unread = True
+            return
+        self._unread = False
         self.payment = await self.ctx.store.get_payment(self.payment_id)
 
     async def receive(self, message: Any) -> Any:
+        if self._unread:
+            self._unread = False
+            snapshot = message.payment if isinstance(message, RegisterCheckout) else None
+            if snapshot is not None and snapshot.payment_id == self.payment_id:
+                self.payment = snapshot  # a stale copy fails its update on the version
+            else:
+                self.payment = await self.ctx.store.get_payment(self.payment_id)
         if isinstance(message, ApplyPspEvent):
             return await self._apply_event(message.event)
         if self.payment is None:
@@ -94,7 +114,7 @@ class CheckoutActor:
         now_ms = self.ctx.clock.now_ms()
         async with self.ctx.store.unit_of_work() as uow:
             self.payment = await uow.update_payment(
-                attrs.evolve(
+                evolve(
                     payment,
                     status=transition(payment.status, PaymentStatus.AWAITING_PAYMENT),
                     psp_session_id=registration.session_id,
@@ -184,7 +204,7 @@ class CheckoutActor:
         """
         now_ms = self.ctx.clock.now_ms()
         self.payment = await uow.update_payment(
-            attrs.evolve(
+            evolve(
                 payment,
                 status=transition(payment.status, PaymentStatus.AUTHORIZED),
                 updated_at_ms=now_ms,
@@ -194,7 +214,7 @@ class CheckoutActor:
         for order in await uow.get_orders(payment.payment_id):
             if order.status is OrderStatus.NOT_STARTED:
                 order = await uow.update_order(
-                    attrs.evolve(
+                    evolve(
                         order,
                         status=transition(order.status, OrderStatus.EXECUTING),
                         updated_at_ms=now_ms,
@@ -209,7 +229,7 @@ class CheckoutActor:
         """FAILED / EXPIRED / REJECTED: the payment and its unstarted orders end together."""
         now_ms = self.ctx.clock.now_ms()
         self.payment = await uow.update_payment(
-            attrs.evolve(
+            evolve(
                 payment,
                 status=transition(payment.status, target),
                 failure_reason=reason,
@@ -219,7 +239,7 @@ class CheckoutActor:
         for order in await uow.get_orders(payment.payment_id):
             if order.status is OrderStatus.NOT_STARTED:
                 await uow.update_order(
-                    attrs.evolve(
+                    evolve(
                         order,
                         status=transition(order.status, OrderStatus.FAILED),
                         failure_reason=f"checkout_{target.value.lower()}",
@@ -280,7 +300,11 @@ class CheckoutActor:
                 order.status is OrderStatus.SUCCESS and not order.booked  # an older version's
             ):
                 await self.ctx.system.tell(
-                    ORDER, order.order_id, ExecuteOrder(payment.psp_session_id, fresh=fresh)
+                    ORDER,
+                    order.order_id,
+                    ExecuteOrder(
+                        payment.psp_session_id, fresh=fresh, order=order if fresh else None
+                    ),
                 )
 
     async def _check_completion(self) -> str:
@@ -299,7 +323,7 @@ class CheckoutActor:
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
         async with self.ctx.store.unit_of_work() as uow:
             self.payment = await uow.update_payment(
-                attrs.evolve(
+                evolve(
                     payment,
                     status=transition(payment.status, target),
                     failure_reason=None if succeeded else "every_order_failed",

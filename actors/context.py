@@ -61,6 +61,11 @@ class Doorbell:
         if event is not None:
             event.set()
 
+    def is_rung(self, waiter: str) -> bool:
+        """Whether a ring for `waiter` came since its last wait (its next wait returns at once)."""
+        event = self._events.get(waiter)
+        return event is not None and event.is_set()
+
     async def wait(self, waiter: str, timeout_s: float) -> None:
         event = self._events.get(waiter)
         if event is None:  # never subscribed: hears every ring

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from engine.gateway import PspNotification
+from engine.records import Payment, PaymentOrder
 
 CHECKOUT = "checkout"
 ORDER = "order"
@@ -12,7 +13,14 @@ ORDER = "order"
 
 @attrs.frozen
 class RegisterCheckout:
-    """Register the checkout with the PSP (idempotent on the payment id) and get its page."""
+    """Register the checkout with the PSP (idempotent on the payment id) and get its page.
+
+    `payment`: the payment as its creator just committed it, so a new incarnation of the
+    checkout actor starts from it instead of reading it back (a stale copy fails its next
+    update on the version, and the actor reloads).
+    """
+
+    payment: Payment | None = None
 
 
 @attrs.frozen
@@ -48,6 +56,9 @@ class ExecuteOrder:
 
     session_id: str
     fresh: bool = False
+    #: The order as the checkout's authorization just committed it (with `fresh`), so a new
+    #: incarnation of the order actor starts from it instead of reading it back.
+    order: PaymentOrder | None = None
 
 
 @attrs.frozen

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import attrs
 import trio
 
 from actors.context import Context
@@ -41,7 +40,7 @@ from engine.gateway import (
     PspNotification,
 )
 from engine.ledger import Transaction, TransactionKind, capture_entries
-from engine.records import OutboxMessage, PaymentOrder, PspEvent
+from engine.records import OutboxMessage, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, transition
 from engine.store.port import UnitOfWork
 
@@ -54,12 +53,31 @@ class OrderActor:
         self.order_id = order_id
         self.order: PaymentOrder | None = None
         self.session_id: str | None = None
+        #: The order is final and the PSP's webhook about it was handled: nothing more is
+        #: expected, so the runtime passivates the actor at once (a late message respawns it).
+        self.finished = False
+        #: At spawn the order is read with the first message, which may bring it as just
+        #: committed (`ExecuteOrder.order`); after a crash or a conflict it is read at once.
+        self._spawned = True
+        self._unread = False
 
     async def on_start(self) -> None:
+        if self._spawned:
+            self._spawned = False
+            self._unread = True
+            return
+        self._unread = False
         self.order = await self.ctx.store.get_order(self.order_id)
         # The PSP session is read lazily (_session_id): ExecuteOrder usually brings it.
 
     async def receive(self, message: Any) -> Any:
+        if self._unread:
+            self._unread = False
+            snapshot = message.order if isinstance(message, ExecuteOrder) else None
+            if snapshot is not None and snapshot.order_id == self.order_id:
+                self.order = snapshot  # a stale copy fails its update on the version
+            else:
+                self.order = await self.ctx.store.get_order(self.order_id)
         if isinstance(message, ApplyPspEvent):
             return await self._apply_event(message.event)
         if self.order is None:
@@ -83,7 +101,7 @@ class OrderActor:
         if order.status is OrderStatus.NOT_STARTED:
             async with self.ctx.store.unit_of_work() as uow:
                 self.order = await uow.update_order(
-                    attrs.evolve(
+                    evolve(
                         order,
                         status=transition(order.status, OrderStatus.EXECUTING),
                         updated_at_ms=self.ctx.clock.now_ms(),
@@ -157,9 +175,7 @@ class OrderActor:
             return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
         async with self.ctx.store.unit_of_work() as uow:
             self.order = await uow.update_order(
-                attrs.evolve(
-                    order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms()
-                )
+                evolve(order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms())
             )
         attempts = self.order.attempts
         if attempts < self.ctx.config.capture_attempts_max:
@@ -197,6 +213,7 @@ class OrderActor:
             ("order.succeeded",) if target is OrderStatus.SUCCESS else ("order.failed",)
         )
         await self.ctx.system.tell(CHECKOUT, order.payment_id, CheckCompletion())
+        self.finished = event is not None
         return "applied" if event is not None else target.value
 
     async def _transition(
@@ -210,7 +227,7 @@ class OrderActor:
             await self._book(uow, order)
             booked = True
         self.order = await uow.update_order(
-            attrs.evolve(
+            evolve(
                 order,
                 status=status,
                 psp_capture_id=result.capture_id or order.psp_capture_id,
@@ -253,7 +270,7 @@ class OrderActor:
         async with self.ctx.store.unit_of_work() as uow:
             await self._book(uow, order)
             self.order = await uow.update_order(
-                attrs.evolve(
+                evolve(
                     order,
                     ledger_booked=True,
                     wallet_booked=True,
@@ -351,6 +368,7 @@ class OrderActor:
                 order.order_id,
                 order.status,
             )
+        self.finished = order.status is OrderStatus.FAILED or order.booked
         return "ignored"
 
     def _later(self, delay_s: float, message: Any) -> None:

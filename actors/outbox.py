@@ -120,8 +120,13 @@ class OutboxConsumer:
         if fresh and (self.subscriber.acks_itself or len(due) >= limit):
             return  # maybe more due already (the fetch is a checkpoint)
         # A short batch took all that was due at the fetch; a commit since then rang the
-        # doorbell, so the wait returns at once if there is more.
+        # doorbell, so the wait returns at once if there is more. Under load (commits came in
+        # during this round), linger, so that the next round takes the messages of the commits
+        # that follow too (one fetch, one ack); when idle, the first commit is fetched at once.
+        busy = self.ctx.doorbell.is_rung(self.subscriber.name)
         await self.ctx.doorbell.wait(self.subscriber.name, await self._idle_wait_s(now_ms))
+        if busy and self.ctx.config.outbox_linger_s > 0:
+            await trio.sleep(self.ctx.config.outbox_linger_s)
 
     async def _idle_wait_s(self, now_ms: int) -> float:
         wait_s = self.ctx.config.outbox_poll_interval_s

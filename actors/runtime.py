@@ -7,10 +7,11 @@ message is the natural transaction boundary.
 Guarantees:
 - `tell` enqueues and waits for mailbox space (backpressure: a full mailbox slows the sender,
   it never grows); `ask` also waits for the reply, within a deadline.
-- Actors are spawned on demand by (kind, key). An actor idle for `actor_idle_timeout_s`
-  passivates: it leaves the registry, handles anything already in its mailbox, and exits, so
-  memory is bounded by work in flight, not by history. State lives in the store; a new
-  incarnation reloads it in `on_start`.
+- Actors are spawned on demand by (kind, key). An actor idle for `actor_idle_timeout_s`, or
+  one that says it is `finished` once its mailbox is empty, passivates: it leaves the
+  registry, handles anything already in its mailbox, and exits, so memory is bounded by work
+  in flight, not by history. State lives in the store; a new incarnation reloads it in
+  `on_start`.
 - A handler that raises (a broken invariant; expected failures are reply values) crashes the
   incarnation: the supervisor reloads the actor's state and goes on with the next message, up
   to `restarts_per_window_max` restarts per `restart_window_s`. Beyond that the actor is
@@ -25,7 +26,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -46,7 +47,12 @@ Reply = TypeVar("Reply")
 
 
 class Actor(Protocol):
-    """What the runtime needs from an actor. Handlers return a reply value."""
+    """What the runtime needs from an actor. Handlers return a reply value.
+
+    An actor may also have a `finished` attribute: when it is true and the mailbox is empty,
+    the actor passivates at once instead of waiting out its idle timeout (its aggregate is
+    final and nothing more is expected; a late message spawns a new incarnation as usual).
+    """
 
     async def on_start(self) -> None:
         """(Re)load state from the store; called at spawn and after every crash."""
@@ -71,15 +77,40 @@ class AskTimeout(Exception):
 
 
 class _ReplySlot:
-    """A one-shot reply: lighter than a memory channel, and `ask` is on every request path."""
+    """A one-shot reply with one waiter (the asker), parked with trio's low-level API: lighter
+    than a memory channel or an Event (and its parking lot), and `ask` is on every request
+    path."""
 
-    __slots__ = ("abandoned", "done", "ok", "value")
+    __slots__ = ("_waiter", "abandoned", "done", "ok", "value")
 
     def __init__(self) -> None:
-        self.done = trio.Event()
+        self.done = False
         self.abandoned = False  # the asker gave up (deadline): the reply goes nowhere
         self.ok = False
         self.value: Any = None
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def set(self, ok: bool, value: Any) -> None:
+        assert not self.done, "an ask is answered once"
+        self.ok = ok
+        self.value = value
+        self.done = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
+
+    async def wait(self) -> None:
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        assert self._waiter is None, "one asker waits for a reply"
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._waiter = None  # cancelled (the ask deadline): no reschedule will come
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 @attrs.define
@@ -95,6 +126,7 @@ class _Cell:
     send: trio.MemorySendChannel[_Envelope]
     receive: trio.MemoryReceiveChannel[_Envelope]
     handled: int = 0
+    passivated: bool = False
 
 
 @attrs.frozen
@@ -138,6 +170,11 @@ class ActorSystem:
         self._handled = 0
         self._crash_loops: deque[CrashLoop] = deque(maxlen=CRASH_LOOPS_KEPT_MAX)
         self._capacity = trio.Semaphore(config.actors_max)
+        #: Actors waiting for a message, by when they started waiting (oldest first), for
+        #: `_passivate_idle`; the task is started with the first actor.
+        self._idle_since: OrderedDict[_Cell, float] = OrderedDict()
+        self._idle_added = trio.Event()
+        self._passivating = False
 
     def register(self, kind: str, factory: ActorFactory) -> None:
         assert kind not in self._factories, f"actor kind {kind!r} registered twice"
@@ -168,11 +205,11 @@ class ActorSystem:
         try:
             with trio.move_on_after(timeout_s):
                 await self._deliver(kind, key, _Envelope(message, slot))
-                await slot.done.wait()
+                await slot.wait()
         finally:
-            if not slot.done.is_set():  # timed out or cancelled: nobody will read the reply
+            if not slot.done:  # timed out or cancelled: nobody will read the reply
                 slot.abandoned = True
-        if not slot.done.is_set():
+        if not slot.done:
             raise AskTimeout(f"{kind} {key!r} did not reply within {timeout_s} s")
         if not slot.ok:
             raise slot.value
@@ -197,7 +234,10 @@ class ActorSystem:
     async def _spawn(self, kind: str, key: Hashable) -> _Cell:
         factory = self._factories.get(kind)
         assert factory is not None, f"no actor kind {kind!r}"
-        await self._capacity.acquire()  # bounded: waits while actors_max are alive
+        try:  # bounded: waits while actors_max are alive (a spawn with room needs no switch)
+            self._capacity.acquire_nowait()
+        except trio.WouldBlock:
+            await self._capacity.acquire()
         existing = self._cells.get((kind, key))
         if existing is not None:  # another sender spawned it while we waited
             self._capacity.release()
@@ -208,49 +248,76 @@ class ActorSystem:
         self._spawned += 1
         self._spawned_by_kind[kind] = self._spawned_by_kind.get(kind, 0) + 1
         self._peak = max(self._peak, len(self._cells))
+        if not self._passivating:
+            self._passivating = True
+            self._nursery.start_soon(self._passivate_idle, name="actors:passivate_idle")
         self._nursery.start_soon(self._run, cell, factory(key), name=f"actor:{kind}:{key}")
         return cell
 
     # --- one actor's life --------------------------------------------------------------------
     async def _run(self, cell: _Cell, actor: Actor) -> None:
         crashes: deque[float] = deque()
-        idle_s = self._config.actor_idle_timeout_s
-        late: _Envelope | None = None
         try:
             await actor.on_start()
-            # One idle scope per incarnation, its deadline moved around each wait (cheaper than
-            # a scope per wait); it is never armed while a message is handled.
-            with trio.CancelScope() as idle:
-                while True:
-                    try:  # a queued message needs no idle deadline
-                        envelope = cell.receive.receive_nowait()
-                    except trio.WouldBlock:
-                        idle.deadline = trio.current_time() + idle_s
-                        envelope = await cell.receive.receive()
-                        if idle.cancel_called:  # the idle deadline passed as it arrived
-                            late = envelope
-                            break
-                        idle.deadline = math.inf
-                    if not await self._handle(cell, actor, envelope, crashes):
-                        return
-            # Idle: passivate. Leave the registry first, so new messages spawn a new
-            # incarnation, then handle whatever is already queued, then close.
-            self._forget(cell)
-            self._passivated += 1
-            if late is not None and not await self._handle(cell, actor, late, crashes):
-                return
             while True:
                 try:
-                    envelope = cell.receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
+                    try:  # a queued message needs no waiting
+                        envelope = cell.receive.receive_nowait()
+                    except trio.WouldBlock:
+                        if getattr(actor, "finished", False) is True:
+                            # Nothing more is expected: passivate now, not when idle.
+                            self._passivate(cell)
+                            continue
+                        self._idle_since[cell] = trio.current_time()
+                        if len(self._idle_since) == 1:
+                            self._idle_added.set()
+                        try:
+                            envelope = await cell.receive.receive()
+                        finally:
+                            self._idle_since.pop(cell, None)
+                except trio.EndOfChannel:
+                    return  # passivated, and every message queued before was handled
                 if not await self._handle(cell, actor, envelope, crashes):
                     return
-            return
         finally:
+            self._idle_since.pop(cell, None)
             self._forget(cell)
             cell.receive.close()
             self._capacity.release()
+
+    def _passivate(self, cell: _Cell) -> None:
+        """Leave the registry first, so new messages spawn a new incarnation, then close the
+        mailbox: the actor handles whatever is already queued (also a message that arrived as
+        it was passivated: nothing is dropped), then its receive ends and it exits."""
+        if cell.passivated:
+            return
+        cell.passivated = True
+        self._forget(cell)
+        cell.send.close()
+        self._passivated += 1
+
+    async def _passivate_idle(self) -> None:
+        """Passivate every actor that has waited `actor_idle_timeout_s` for a message.
+
+        One task for all actors instead of an idle deadline per actor (a cancel scope per
+        incarnation, its deadline moved around every wait): waiting actors are kept in the
+        order they started waiting, so only the oldest needs looking at.
+        """
+        idle_s = self._config.actor_idle_timeout_s
+        while True:
+            now = trio.current_time()
+            while self._idle_since:
+                cell, since = next(iter(self._idle_since.items()))
+                if since + idle_s > now:
+                    break
+                del self._idle_since[cell]
+                self._passivate(cell)
+            if self._idle_since:
+                await trio.sleep_until(next(iter(self._idle_since.values())) + idle_s)
+            else:
+                self._idle_added = trio.Event()
+                await self._idle_added.wait()
+        raise AssertionError("ActorSystem._passivate_idle never returns")
 
     def _forget(self, cell: _Cell) -> None:
         if self._cells.get((cell.kind, cell.key)) is cell:
@@ -261,7 +328,11 @@ class ActorSystem:
     ) -> bool:
         """Handle one message; False when the actor must stop (crash loop)."""
         try:
-            reply = await self._with_conflict_retries(actor, envelope.message)
+            try:  # the first try inline: one coroutine less per message on the common path
+                reply = await actor.receive(envelope.message)
+            except VersionConflict:
+                await actor.on_start()  # someone else wrote the row: reload and re-decide
+                reply = await self._with_conflict_retries(actor, envelope.message)
         except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
             self._reply(envelope, False, ActorCrashed(f"{cell.kind} {cell.key!r}: {exc!r}"))
             now = trio.current_time()
@@ -284,7 +355,7 @@ class ActorSystem:
         return True
 
     async def _with_conflict_retries(self, actor: Actor, message: Any) -> Any:
-        for _ in range(CONFLICT_RETRIES_MAX):
+        for _ in range(CONFLICT_RETRIES_MAX - 1):  # the first try was `_handle`'s
             try:
                 return await actor.receive(message)
             except VersionConflict:
@@ -304,11 +375,9 @@ class ActorSystem:
     def _reply(envelope: _Envelope, ok: bool, value: Any) -> None:
         slot = envelope.reply_to
         # If the asker gave up (deadline), the reply has nobody to go to.
-        if slot is None or slot.abandoned or slot.done.is_set():
+        if slot is None or slot.abandoned or slot.done:
             return
-        slot.ok = ok
-        slot.value = value
-        slot.done.set()
+        slot.set(ok, value)
 
     # --- introspection ---------------------------------------------------------------------
     def is_live(self, kind: str, key: Hashable) -> bool:

@@ -211,7 +211,10 @@ class PaymentService:
             return PaymentView(payment, orders, created=True)
         try:
             registered = await self.ctx.system.ask(
-                CHECKOUT, payment.payment_id, RegisterCheckout(), timeout_s=register_timeout_s
+                CHECKOUT,
+                payment.payment_id,
+                RegisterCheckout(payment),
+                timeout_s=register_timeout_s,
             )
             payment = registered
         except AskTimeout:

@@ -35,6 +35,10 @@ _exponent_cache: dict[str, int] = {}
 
 def currency_exponent(code: str, overrides: Mapping[str, int] | None = None) -> int:
     """The number of decimals of `code`; raises UnknownCurrency for anything not in ISO 4217."""
+    if overrides is None and type(code) is str:  # the hot path: a code already looked up
+        known = _exponent_cache.get(code)
+        if known is not None and code not in EXPONENT_OVERRIDES:
+            return known
     if not isinstance(code, str) or not _CODE_RE.match(code):
         raise UnknownCurrency(f"currency must be a three-letter ISO 4217 code, got {code!r}")
     if overrides is not None and code in overrides:

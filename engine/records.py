@@ -1,6 +1,7 @@
 """Records: frozen attrs classes for every aggregate and row payengine keeps.
 
-A change is `attrs.evolve(record, ...)`; outside data (a database row, a wire body) enters only
+A change is `evolve(record, ...)` (this module's `attrs.evolve`, which validates only the changed
+fields: see `evolve`); outside data (a database row, a wire body) enters only
 through a named constructor (`from_row`), never `Model(**row)`. Validators state the local
 invariants and name the field and the value when one is broken. Timestamps are integer
 milliseconds since the Unix epoch (`*_at_ms`), taken from the injected clock.
@@ -8,8 +9,8 @@ milliseconds since the Unix epoch (`*_at_ms`), taken from the injected clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import attrs
 
@@ -18,11 +19,15 @@ from engine.states import OrderStatus, PaymentStatus, PayoutStatus, RefundStatus
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is int and value >= 0:  # the common case first (bool is not `int`)
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{attribute.name} must be a non-negative integer, got {value!r}")
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if type(value) is int and value > 0:
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
@@ -32,8 +37,60 @@ def _currency(instance: object, attribute: attrs.Attribute[str], value: str) -> 
 
 
 def _non_empty(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if type(value) is str and 0 < len(value) <= 128:
+        return
     if not isinstance(value, str) or not value or len(value) > 128:
         raise ValueError(f"{attribute.name} must be a string of 1..128 characters, got {value!r}")
+
+
+R = TypeVar("R")
+_MISSING = object()
+_evolvers: dict[type, Callable[..., Any]] = {}
+
+
+def evolve(record: R, **changes: Any) -> R:
+    """`attrs.evolve(record, **changes)` that validates only the changed fields.
+
+    Why: records change on every unit of work (a status, a timestamp, the version), and
+    `attrs.evolve` rebuilds the whole record through `__init__`, re-running every validator on
+    fields that were already validated when the record was built (a record is frozen, so they
+    cannot have changed since). Same result, same errors for a bad new value; an unknown field
+    name raises TypeError. Classes with converters, `init=False` fields or a post-init hook
+    take `attrs.evolve` itself.
+    """
+    cls = type(record)
+    evolver = _evolvers.get(cls)
+    if evolver is None:
+        evolver = _evolvers[cls] = _make_evolver(cls)
+    result: R = evolver(record, **changes)
+    return result
+
+
+def _make_evolver(cls: type) -> Callable[..., Any]:
+    fields = attrs.fields(cls)
+    if (
+        any(f.converter is not None or not f.init or f.alias != f.name for f in fields)
+        or hasattr(cls, "__attrs_post_init__")
+        or hasattr(cls, "__attrs_pre_init__")
+    ):
+        return attrs.evolve
+    namespace: dict[str, Any] = {"_MISSING": _MISSING, "_new": object.__new__, "_cls": cls}
+    namespace["_set"] = object.__setattr__
+    params = ", ".join(f"{f.name}=_MISSING" for f in fields)
+    lines = [f"def evolve(self, *, {params}):", "    new = _new(_cls)"]
+    for f in fields:
+        lines.append(f"    if {f.name} is _MISSING:")
+        lines.append(f"        {f.name} = self.{f.name}")
+        if f.validator is not None:
+            namespace[f"_v_{f.name}"] = f.validator
+            namespace[f"_a_{f.name}"] = f
+            lines.append("    else:")
+            lines.append(f"        _v_{f.name}(self, _a_{f.name}, {f.name})")
+        lines.append(f"    _set(new, {f.name!r}, {f.name})")
+    lines.append("    return new")
+    exec("\n".join(lines), namespace)
+    evolver: Callable[..., Any] = namespace["evolve"]
+    return evolver
 
 
 @attrs.frozen

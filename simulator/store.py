@@ -14,8 +14,9 @@ instant: a memory commit is atomic under trio.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 from engine.ledger import Transaction
@@ -45,24 +46,50 @@ class _WalletLater:
         return getattr(self._uow, name)
 
 
+class _SimUnitOfWork:
+    """The engine's unit of work, then the oracle's hook and the planted bug's deferred wallet
+    updates. A plain class, as the engine's (no async generator per unit of work)."""
+
+    __slots__ = ("_deferred", "_inner", "_store", "_uow")
+
+    def __init__(self, store: SimStore) -> None:
+        self._store = store
+        self._inner = MemoryStore.unit_of_work(store)
+        self._deferred: list[tuple[WalletKey, int, int]] = []
+
+    async def __aenter__(self) -> Any:
+        self._uow: MemoryUnitOfWork = await self._inner.__aenter__()
+        if self._store.wallet_outside_ledger:
+            return _WalletLater(self._uow, self._deferred)
+        return self._uow
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._inner.__aexit__(exc_type, exc, traceback)  # commits, or rolls back
+        if exc_type is not None:
+            return
+        store = self._store
+        if store.on_commit is not None:
+            store.on_commit(self._uow)
+        for key, available, reserved in self._deferred:
+            await store._cp()  # a crash here loses the wallet update: wallet != ledger
+            wallet = store._t.wallets.setdefault(key, [0, 0])
+            wallet[0] += available
+            wallet[1] += reserved
+
+
 class SimStore(MemoryStore):
     def __init__(self, checkpoint: Checkpoint, *, wallet_outside_ledger: bool = False) -> None:
         super().__init__(checkpoint)
         self.wallet_outside_ledger = wallet_outside_ledger
         self.on_commit: Callable[[MemoryUnitOfWork], None] | None = None
 
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[Any]:
-        deferred: list[tuple[WalletKey, int, int]] = []
-        async with super().unit_of_work() as uow:
-            yield _WalletLater(uow, deferred) if self.wallet_outside_ledger else uow
-        if self.on_commit is not None:
-            self.on_commit(uow)
-        for key, available, reserved in deferred:
-            await self._cp()  # a crash here loses the wallet update: wallet != ledger
-            wallet = self._t.wallets.setdefault(key, [0, 0])
-            wallet[0] += available
-            wallet[1] += reserved
+    def unit_of_work(self) -> AbstractAsyncContextManager[Any]:
+        return _SimUnitOfWork(self)
 
     # --- the oracle's synchronous views ---------------------------------------------------------
     def touched_books(

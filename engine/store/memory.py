@@ -17,8 +17,9 @@ trio.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 from engine.access import ApiKey, WebhookEndpoint
 from engine.ledger import Entry, Transaction
@@ -40,6 +41,46 @@ from engine.store.port import EntryCursor
 __all__ = ["Checkpoint", "MemoryStore", "MemoryUnitOfWork"]
 
 
+class _UnitOfWorkContext:
+    """`async with store.unit_of_work() as uow`: commit on a normal exit, roll back otherwise.
+
+    A plain class rather than `@asynccontextmanager`: a unit of work is opened on every
+    actor message, and an async generator costs a generator, trio's async-generator hooks
+    and contextlib's wrapper each time.
+
+    One checkpoint per unit of work that wrote something, before its commit: other units may
+    commit between its reads and its validation, which is the interleaving that matters
+    (conflicts, duplicates). A second one at the start cost a task switch per unit for
+    nothing. A unit that wrote nothing commits without one: it has nothing to validate or
+    lose, so letting others run first would only move the same interleaving to the caller's
+    next checkpoint.
+    """
+
+    __slots__ = ("_store", "_uow")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._uow = MemoryUnitOfWork(store._t, store._cp)
+
+    async def __aenter__(self) -> MemoryUnitOfWork:
+        return self._uow
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        store = self._store
+        if exc_type is not None:
+            store.rollbacks += 1
+            return
+        if self._uow.wrote():
+            await store._cp()
+        self._uow.commit()
+        store.commits += 1
+
+
 class MemoryStore:
     """The `Store` port in memory. See the module docstring for how it keeps PostgreSQL's rules."""
 
@@ -51,24 +92,11 @@ class MemoryStore:
         self.commits = 0
         self.rollbacks = 0
 
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[MemoryUnitOfWork]:
-        # One checkpoint per unit of work, before its commit: other units may commit between
-        # its reads and its validation, which is the interleaving that matters (conflicts,
-        # duplicates). A second one at the start cost a task switch per unit for nothing.
-        uow = MemoryUnitOfWork(self._t, self._cp)
-        try:
-            yield uow
-        except BaseException:
-            self.rollbacks += 1
-            raise
-        await self._cp()
-        uow.commit()
-        self.commits += 1
+    def unit_of_work(self) -> AbstractAsyncContextManager[MemoryUnitOfWork]:
+        return _UnitOfWorkContext(self)
 
     async def register_subscriber(self, subscriber: str, topics: Sequence[str]) -> None:
-        for topic in topics:
-            self._t.subscriptions[topic].add(subscriber)
+        self._t.subscribe(subscriber, topics)
 
     # --- reads of committed state -----------------------------------------------------------
     async def get_payment(self, payment_id: str) -> Payment | None:

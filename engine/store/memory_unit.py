@@ -31,6 +31,7 @@ from engine.records import (
     Payment,
     PaymentOrder,
     PspEvent,
+    evolve,
 )
 from engine.states import OrderStatus, is_terminal
 
@@ -39,6 +40,10 @@ Checkpoint = Callable[[], Awaitable[None]]
 
 async def _no_checkpoint() -> None:
     return None
+
+
+def _zero_pair() -> list[int]:
+    return [0, 0]
 
 
 def _order_unfinished(order: PaymentOrder) -> bool:
@@ -73,6 +78,8 @@ class _Tables:
         self.outbox: dict[str, OutboxMessage] = {}
         self.outbox_seq: dict[str, int] = {}
         self.subscriptions: dict[str, set[str]] = defaultdict(set)
+        #: `subscriptions` sorted, per topic: a message fans out on every commit.
+        self._subscribers_sorted: dict[str, tuple[str, ...]] = {}
         self.pending: dict[str, dict[str, _Pending]] = defaultdict(dict)
         self.dead: dict[tuple[str, str], DeadLetter] = {}
         self.psp_events: dict[str, PspEvent] = {}
@@ -81,6 +88,18 @@ class _Tables:
         self.api_keys: dict[str, ApiKey] = {}  # by key_id
         self.api_key_ids: dict[str, str] = {}  # key_hash -> key_id
         self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
+
+    def subscribe(self, subscriber: str, topics: Sequence[str]) -> None:
+        for topic in topics:
+            self.subscriptions[topic].add(subscriber)
+        self._subscribers_sorted.clear()
+
+    def subscribers_of(self, topic: str) -> tuple[str, ...]:
+        found = self._subscribers_sorted.get(topic)
+        if found is None:
+            found = tuple(sorted(self.subscriptions.get(topic, ())))
+            self._subscribers_sorted[topic] = found
+        return found
 
 
 _DELETED = None
@@ -95,7 +114,7 @@ class MemoryUnitOfWork:
         self._orders: dict[str, PaymentOrder] = {}
         self._order_base: dict[str, int | None] = {}
         self._txns: list[Transaction] = []
-        self._deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._deltas: dict[tuple[str, str], list[int]] = defaultdict(_zero_pair)
         self._outbox: list[OutboxMessage] = []
         self._delivery_ops: list[tuple[str, str, str, int, str | None]] = []
         self._psp_events: list[PspEvent] = []
@@ -139,7 +158,7 @@ class MemoryUnitOfWork:
             )
         if current.checkout_id != payment.checkout_id:
             raise AssertionError("checkout_id is immutable")
-        updated = attrs.evolve(payment, version=payment.version + 1)
+        updated = evolve(payment, version=payment.version + 1)
         self._payment_base.setdefault(payment.payment_id, current.version)
         self._payments[payment.payment_id] = updated
         return updated
@@ -153,7 +172,7 @@ class MemoryUnitOfWork:
                 f"payment order {order.order_id} is at version {current.version}, "
                 f"not {order.version}"
             )
-        updated = attrs.evolve(order, version=order.version + 1)
+        updated = evolve(order, version=order.version + 1)
         self._order_base.setdefault(order.order_id, current.version)
         self._orders[order.order_id] = updated
         return updated
@@ -345,7 +364,7 @@ class MemoryUnitOfWork:
         for message in self._outbox:
             t.outbox[message.message_id] = message
             t.outbox_seq[message.message_id] = t.next_seq
-            for subscriber in sorted(t.subscriptions.get(message.topic, ())):
+            for subscriber in t.subscribers_of(message.topic):
                 t.pending[subscriber][message.message_id] = _Pending(
                     t.next_seq, 0, message.created_at_ms
                 )
@@ -375,6 +394,21 @@ class MemoryUnitOfWork:
                 t.idempotency.pop(key, None)
             else:
                 t.idempotency[key] = record
+
+    def wrote(self) -> bool:
+        """Whether this unit wrote anything (a read-only unit has nothing to validate)."""
+        return bool(
+            self._payments
+            or self._orders
+            or self._txns
+            or self._deltas
+            or self._outbox
+            or self._delivery_ops
+            or self._psp_events
+            or self._idem
+            or self._api_keys
+            or self._endpoints
+        )
 
     def commit(self) -> None:
         """Validate and apply atomically (no checkpoint in between)."""

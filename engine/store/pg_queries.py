@@ -19,8 +19,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-import attrs
-
 from engine.errors import (
     DuplicateKey,
     NegativeBalance,
@@ -29,7 +27,7 @@ from engine.errors import (
     VersionConflict,
 )
 from engine.ledger import Entry, Transaction, TransactionKind, imbalance
-from engine.records import Balance, Payment, PaymentOrder
+from engine.records import Balance, Payment, PaymentOrder, evolve
 
 
 class Executor(Protocol):
@@ -168,7 +166,7 @@ async def update_payment(db: Executor, payment: Payment) -> Payment:
             raise NotFound(f"payment {p.payment_id} does not exist")
         raise VersionConflict(f"payment {p.payment_id} is at version {current}, not {p.version}")
     assert row["checkout_id"] == p.checkout_id, "checkout_id is immutable"
-    return attrs.evolve(payment, version=int(row["version"]))
+    return evolve(payment, version=int(row["version"]))
 
 
 _UPDATE_ORDER = """
@@ -198,7 +196,7 @@ async def update_order(db: Executor, order: PaymentOrder) -> PaymentOrder:
         raise VersionConflict(
             f"payment order {o.order_id} is at version {current}, not {o.version}"
         )
-    return attrs.evolve(order, version=int(version))
+    return evolve(order, version=int(version))
 
 
 async def get_payment(db: Executor, payment_id: str) -> Payment | None:

@@ -131,6 +131,70 @@ async def test_idle_actors_passivate_and_come_back(autojump_clock: MockClock) ->
         nursery.cancel_scope.cancel()
 
 
+async def test_message_arriving_as_the_idle_timeout_passes_is_handled(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        system, store = await _system(nursery, actor_idle_timeout_s=10)
+        await system.ask("counter", "a", "inc")
+        waited_since = trio.current_time()
+        await trio.sleep_until(waited_since + 10)  # the actor is passivated in this instant
+        delivered = system.tell_nowait("counter", "a", "inc")
+        await trio.sleep(1)
+        if not delivered:  # passivated first: a new incarnation takes the next message
+            await system.tell("counter", "a", "inc")
+            await trio.sleep(1)
+        assert store["a"] == 2  # nothing was dropped
+        assert system.statistics().passivated >= 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_idle_passivation_follows_each_actors_own_last_wait(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        system, _ = await _system(nursery, actor_idle_timeout_s=10)
+        await system.ask("counter", "old", "inc")
+        await trio.sleep(6)
+        await system.ask("counter", "new", "inc")
+        await trio.sleep(5)  # "old" waited 11 s, "new" 5 s
+        assert not system.is_live("counter", "old")
+        assert system.is_live("counter", "new")
+        await system.ask("counter", "new", "inc")  # starts a new wait
+        await trio.sleep(9)
+        assert system.is_live("counter", "new")
+        await trio.sleep(2)
+        assert system.statistics().live_actors == 0
+        nursery.cancel_scope.cancel()
+
+
+class Finisher(Counter):
+    """Says it is finished after its second message."""
+
+    @property
+    def finished(self) -> bool:
+        return self.value >= 2
+
+
+async def test_finished_actor_passivates_without_waiting_and_comes_back(
+    autojump_clock: MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        store: dict[Hashable, int] = {}
+        system = ActorSystem(nursery, EngineConfig(actor_idle_timeout_s=1000))
+        system.register("finisher", lambda key: Finisher(key, store))
+        assert await system.ask("finisher", "a", "inc") == 1
+        assert system.is_live("finisher", "a")  # not finished: waits for its idle timeout
+        await system.tell("finisher", "a", "inc")
+        await system.tell("finisher", "a", "inc")  # queued: handled before passivating
+        await trio.sleep(0.001)
+        assert not system.is_live("finisher", "a")
+        assert system.statistics().passivated == 1
+        assert store["a"] == 3
+        assert await system.ask("finisher", "a", "inc") == 4  # a new incarnation
+        nursery.cancel_scope.cancel()
+
+
 async def test_full_mailbox_applies_backpressure(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
         system, _ = await _system(nursery, mailbox_capacity_max=2)
