@@ -33,6 +33,8 @@ from simulator.world import SimWorld
 TARGET_WALL_S = 120.0
 #: Virtual seconds a run goes on after its traffic: abandoned checkouts expire after 30 min.
 LIVENESS_ESTIMATE_S = 1800.0
+#: The liveness bound is never cut below this multiple of what the scenario's tail needs.
+LIVENESS_MARGIN = 1.5
 TIME_SCALE_MIN = 10.0
 #: Measured on a loaded 2-core machine (crash_restart, 5 crashes, the service PostgreSQL): at
 #: 20 it settles; at 50 the engine's asks (10 virtual s = 0.2 wall s) time out by the hundred
@@ -49,9 +51,24 @@ ADMIN_TIMEOUT_S = 60.0
 DATABASE_PREFIX = "payengine_sim_"
 
 
+def liveness_needed_s(scenario: Scenario) -> float:
+    """Virtual seconds the quiet phase may need in a healthy run: an abandoned checkout expires
+    after 30 min, and a buyer in risk review waits up to `review_hours_max` for its verdict."""
+    traffic = scenario.traffic
+    review_s = traffic.review_hours_max * 3600.0 if traffic.review_p > 0 else 0.0
+    return max(LIVENESS_ESTIMATE_S, review_s)
+
+
+def liveness_bound_s(scenario: Scenario, time_scale: float) -> float:
+    """The most virtual seconds the quiet phase may take at `time_scale`: LIVENESS_WALL_S_MAX
+    of wall time, but never less than the scenario's tail needs with a margin (risk_review's
+    8 h reviews take ~25 wall minutes at 20x)."""
+    return max(LIVENESS_WALL_S_MAX * time_scale, LIVENESS_MARGIN * liveness_needed_s(scenario))
+
+
 def default_time_scale(scenario: Scenario) -> float:
     """R such that the traffic phase and the usual liveness phase take about TARGET_WALL_S."""
-    wanted = (scenario.duration_s + LIVENESS_ESTIMATE_S) / TARGET_WALL_S
+    wanted = (scenario.duration_s + liveness_needed_s(scenario)) / TARGET_WALL_S
     return float(min(TIME_SCALE_DEFAULT_MAX, max(TIME_SCALE_MIN, math.ceil(wanted))))
 
 
@@ -120,11 +137,11 @@ def run_scenario_postgres(
     scale = default_time_scale(concrete) if time_scale is None else time_scale
     assert 0 < scale <= TIME_SCALE_MAX, scale
     notes = list(TIER_NOTES)
-    liveness_s_max = LIVENESS_WALL_S_MAX * scale
+    liveness_s_max = liveness_bound_s(concrete, scale)
     if concrete.liveness_s_max > liveness_s_max:
         notes.append(
             f"liveness bound cut from {concrete.liveness_s_max:,.0f} to {liveness_s_max:,.0f} "
-            f"virtual s ({LIVENESS_WALL_S_MAX:.0f} wall s)"
+            f"virtual s ({liveness_s_max / scale:,.0f} wall s)"
         )
         concrete = attrs.evolve(concrete, liveness_s_max=liveness_s_max)
     dsn, database = create_run_database(server_dsn)

@@ -230,7 +230,9 @@ class SimWorld:
                 self.note("faults_off")
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
                     await self._wait_quiet()
-                    clients.cancel_scope.cancel()
+                # Also at the bound: a buyer still waiting (a risk review of hours) must not
+                # keep a real-time run going past it.
+                clients.cancel_scope.cancel()
             self.virtual_s = trio.current_time()
             if bound.cancelled_caught and self.violation is None:
                 unfinished = self.store.unfinished()

@@ -15,7 +15,14 @@ import pytest
 
 from payengine.cli import main
 from scenarios import Scenario, load_scenario
-from simulator.pg_runner import DATABASE_PREFIX, run_scenario_postgres
+from simulator.pg_runner import (
+    DATABASE_PREFIX,
+    LIVENESS_WALL_S_MAX,
+    default_time_scale,
+    liveness_bound_s,
+    liveness_needed_s,
+    run_scenario_postgres,
+)
 from simulator.runner import scaled
 from tests import pgfixtures
 
@@ -119,3 +126,18 @@ def test_an_unreachable_database_exits_two_in_one_line(
     assert main(["scenario", "run", "happy_path", "--store", "postgres"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot reach the database" in err
+
+
+def test_the_liveness_bound_is_never_cut_below_what_a_scenarios_tail_needs() -> None:
+    # A risk review may stay pending 8 virtual hours: at the default 20x that is more than
+    # LIVENESS_WALL_S_MAX of wall time, and cutting the bound there failed every full-size
+    # risk_review run with "not quiet" although nothing was wrong.
+    risk = load_scenario("risk_review")
+    assert risk.traffic.review_hours_max == 8
+    assert liveness_needed_s(risk) == 8 * 3600
+    scale = default_time_scale(risk)
+    assert liveness_bound_s(risk, scale) >= 1.5 * 8 * 3600 > LIVENESS_WALL_S_MAX * scale
+    # Without reviews only the 30-minute checkout expiry is waited for; the wall cap rules.
+    happy = load_scenario("happy_path")
+    assert liveness_needed_s(happy) == 1800
+    assert liveness_bound_s(happy, 20.0) == LIVENESS_WALL_S_MAX * 20.0

@@ -7,6 +7,7 @@ runs the full size.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from scenarios import shipped
@@ -55,3 +56,17 @@ def test_black_friday_burst_is_twenty_times_the_base_rate() -> None:
     scenario = next(s for s in shipped() if s.name == "black_friday")
     assert scenario.traffic.burst_factor == 20
     assert scenario.traffic.burst_end_s > scenario.traffic.burst_start_s
+
+
+def test_a_run_ends_at_its_liveness_bound_even_with_buyers_still_waiting() -> None:
+    # Risk reviews last up to 8 h; with a 10-minute bound the run must stop there and say that
+    # the world was not quiet, not wait for the last buyer (in real time, on the postgres tier,
+    # that wait ran half an hour past the bound).
+    scenario = scaled(next(s for s in shipped() if s.name == "risk_review"), 0.1)
+    scenario = attrs.evolve(scenario, liveness_s_max=600.0)
+    result = run_scenario(scenario)
+    assert not result.ok
+    assert result.violation is not None
+    assert result.violation.invariant == "every_authorized_order_terminal", result.violation
+    assert "not quiet 600 virtual s after the faults stopped" in result.violation.detail
+    assert result.virtual_s <= scenario.duration_s + 600.0 + 1.0, result.virtual_s
