@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import pytest
@@ -219,17 +219,25 @@ async def test_actor_count_is_bounded(autojump_clock: MockClock) -> None:
         nursery.cancel_scope.cancel()
 
 
+def _recorder(fired: list[str]) -> Callable[[str], Callable[[], Awaitable[None]]]:
+    """`note(name)`: a timer callback that appends `name` to `fired` when it fires."""
+
+    def note(name: str) -> Callable[[], Awaitable[None]]:
+        async def fire() -> None:
+            fired.append(name)
+
+        return fire
+
+    return note
+
+
 async def test_timers_fire_in_deadline_order(autojump_clock: MockClock) -> None:
     fired: list[str] = []
     timers: Timers[None] = Timers()
     async with trio.open_nursery() as nursery:
         await nursery.start(timers.run, nursery)
 
-        def note(name: str) -> Any:
-            async def fire() -> None:
-                fired.append(name)
-
-            return fire
+        note = _recorder(fired)
 
         timers.call_later(30, note("c"))
         timers.call_later(10, note("a"))
@@ -248,11 +256,7 @@ async def test_cancelled_timer_never_fires(autojump_clock: MockClock) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(timers.run, nursery)
 
-        def note(name: str) -> Any:
-            async def fire() -> None:
-                fired.append(name)
-
-            return fire
+        note = _recorder(fired)
 
         timers.call_later(10, note("kept"))
         dropped = timers.call_later(5, note("dropped"))
