@@ -8,7 +8,8 @@ from typing import Any
 import attrs
 import trio
 
-from actors.runtime import ActorSystem, TimerHandle, Timers
+from actors.runtime import ActorSystem
+from actors.timers import TimerHandle, Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig, backoff_delay_s

@@ -22,8 +22,9 @@ from actors.context import Context, Doorbell
 from actors.messages import CHECKOUT, ORDER, ResumeCheckout
 from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
-from actors.runtime import ActorSystem, Timers
+from actors.runtime import ActorSystem
 from actors.service import PaymentService
+from actors.timers import Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig

@@ -30,12 +30,8 @@ from engine.records import (
     Payment,
     PaymentOrder,
 )
-from engine.store.memory_unit import (
-    Checkpoint,
-    MemoryUnitOfWork,
-    _no_checkpoint,
-    _Tables,
-)
+from engine.store.memory_tables import Tables
+from engine.store.memory_unit import Checkpoint, MemoryUnitOfWork, _no_checkpoint
 from engine.store.port import EntryCursor
 
 __all__ = ["Checkpoint", "MemoryStore", "MemoryUnitOfWork"]
@@ -87,7 +83,7 @@ class MemoryStore:
     name = "memory"
 
     def __init__(self, checkpoint: Checkpoint | None = None) -> None:
-        self._t = _Tables()
+        self._t = Tables()
         self._cp: Checkpoint = checkpoint or _no_checkpoint
         self.commits = 0
         self.rollbacks = 0

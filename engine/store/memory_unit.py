@@ -22,7 +22,7 @@ from engine.errors import (
     UnbalancedTransaction,
     VersionConflict,
 )
-from engine.ledger import Entry, Transaction, imbalance
+from engine.ledger import Transaction, imbalance
 from engine.records import (
     Balance,
     DeadLetter,
@@ -33,7 +33,8 @@ from engine.records import (
     PspEvent,
     evolve,
 )
-from engine.states import OrderStatus, is_terminal
+from engine.states import is_terminal
+from engine.store.memory_tables import Pending, Tables, order_unfinished, zero_pair
 
 Checkpoint = Callable[[], Awaitable[None]]
 
@@ -42,71 +43,11 @@ async def _no_checkpoint() -> None:
     return None
 
 
-def _zero_pair() -> list[int]:
-    return [0, 0]
-
-
-def _order_unfinished(order: PaymentOrder) -> bool:
-    return not is_terminal(order.status) or (
-        order.status is OrderStatus.SUCCESS and not order.booked
-    )
-
-
-@attrs.define
-class _Pending:
-    seq: int
-    attempts: int
-    next_attempt_at_ms: int
-    last_error: str | None = None
-
-
-class _Tables:
-    """The committed state."""
-
-    def __init__(self) -> None:
-        self.payments: dict[str, Payment] = {}
-        self.checkouts: dict[str, str] = {}
-        self.orders: dict[str, PaymentOrder] = {}
-        self.orders_by_payment: dict[str, list[str]] = defaultdict(list)
-        self.unfinished_payments: set[str] = set()
-        self.unfinished_orders: set[str] = set()
-        self.txns: dict[str, Transaction] = {}
-        self.txn_refs: dict[tuple[str, str], str] = {}
-        self.entries_by_account: dict[str, list[tuple[str, int, Entry]]] = defaultdict(list)
-        self.sums: dict[tuple[str, str], int] = defaultdict(int)
-        self.wallets: dict[tuple[str, str], list[int]] = {}
-        self.outbox: dict[str, OutboxMessage] = {}
-        self.outbox_seq: dict[str, int] = {}
-        self.subscriptions: dict[str, set[str]] = defaultdict(set)
-        #: `subscriptions` sorted, per topic: a message fans out on every commit.
-        self._subscribers_sorted: dict[str, tuple[str, ...]] = {}
-        self.pending: dict[str, dict[str, _Pending]] = defaultdict(dict)
-        self.dead: dict[tuple[str, str], DeadLetter] = {}
-        self.psp_events: dict[str, PspEvent] = {}
-        self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
-        self.next_seq = 1
-        self.api_keys: dict[str, ApiKey] = {}  # by key_id
-        self.api_key_ids: dict[str, str] = {}  # key_hash -> key_id
-        self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
-
-    def subscribe(self, subscriber: str, topics: Sequence[str]) -> None:
-        for topic in topics:
-            self.subscriptions[topic].add(subscriber)
-        self._subscribers_sorted.clear()
-
-    def subscribers_of(self, topic: str) -> tuple[str, ...]:
-        found = self._subscribers_sorted.get(topic)
-        if found is None:
-            found = tuple(sorted(self.subscriptions.get(topic, ())))
-            self._subscribers_sorted[topic] = found
-        return found
-
-
 _DELETED = None
 
 
 class MemoryUnitOfWork:
-    def __init__(self, tables: _Tables, checkpoint: Checkpoint) -> None:
+    def __init__(self, tables: Tables, checkpoint: Checkpoint) -> None:
         self._t = tables
         self._cp = checkpoint
         self._payments: dict[str, Payment] = {}
@@ -114,7 +55,7 @@ class MemoryUnitOfWork:
         self._orders: dict[str, PaymentOrder] = {}
         self._order_base: dict[str, int | None] = {}
         self._txns: list[Transaction] = []
-        self._deltas: dict[tuple[str, str], list[int]] = defaultdict(_zero_pair)
+        self._deltas: dict[tuple[str, str], list[int]] = defaultdict(zero_pair)
         self._outbox: list[OutboxMessage] = []
         self._delivery_ops: list[tuple[str, str, str, int, str | None]] = []
         self._psp_events: list[PspEvent] = []
@@ -346,7 +287,7 @@ class MemoryUnitOfWork:
             if self._order_base[order_id] is None:
                 t.orders_by_payment[order.payment_id].append(order_id)
             t.orders[order_id] = order
-            if _order_unfinished(order):
+            if order_unfinished(order):
                 t.unfinished_orders.add(order_id)
             else:
                 t.unfinished_orders.discard(order_id)
@@ -365,7 +306,7 @@ class MemoryUnitOfWork:
             t.outbox[message.message_id] = message
             t.outbox_seq[message.message_id] = t.next_seq
             for subscriber in t.subscribers_of(message.topic):
-                t.pending[subscriber][message.message_id] = _Pending(
+                t.pending[subscriber][message.message_id] = Pending(
                     t.next_seq, 0, message.created_at_ms
                 )
             t.next_seq += 1
@@ -386,7 +327,7 @@ class MemoryUnitOfWork:
                 )
             elif op == "replay" and (subscriber, message_id) in t.dead:
                 del t.dead[(subscriber, message_id)]
-                pending[message_id] = _Pending(t.outbox_seq[message_id], 0, at_ms)
+                pending[message_id] = Pending(t.outbox_seq[message_id], 0, at_ms)
         for event in self._psp_events:
             t.psp_events[event.event_id] = event
         for key, record in self._idem.items():

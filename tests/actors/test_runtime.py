@@ -9,7 +9,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors.runtime import ActorCrashed, ActorStopped, ActorSystem, AskTimeout, Timers
+from actors.runtime import ActorCrashed, ActorStopped, ActorSystem, AskTimeout
+from actors.timers import Timers
 from engine.limits import EngineConfig
 
 
