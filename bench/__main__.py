@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import os
 import pstats
 import random
 import sys
@@ -25,7 +26,6 @@ import time
 
 import attrs
 import trio
-from trio.testing import MockClock
 
 from actors.clock import TrioClock
 from actors.engine import open_engine
@@ -41,6 +41,7 @@ from scenarios import load_scenario
 from simulator.determinism import deterministic_scheduling
 from simulator.fake_psp import FakePsp
 from simulator.runner import run_scenario, scaled
+from simulator.virtual_clock import virtual_clock
 
 EPOCH_MS = 1_767_225_600_000
 SELLERS = 50
@@ -150,7 +151,7 @@ def bench_engine(
             payments,
             concurrency_max,
             orders_max,
-            clock=MockClock(autojump_threshold=0),
+            clock=virtual_clock(),
             instruments=instruments,
         )
         if profiler is not None:
@@ -177,6 +178,8 @@ def bench_engine(
         print(f"          actor incarnations per payment: {starts}")
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+        if os.environ.get("BENCH_PROFILE_OUT"):  # the whole profile, for pstats
+            profiler.dump_stats(os.environ["BENCH_PROFILE_OUT"])
     return rate
 
 

@@ -14,7 +14,6 @@ import argparse
 import time
 
 import trio
-from trio.testing import MockClock
 
 from actors.clock import TrioClock
 from engine.gateway import CaptureStatus, PspRefundStatus
@@ -28,6 +27,7 @@ from simulator.settlement import (
     render_settlement,
 )
 from simulator.settlement_parse import parse_settlement
+from simulator.virtual_clock import virtual_clock
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.refund_bench")
     parser.add_argument("--orders", type=int, default=50_000)
     orders = parser.parse_args().orders
-    seconds = trio.run(_run, orders, clock=MockClock(autojump_threshold=0))
+    seconds = trio.run(_run, orders, clock=virtual_clock())
     base = seconds["capture"]
     print(f"fake PSP refunds: {orders:,} captured orders, one partial refund each")
     for name, s in seconds.items():

@@ -22,12 +22,12 @@ from typing import Any
 
 import attrs
 import trio
-from trio.testing import MockClock
 
 from scenarios import Faults, Scenario
 from simulator.determinism import deterministic_scheduling, stream
 from simulator.oracle import INVARIANTS, Violation, check_final, summarize
 from simulator.settlement_desk import swarm_settlement_faults
+from simulator.virtual_clock import virtual_clock
 from simulator.world import SimWorld
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
@@ -180,7 +180,7 @@ def run_scenario(
     world.progress = progress
     wall_start = time.perf_counter()
     with _quiet_engine_logs(verbose), deterministic_scheduling(seed):
-        trio.run(world.run, clock=MockClock(autojump_threshold=0))
+        trio.run(world.run, clock=virtual_clock())
     wall_s = time.perf_counter() - wall_start
     return judge(world, wall_s, replay_command(scenario, seed) + replay_options)
 
