@@ -157,18 +157,22 @@ def check_books(
 
 def check_psp_keys(psp: FakePsp, orders: Mapping[str, PaymentOrder]) -> list[Violation]:
     """Every PSP capture is keyed by an order id of the checkout it captures."""
-    bad: list[str] = []
-    for key in sorted(psp.captures):
-        capture = psp.captures[key]
-        session = psp.sessions.get(capture.session_id)
+    bad_by_key: list[tuple[str, str]] = []
+    sessions = psp.sessions
+    for key, capture in psp.captures.items():  # every virtual minute: sort only what is bad
+        session = sessions.get(capture.session_id)
         order = orders.get(key)
         if order is None or session is None or order.payment_id != session.nonce:
-            bad.append(
-                f"capture {capture.capture_id} of {capture.amount} ({capture.status}) on session "
-                f"{capture.session_id} has key {key}, not an order id of that checkout"
+            bad_by_key.append(
+                (
+                    key,
+                    f"capture {capture.capture_id} of {capture.amount} ({capture.status}) on "
+                    f"session {capture.session_id} has key {key}, not an order id of that checkout",
+                )
             )
-    if not bad:
+    if not bad_by_key:
         return []
+    bad = [text for _, text in sorted(bad_by_key)]
     return [
         _violation(
             "at_most_one_capture_per_order",

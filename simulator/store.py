@@ -14,13 +14,13 @@ instant: a memory commit is atomic under trio.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
 from engine.ledger import Transaction
-from engine.records import Balance
+from engine.records import Balance, PaymentOrder
 from engine.store.memory import Checkpoint, MemoryStore, MemoryUnitOfWork
 from simulator.oracle import Snapshot
 
@@ -121,6 +121,20 @@ class SimStore(MemoryStore):
             pending_deliveries=sum(len(p) for p in t.pending.values()),
             dead_letters=dead_letters,
         )
+
+    def books(self) -> tuple[dict[tuple[str, str], int], list[Balance]]:
+        """The whole trial balance and every wallet, as in `snapshot` but in no particular order
+        (the oracle sorts what it reports): the oracle's look every virtual minute, which needs
+        neither the payments nor the ledger's transactions copied."""
+        t = self._t
+        trial = dict(t.sums)
+        balances = [Balance(m, c, a, r) for (m, c), (a, r) in t.wallets.items()]
+        return trial, balances
+
+    def committed_orders(self) -> Mapping[str, PaymentOrder]:
+        """The committed orders themselves, not a copy: for a synchronous look only (read, never
+        written, and not kept past the next checkpoint)."""
+        return self._t.orders
 
     def unfinished(self) -> int:
         return len(self._t.unfinished_payments) + len(self._t.unfinished_orders)
