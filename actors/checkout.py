@@ -17,7 +17,6 @@ from typing import Any
 import trio
 
 from actors.context import Context
-from actors.deadline import fail_after_s
 from actors.messages import (
     CHECKOUT,
     ORDER,
@@ -97,7 +96,7 @@ class CheckoutActor:
         if payment.status is not PaymentStatus.CREATED:
             return payment
         try:
-            with fail_after_s(self.ctx.config.psp_call_timeout_s):
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 registration = await self.ctx.gateway.register_checkout(
                     payment.payment_id, payment.amount, payment.return_url
                 )
@@ -267,7 +266,7 @@ class CheckoutActor:
             self._schedule_expiry()
             return "not_yet"
         try:
-            with fail_after_s(self.ctx.config.psp_call_timeout_s):
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 status = await self.ctx.gateway.expire_session(payment.psp_session_id)
         except (GatewayUnavailable, trio.TooSlowError):
             self._expire_later(self.ctx.backoff_s(1))

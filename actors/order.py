@@ -22,7 +22,6 @@ from typing import Any
 import trio
 
 from actors.context import Context
-from actors.deadline import fail_after_s
 from actors.messages import (
     CHECKOUT,
     ORDER,
@@ -141,7 +140,7 @@ class OrderActor:
         session_id = await self._session_id()
         assert session_id is not None, f"order {order.order_id} has no PSP session"
         try:
-            with fail_after_s(self.ctx.config.psp_call_timeout_s):
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 result = await self.ctx.gateway.capture(
                     self._capture_key(), session_id, order.amount
                 )
@@ -155,7 +154,7 @@ class OrderActor:
         if order.status is not OrderStatus.EXECUTING:
             return order.status.value
         try:
-            with fail_after_s(self.ctx.config.psp_call_timeout_s):
+            with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 result = await self.ctx.gateway.query_capture(self.order_id)
         except (GatewayUnavailable, trio.TooSlowError):
             self._later(

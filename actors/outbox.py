@@ -23,7 +23,6 @@ import attrs
 import trio
 
 from actors.context import Context
-from actors.deadline import fail_after_s
 from engine.limits import backoff_delay_s
 from engine.records import Delivery
 
@@ -146,7 +145,7 @@ class OutboxConsumer:
 
         async def one(delivery: Delivery) -> None:
             try:
-                with fail_after_s(HANDLER_TIMEOUT_S):
+                with trio.fail_after(HANDLER_TIMEOUT_S):
                     await self.subscriber.handle(delivery)
                 done.append(delivery)
             except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
@@ -177,7 +176,7 @@ class OutboxConsumer:
         message_id = delivery.message.message_id
         try:
             try:
-                with fail_after_s(HANDLER_TIMEOUT_S):
+                with trio.fail_after(HANDLER_TIMEOUT_S):
                     await self.subscriber.handle(delivery)
                 self.stats.delivered += 1
             except Exception as exc:  # trio.Cancelled is a BaseException: never caught here
