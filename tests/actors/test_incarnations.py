@@ -76,7 +76,12 @@ async def test_unpaid_checkout_still_expires_in_a_new_incarnation(
         assert isinstance(view, PaymentView)
         await trio.sleep(EXPIRY_S + 1)
         await wait_until(lambda: _status_is(world, view.payment.payment_id, PaymentStatus.EXPIRED))
-        assert engine.system.statistics().spawned_by_kind[CHECKOUT] == 2
+        await trio.sleep(2 * EXPIRY_S)  # let every late message arrive
+        assert world.psp.calls["expire"] == 1
+        # Registration, then the expiry's incarnation. The PSP's `session.expired` webhook
+        # comes after the expiry committed: it finds that incarnation still live, or finished
+        # and passivated (trio's order of ready tasks decides) and then takes one more.
+        assert engine.system.statistics().spawned_by_kind[CHECKOUT] in (2, 3)
         assert not engine.ctx.checkout_expiries
 
 
