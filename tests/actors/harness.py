@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
@@ -11,6 +11,7 @@ import trio
 
 from actors.clock import TrioClock
 from actors.engine import Engine, open_engine
+from actors.outbox import Subscriber
 from actors.service import CreateCheckout, OrderLine, PaymentView
 from engine.gateway import PspNotification
 from engine.ids import Ids
@@ -39,7 +40,7 @@ class World:
     faults: frozenset[str] = frozenset()
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Engine]:
+    async def running(self, extra_subscribers: Sequence[Subscriber] = ()) -> AsyncIterator[Engine]:
         async with (
             open_engine(
                 self.store,
@@ -49,6 +50,7 @@ class World:
                 self.rng,
                 self.config,
                 faults=self.faults,
+                extra_subscribers=tuple(extra_subscribers),
             ) as engine,
             trio.open_nursery() as nursery,
         ):

@@ -8,7 +8,6 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from actors.engine import open_engine
 from actors.outbox import Subscriber
 from actors.service import PaymentView
 from engine.limits import EngineConfig
@@ -32,22 +31,8 @@ async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
             raise ValueError("cannot parse this message")
         handled.append(delivery.message.message_id)
 
-    async with (
-        open_engine(
-            world.store,
-            world.psp,
-            world.clock,
-            world.ids,
-            world.rng,
-            world.config,
-            extra_subscribers=(
-                Subscriber("fragile", ("payment.created",), fragile, inline=inline),
-            ),
-        ) as engine,
-        trio.open_nursery() as pump,
-    ):
-        world.engine = engine
-        pump.start_soon(world._pump_webhooks, engine)
+    subscriber = Subscriber("fragile", ("payment.created",), fragile, inline=inline)
+    async with world.running(extra_subscribers=[subscriber]) as engine:
         first = await engine.service.create_checkout(checkout("poison", {"s1": 100}))
         assert isinstance(first, PaymentView)
         views = [
@@ -73,7 +58,6 @@ async def test_poisoned_message_is_dead_lettered_and_others_keep_flowing(
         engine.ctx.doorbell.ring()
         await wait_until(lambda: len(handled) == 6)
         assert await world.store.list_dead_letters(10) == []
-        pump.cancel_scope.cancel()
 
 
 async def test_capture_booking_survives_crashes_while_settling(autojump_clock: MockClock) -> None:
@@ -142,22 +126,8 @@ async def test_a_failing_store_delays_a_consumer_but_never_stops_the_engine(
     async def watcher(delivery: Delivery) -> None:
         heard.append(delivery.message.payload["checkout_id"])
 
-    async with (
-        open_engine(
-            world.store,
-            world.psp,
-            world.clock,
-            world.ids,
-            world.rng,
-            world.config,
-            extra_subscribers=(
-                Subscriber("watcher", ("payment.created",), watcher, inline=inline),
-            ),
-        ) as engine,
-        trio.open_nursery() as pump,
-    ):
-        world.engine = engine
-        pump.start_soon(world._pump_webhooks, engine)
+    subscriber = Subscriber("watcher", ("payment.created",), watcher, inline=inline)
+    async with world.running(extra_subscribers=[subscriber]) as engine:
         views = [
             await paid_checkout(world, engine, checkout(f"c{i}", {"s1": 100 + i})) for i in range(3)
         ]
@@ -167,4 +137,3 @@ async def test_a_failing_store_delays_a_consumer_but_never_stops_the_engine(
         assert engine.consumers["watcher"].stats.store_errors == 3
         for view in views:  # the rest of the engine went on meanwhile
             assert await payment_status(world, view.payment.payment_id) is PaymentStatus.COMPLETED
-        pump.cancel_scope.cancel()
