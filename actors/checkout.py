@@ -45,6 +45,8 @@ class CheckoutActor:
         self.payment_id = payment_id
         self.payment: Payment | None = None
         self.register_attempts = 0
+        #: Unanswered session closes (their retries back off; the count rides on the retry).
+        self.expire_attempts = 0
         #: Topics of the outbox messages made since the last ring (one message at a time).
         self._topics: set[str] = set()
         #: The orders `_authorize` just started, for `_execute_orders(fresh=True)`.
@@ -80,8 +82,10 @@ class CheckoutActor:
         if self.payment is None:
             return "unknown_payment"
         if isinstance(message, RegisterCheckout):
+            self.register_attempts = max(self.register_attempts, message.attempts)
             return await self._register()
         if isinstance(message, ExpireCheckout):
+            self.expire_attempts = max(self.expire_attempts, message.attempts)
             return await self._expire()
         if isinstance(message, CheckCompletion):
             return await self._check_completion()
@@ -108,7 +112,7 @@ class CheckoutActor:
                 self.ctx.backoff_s(self.register_attempts),
                 CHECKOUT,
                 payment.payment_id,
-                RegisterCheckout(),
+                RegisterCheckout(attempts=self.register_attempts),
             )
             return payment
         now_ms = self.ctx.clock.now_ms()
@@ -134,13 +138,13 @@ class CheckoutActor:
 
     def _expire_later(self, delay_s: float) -> None:
         """Tell this checkout ExpireCheckout in `delay_s`, replacing its pending expiry."""
-        ctx, payment_id = self.ctx, self.payment_id
+        ctx, payment_id, attempts = self.ctx, self.payment_id, self.expire_attempts
         self._cancel_expiry()
 
         async def fire() -> None:
             if ctx.checkout_expiries.get(payment_id) is handle:
                 del ctx.checkout_expiries[payment_id]
-            await ctx.system.tell(CHECKOUT, payment_id, ExpireCheckout())
+            await ctx.system.tell(CHECKOUT, payment_id, ExpireCheckout(attempts))
 
         handle = ctx.timers.call_later(delay_s, fire)
         ctx.checkout_expiries[payment_id] = handle
@@ -164,9 +168,18 @@ class CheckoutActor:
             # We have not recorded the session yet (registration in flight or retrying): keep
             # nothing, so the PSP delivers the event again later.
             return "retry_later"
+        recorded: PspEvent | None = record
+        if "event_recorded_before_effect" in self.ctx.faults:  # planted bug, test-only seam
+            try:
+                async with self.ctx.store.unit_of_work() as uow:
+                    await uow.record_psp_event(record)
+            except DuplicateKey:
+                return "duplicate"
+            recorded = None
         try:
             async with self.ctx.store.unit_of_work() as uow:
-                await uow.record_psp_event(record)
+                if recorded is not None:
+                    await uow.record_psp_event(recorded)
                 if payment is None:
                     log.warning(
                         "PSP event %s for unknown payment %s", event.event_id, event.reference
@@ -269,12 +282,18 @@ class CheckoutActor:
             with trio.fail_after(self.ctx.config.psp_call_timeout_s):
                 status = await self.ctx.gateway.expire_session(payment.psp_session_id)
         except (GatewayUnavailable, trio.TooSlowError):
-            self._expire_later(self.ctx.backoff_s(1))
+            # Back off like any PSP call: during an outage a fixed 1 s retry from every checkout
+            # awaiting its buyer would hammer the PSP as it comes back.
+            self.expire_attempts += 1
+            self._expire_later(self.ctx.backoff_s(self.expire_attempts))
             return "retry"
         if status is SessionStatus.REVIEW:
             self._expire_later(REVIEW_RECHECK_S)
             return "in_review"
-        if status is SessionStatus.AUTHORIZED:
+        if (
+            status is SessionStatus.AUTHORIZED
+            and "expiry_ignores_late_authorization" not in self.ctx.faults  # else planted bug
+        ):
             # The buyer paid but the webhook is late or lost: the PSP's word decides.
             async with self.ctx.store.unit_of_work() as uow:
                 await self._authorize(uow, payment)
@@ -313,13 +332,18 @@ class CheckoutActor:
         if payment.status is not PaymentStatus.AUTHORIZED:
             return payment.status.value
         orders = await self.ctx.store.get_orders(payment.payment_id)
+        early = "completed_before_orders_final" in self.ctx.faults  # planted bug, test seam
         done = all(
-            o.status is OrderStatus.FAILED or (o.status is OrderStatus.SUCCESS and o.booked)
+            o.status is OrderStatus.FAILED
+            or (o.status is OrderStatus.SUCCESS and o.booked)
+            or (early and o.status is OrderStatus.EXECUTING)
             for o in orders
         )
         if not done:
             return "waiting"
         succeeded = any(o.status is OrderStatus.SUCCESS for o in orders)
+        if "partial_capture_marks_failed" in self.ctx.faults:  # planted bug, test-only seam
+            succeeded = all(o.status is OrderStatus.SUCCESS for o in orders)
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
         async with self.ctx.store.unit_of_work() as uow:
             self.payment = await uow.update_payment(

@@ -21,6 +21,9 @@ class RegisterCheckout:
     """
 
     payment: Payment | None = None
+    #: Unanswered registrations so far: a retry brings the count, so an incarnation started
+    #: for it (the last one passivated during a long backoff) keeps counting to the limit.
+    attempts: int = 0
 
 
 @attrs.frozen
@@ -32,7 +35,11 @@ class ApplyPspEvent:
 
 @attrs.frozen
 class ExpireCheckout:
-    """The buyer's time is up: close the PSP session and settle the checkout's fate."""
+    """The buyer's time is up: close the PSP session and settle the checkout's fate.
+
+    `attempts`: unanswered closes so far (their retries back off across incarnations)."""
+
+    attempts: int = 0
 
 
 @attrs.frozen

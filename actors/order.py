@@ -17,6 +17,7 @@ that records SUCCESS, so there is no captured-but-unbooked state to recover from
 from __future__ import annotations
 
 import logging
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import trio
@@ -39,7 +40,16 @@ from engine.gateway import (
     PspEventKind,
     PspNotification,
 )
-from engine.ledger import Transaction, TransactionKind, capture_entries
+from engine.ledger import (
+    PLATFORM_REVENUE,
+    PSP_CLEARING,
+    Entry,
+    Transaction,
+    TransactionKind,
+    capture_entries,
+    merchant_payable,
+)
+from engine.money import Money, currency_exponent
 from engine.records import OutboxMessage, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, transition
 from engine.store.port import UnitOfWork
@@ -173,6 +183,11 @@ class OrderActor:
         assert order is not None
         if "timeout_as_failure" in self.ctx.faults:  # planted bug, test-only seam
             return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
+        if (
+            "fail_after_unknown_outcomes" in self.ctx.faults  # planted bug, test-only seam
+            and order.attempts + 1 >= self.ctx.config.capture_attempts_max
+        ):
+            return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
         async with self.ctx.store.unit_of_work() as uow:
             self.order = await uow.update_order(
                 evolve(order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms())
@@ -209,6 +224,10 @@ class OrderActor:
                 raise
             await self.on_start()
             return "duplicate"
+        if "order_message_in_second_unit" in self.ctx.faults:  # planted bug, test-only seam
+            topic = "order.succeeded" if target is OrderStatus.SUCCESS else "order.failed"
+            async with self.ctx.store.unit_of_work() as uow:
+                await uow.append_outbox(self._order_message(topic, order, result.capture_id))
         self.ctx.doorbell.ring(
             ("order.succeeded",) if target is OrderStatus.SUCCESS else ("order.failed",)
         )
@@ -238,7 +257,8 @@ class OrderActor:
             )
         )
         topic = "order.succeeded" if target is OrderStatus.SUCCESS else "order.failed"
-        await uow.append_outbox(self._order_message(topic, order, result.capture_id))
+        if "order_message_in_second_unit" not in self.ctx.faults:  # else a planted bug
+            await uow.append_outbox(self._order_message(topic, order, result.capture_id))
 
     async def _book(self, uow: UnitOfWork, order: PaymentOrder, reference: str = "") -> None:
         """Post the capture transaction (its wallet credit comes with it) in `uow`.
@@ -252,6 +272,8 @@ class OrderActor:
         entries, _, _ = capture_entries(
             order.seller_id, order.amount, self.ctx.config.commission_bps
         )
+        if "commission_rounded_to_cent" in self.ctx.faults:  # planted bug, test-only seam
+            entries = _cent_rounded_capture_entries(order, self.ctx.config.commission_bps)
         await uow.post_transaction(
             Transaction(
                 txn_id=self.ctx.ids.new("txn"),
@@ -373,6 +395,26 @@ class OrderActor:
 
     def _later(self, delay_s: float, message: Any) -> None:
         self.ctx.tell_later(delay_s, ORDER, self.order_id, message)
+
+
+def _cent_rounded_capture_entries(order: PaymentOrder, rate_bps: int) -> tuple[Entry, ...]:
+    """Planted bug (test-only seam): the commission computed in major units and cut to two
+    decimals, whatever the currency has (JPY floored to the yen, BHD to 10 fils)."""
+    exponent = currency_exponent(order.currency)
+    major = Decimal(order.amount_minor).scaleb(-exponent) * rate_bps / 10_000
+    commission = int((major.quantize(Decimal("0.01"), ROUND_DOWN)).scaleb(exponent))
+    amount = order.amount
+    return (
+        Entry.debit(PSP_CLEARING, amount),
+        Entry.credit(
+            merchant_payable(order.seller_id), Money(amount.minor - commission, amount.currency)
+        ),
+        *(
+            (Entry.credit(PLATFORM_REVENUE, Money(commission, amount.currency)),)
+            if commission
+            else ()
+        ),
+    )
 
 
 def _event_record(event: PspNotification, now_ms: int) -> PspEvent:

@@ -153,6 +153,13 @@ def report(result: Any) -> str:
             f"{st['corrupted_files']} corrupted: "
             + (", ".join(f"{k} {v}" for k, v in st["corruptions"].items()) or "none")
         )
+    if "crash_sweep" in stats:
+        sw = stats["crash_sweep"]
+        lines.append(
+            f"crash sweep {sw['flows_swept']} flow(s) swept, {sw['crashes']} crash(es) at "
+            f"{sw['points_covered']} of {sw['points']} commit boundaries, {sw['missed']} flow(s) "
+            "shorter than their point"
+        )
     lines.append("invariants")
     for name, verdict in result.invariants.items():
         lines.append(f"  {name:<36} {verdict}")

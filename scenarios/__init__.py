@@ -85,6 +85,20 @@ class Faults:
     #: Mean virtual seconds between engine crashes; 0 means no crashes.
     crash_interval_s: float = 0.0
     restart_delay_s_max: float = 30.0
+    #: Crash sweep: this share of checkouts (flows) each crash once, just before or just after
+    #: one of their units of work; the points are taken in turn (before the 1st commit, after
+    #: it, before the 2nd, ...), so a run covers every commit boundary of a flow's first
+    #: `simulator.crash_sweep.UNITS_SWEPT_MAX` units many times over.
+    crash_sweep_p: float = 0.0
+    #: Correlated PSP outages: mean virtual seconds between outages (0: none); each lasts
+    #: between the min and the max. In one, every PSP call hangs or fails, and webhook delivery
+    #: may stall until it ends.
+    psp_outage_interval_s: float = 0.0
+    psp_outage_s_min: float = 60.0
+    psp_outage_s_max: float = 900.0
+    #: The share of outages that also stall webhook delivery (the rest take down the API only:
+    #: a PSP's webhook dispatcher often runs apart from its API).
+    psp_outage_webhooks_stall_p: float = 0.5
     #: Settlement-file corruption (simulator/corruption.py). Content faults, per row, at most
     #: one per row: the PSP's books are wrong but the file is well-formed.
     settlement_row_dropped_p: float = 0.0
@@ -253,6 +267,10 @@ def _check_relations(s: Scenario) -> None:
         raise ScenarioError(
             "faults: settlement_trailer_missing_p + truncated_p + garbage_p must not exceed 1"
         )
+    if f.psp_outage_s_min > f.psp_outage_s_max:
+        raise ScenarioError("faults.psp_outage_s_min must not exceed psp_outage_s_max")
+    if f.psp_outage_interval_s > 0 and f.psp_outage_s_max <= 0:
+        raise ScenarioError("faults.psp_outage_s_max must be positive when outages are on")
     if f.webhook_duplicates_max < 1:
         raise ScenarioError("faults.webhook_duplicates_max must be at least 1")
 

@@ -22,12 +22,16 @@ Invariants (names are stable: tests and reports refer to them):
 - `idempotent_replies`: the same checkout sent again gets the same payment.
 - `messages_consumed_or_dead_lettered`: after quiescence no outbox delivery is pending.
 - `forged_webhooks_rejected`: a webhook with a bad signature never reaches the engine.
+
+The flow invariants (commission recomputed, state changes announced, a payment's status agrees
+with its orders, authorized sessions honoured, orders fail only on the PSP's word, charged buyers
+completed, merchants notified, webhook effects committed) are in simulator/oracle_flows.py.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
@@ -43,6 +47,7 @@ from engine.ledger import (
 from engine.records import Balance, Payment, PaymentOrder
 from engine.states import OrderStatus, is_terminal
 from simulator.fake_psp import FakePsp
+from simulator.oracle_flows import FLOW_INVARIANTS, check_flows_final
 
 INVARIANTS = (
     "at_most_one_capture_per_order",
@@ -55,6 +60,7 @@ INVARIANTS = (
     "idempotent_replies",
     "messages_consumed_or_dead_lettered",
     "forged_webhooks_rejected",
+    *FLOW_INVARIANTS,
 )
 
 #: The most offending objects one violation lists (the rest are counted).
@@ -86,7 +92,8 @@ class Snapshot:
     dead_letters: int
 
 
-def _violation(invariant: str, detail: str, objects: Iterable[str] = ()) -> Violation:
+def violation(invariant: str, detail: str, objects: Iterable[str] = ()) -> Violation:
+    """A violation listing at most OBJECTS_LISTED_MAX of its objects (the rest counted)."""
     listed = list(objects)
     more = len(listed) - OBJECTS_LISTED_MAX
     shown = listed[:OBJECTS_LISTED_MAX] + ([f"... {more} more"] if more > 0 else [])
@@ -118,7 +125,7 @@ def check_books(
         ]
     if unbalanced:
         found.append(
-            _violation(
+            violation(
                 "ledger_transactions_balanced", "debits differ from credits", sorted(unbalanced)
             )
         )
@@ -146,12 +153,12 @@ def check_books(
             mismatched.append(f"{merchant} {currency}: no wallet, ledger {-total} minor units")
     if mismatched:
         found.append(
-            _violation(
+            violation(
                 "wallet_equals_ledger", "a wallet differs from its ledger", sorted(mismatched)
             )
         )
     if negative:
-        found.append(_violation("no_negative_balance", "a wallet is below zero", sorted(negative)))
+        found.append(violation("no_negative_balance", "a wallet is below zero", sorted(negative)))
     return found
 
 
@@ -174,7 +181,7 @@ def check_psp_keys(psp: FakePsp, orders: Mapping[str, PaymentOrder]) -> list[Vio
         return []
     bad = [text for _, text in sorted(bad_by_key)]
     return [
-        _violation(
+        violation(
             "at_most_one_capture_per_order",
             f"{len(bad)} capture(s) not keyed by their order id: a retry captures again",
             bad,
@@ -184,9 +191,18 @@ def check_psp_keys(psp: FakePsp, orders: Mapping[str, PaymentOrder]) -> list[Vio
 
 # --- after quiescence -------------------------------------------------------------------------
 def check_final(
-    snap: Snapshot, psp: FakePsp, *, idempotency_breaks: Iterable[str], forged_accepted: int
+    snap: Snapshot,
+    psp: FakePsp,
+    *,
+    idempotency_breaks: Iterable[str],
+    forged_accepted: int,
+    notified: Collection[tuple[str, str]] | None = None,
 ) -> list[Violation]:
-    """Every invariant over the final state; empty when the run proved exactly-once."""
+    """Every invariant over the final state; empty when the run proved exactly-once.
+
+    `notified`: the (topic, key) of every message the merchants' notifier received, when the
+    world recorded them (simulator/oracle_flows.py `merchants_notified`).
+    """
     found = check_psp_keys(psp, snap.orders)
     found += check_books(snap.trial, snap.balances, snap.txns)
 
@@ -202,7 +218,7 @@ def check_final(
             )
     if mismatch:
         found.append(
-            _violation("captured_orders_match_psp", "order state contradicts the PSP", mismatch)
+            violation("captured_orders_match_psp", "order state contradicts the PSP", mismatch)
         )
 
     unfinished = [
@@ -217,7 +233,7 @@ def check_final(
     ]
     if unfinished:
         found.append(
-            _violation(
+            violation(
                 "every_authorized_order_terminal",
                 f"{len(unfinished)} payment(s)/order(s) not terminal after faults stopped",
                 sorted(unfinished),
@@ -248,28 +264,30 @@ def check_final(
                 money.append(f"order {order_id} {order.amount} booked {bookings[order_id]} times")
     if money:
         found.append(
-            _violation("psp_captured_equals_ledger", "the PSP and the ledger disagree", money)
+            violation("psp_captured_equals_ledger", "the PSP and the ledger disagree", money)
         )
 
     breaks = sorted(idempotency_breaks)
     if breaks:
         found.append(
-            _violation("idempotent_replies", "a repeated checkout got a different answer", breaks)
+            violation("idempotent_replies", "a repeated checkout got a different answer", breaks)
         )
     if snap.pending_deliveries:
         found.append(
-            _violation(
+            violation(
                 "messages_consumed_or_dead_lettered",
                 f"{snap.pending_deliveries} outbox deliveries still pending after quiescence",
             )
         )
     if forged_accepted:
         found.append(
-            _violation(
+            violation(
                 "forged_webhooks_rejected",
                 f"{forged_accepted} webhook(s) with a forged signature were accepted",
             )
         )
+    for invariant, detail, objects in check_flows_final(snap.payments, snap.orders, psp, notified):
+        found.append(violation(invariant, detail, objects))
     return found
 
 

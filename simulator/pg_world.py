@@ -44,6 +44,8 @@ TIER_NOTES = (
     "postgres store limits (connect, acquire, commit, shutdown) multiplied by R",
     "crash = in-process engine restart at a store crash point; PostgreSQL rolls back the open unit",
     "wallet = ledger checked every oracle tick and at the end, not after every commit",
+    "commission, state-change announcements and webhook effects are checked at each commit on "
+    "the memory store only; a payment's agreement with its orders is checked at the end",
     "not deterministic: scheduler seeding off, no trace-hash equality across runs",
 )
 #: The seams that only the memory store can plant.

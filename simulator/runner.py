@@ -138,6 +138,9 @@ def swarm_faults(seed: int) -> Faults:
         webhook_forged_p=maybe(0.1),
         crash_interval_s=round(rng.uniform(60.0, 900.0), 1) if rng.random() < 0.5 else 0.0,
         restart_delay_s_max=round(rng.uniform(0.0, 120.0), 1),
+        crash_sweep_p=maybe(0.5),
+        psp_outage_interval_s=round(rng.uniform(1800.0, 7200.0), 1) if rng.random() < 0.3 else 0.0,
+        psp_outage_s_max=round(rng.uniform(120.0, 2400.0), 1),
     )
     return swarm_settlement_faults(faults, seed)
 
@@ -201,6 +204,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             world.psp,
             idempotency_breaks=world.idempotency_breaks,
             forged_accepted=world.forged_accepted,
+            notified=world.notified,
         )
         for v in found:
             verdicts[v.invariant] = f"violated: {v}"
@@ -225,6 +229,8 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
     stats = attrs.asdict(world.stats)
     stats["incarnations"] = world.stats.crashes + 1
     stats["settlement"] = world.settlement.report()
+    if world.sweep is not None:
+        stats["crash_sweep"] = world.sweep.report()
     return RunResult(
         scenario=concrete,
         seed=seed,
@@ -281,7 +287,10 @@ def shrink(
         if runs >= runs_max:
             break
         value = getattr(best.faults, field.name)
-        if not field.name.endswith("_p") and field.name != "crash_interval_s":
+        if not field.name.endswith("_p") and field.name not in (
+            "crash_interval_s",
+            "psp_outage_interval_s",
+        ):
             continue
         if not value:
             continue

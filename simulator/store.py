@@ -14,17 +14,20 @@ instant: a memory commit is atomic under trio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
 from engine.ledger import Transaction
-from engine.records import Balance, PaymentOrder
+from engine.records import Balance, Payment, PaymentOrder
+from engine.states import OrderStatus, PaymentStatus
 from engine.store.memory import Checkpoint, MemoryStore, MemoryUnitOfWork
 from simulator.oracle import Snapshot
 
 WalletKey = tuple[str, str]
+#: The statuses, before a commit, of the payments and orders it writes (None: inserted).
+Before = tuple[dict[str, PaymentStatus | None], dict[str, OrderStatus | None]]
 
 
 class _WalletLater:
@@ -69,24 +72,44 @@ class _SimUnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        store = self._store
+        view = None if exc_type is not None or store.on_commit is None else self._before()
+        if store.before_commit is not None and exc_type is None:
+            await store.before_commit(self._uow)  # the crash sweep's "just before"
         await self._inner.__aexit__(exc_type, exc, traceback)  # commits, or rolls back
         if exc_type is not None:
             return
-        store = self._store
         if store.on_commit is not None:
-            store.on_commit(self._uow)
+            assert view is not None
+            store.on_commit(self._uow, view)
         for key, available, reserved in self._deferred:
             await store._cp()  # a crash here loses the wallet update: wallet != ledger
             wallet = store._t.wallets.setdefault(key, [0, 0])
             wallet[0] += available
             wallet[1] += reserved
+        if store.after_commit is not None:
+            await store.after_commit(self._uow)  # the crash sweep's "just after"
+
+    def _before(self) -> Before:
+        """The committed status of every row this unit writes, read before it commits: when the
+        commit succeeds, no other unit changed them in between (their versions are checked)."""
+        t, uow = self._store._t, self._uow
+        payments = {
+            pid: (p.status if (p := t.payments.get(pid)) else None) for pid in uow._payments
+        }
+        orders = {oid: (o.status if (o := t.orders.get(oid)) else None) for oid in uow._orders}
+        return payments, orders
 
 
 class SimStore(MemoryStore):
     def __init__(self, checkpoint: Checkpoint, *, wallet_outside_ledger: bool = False) -> None:
         super().__init__(checkpoint)
         self.wallet_outside_ledger = wallet_outside_ledger
-        self.on_commit: Callable[[MemoryUnitOfWork], None] | None = None
+        #: Called after every commit with the unit and its rows' statuses before it.
+        self.on_commit: Callable[[MemoryUnitOfWork, Before], None] | None = None
+        #: Awaited just before (after) a unit of work commits (the crash sweep's boundaries).
+        self.before_commit: Callable[[MemoryUnitOfWork], Awaitable[None]] | None = None
+        self.after_commit: Callable[[MemoryUnitOfWork], Awaitable[None]] | None = None
 
     def unit_of_work(self) -> AbstractAsyncContextManager[Any]:
         return _SimUnitOfWork(self)
@@ -130,6 +153,14 @@ class SimStore(MemoryStore):
         trial = dict(t.sums)
         balances = [Balance(m, c, a, r) for (m, c), (a, r) in t.wallets.items()]
         return trial, balances
+
+    def committed_payments(self) -> Mapping[str, Payment]:
+        """The committed payments themselves (as `committed_orders`)."""
+        return self._t.payments
+
+    def committed_orders_of(self, payment_id: str) -> list[PaymentOrder]:
+        t = self._t
+        return [t.orders[oid] for oid in t.orders_by_payment.get(payment_id, ())]
 
     def committed_orders(self) -> Mapping[str, PaymentOrder]:
         """The committed orders themselves, not a copy: for a synchronous look only (read, never

@@ -43,14 +43,24 @@ from actors.clock import TrioClock
 from actors.engine import Engine, open_engine
 from engine.ids import Ids
 from engine.limits import EngineConfig
+from engine.records import OutboxMessage
 from engine.store.memory import MemoryUnitOfWork
 from scenarios import Faults, Scenario
+from simulator.crash_sweep import CrashSweep
 from simulator.determinism import stream
 from simulator.fake_psp import Action, FakePsp
 from simulator.oracle import Violation, check_books, check_psp_keys
+from simulator.oracle import violation as oracle_violation
+from simulator.oracle_flows import (
+    Change,
+    CommitView,
+    check_announcements,
+    check_commission,
+    check_payment_orders,
+)
 from simulator.progress import ProgressInstrument
 from simulator.settlement_desk import SettlementDesk
-from simulator.store import SimStore
+from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
 from simulator.world_webhooks import WebhookDelivery
@@ -117,6 +127,14 @@ class SimWorld:
         self.trace_states = trace_states
         self._rng_psp = stream(seed, "psp")
         self._rng_crash = stream(seed, "crash")
+        self._rng_outage = stream(seed, "outage")
+        #: The end of the PSP outage under way (virtual s), and the event set when it ends.
+        self.outage_until: float | None = None
+        self.outage_over = trio.Event()
+        #: Whether the outage under way also stalls webhook delivery.
+        self.webhooks_stalled = False
+        #: (topic, key) of every message the merchants' notifier received (merchants_notified).
+        self.notified: set[tuple[str, str]] = set()
         self.webhooks = WebhookDelivery(self)
         self.buyers = Buyers(self)
         self._crash_armed = False
@@ -129,6 +147,13 @@ class SimWorld:
             self._checkpoint, wallet_outside_ledger="wallet_outside_ledger" in seams
         )
         self.store.on_commit = self._on_commit
+        self.sweep: CrashSweep | None = None
+        if self.plan.crash_sweep_p > 0:
+            self.sweep = CrashSweep(
+                seed, self.plan.crash_sweep_p, self._payment_of_order, self._crash, self.fault
+            )
+            self.store.before_commit = self.sweep.before_commit
+            self.store.after_commit = self.sweep.after_commit
         # Set in `run`, inside trio: the clock reads trio's time.
         self.clock: TrioClock
         self.psp: FakePsp
@@ -156,6 +181,14 @@ class SimWorld:
             if self._root is not None:
                 self._root.cancel_scope.cancel()
 
+    def _payment_of_order(self, order_id: str) -> str | None:
+        order = self.store.committed_orders().get(order_id)
+        return None if order is None else order.payment_id
+
+    async def _notify(self, message: OutboxMessage) -> None:
+        """The merchants' notifier: it only records what it received (never blocks)."""
+        self.notified.add((message.topic, message.key))
+
     async def _checkpoint(self) -> None:
         if self._crash_armed:
             self._crash()
@@ -168,18 +201,68 @@ class SimWorld:
             self.inc = None
             self._inc_scope.cancel()
 
-    def _on_commit(self, uow: MemoryUnitOfWork) -> None:
-        """Trace the state changes this commit announced; check the books it touched."""
+    def _on_commit(self, uow: MemoryUnitOfWork, before: Before) -> None:
+        """Trace the state changes this commit announced; check the books it touched and the
+        flow invariants of the rows it wrote (simulator/oracle_flows.py)."""
         if self.trace_states:
             for message in uow._outbox:
                 status = message.payload.get("status", "")
                 self.note("state", message.topic, message.key, status)
-        if not uow._txns and not uow._deltas:
-            return
-        trial, balances = self.store.touched_books(uow)
-        found = check_books(trial, balances, uow._txns, trial_is_complete=False)
+        found = self._check_flows_at_commit(uow, before)
+        if uow._txns or uow._deltas:
+            trial, balances = self.store.touched_books(uow)
+            found += check_books(trial, balances, uow._txns, trial_is_complete=False)
         if found:
             self.violate(found[0])
+
+    def _check_flows_at_commit(self, uow: MemoryUnitOfWork, before: Before) -> list[Violation]:
+        if not uow._payments and not uow._orders and not uow._outbox and not uow._txns:
+            return []
+        found: list[Violation] = []
+        store = self.store
+        orders = store.committed_orders()
+        if uow._txns:
+            bad = check_commission(uow._txns, orders, self.config.commission_bps)
+            if bad:
+                found.append(
+                    oracle_violation(
+                        "commission_recomputed", "a capture's commission is not the rate's", bad
+                    )
+                )
+        statuses_before, orders_before = before
+        view = CommitView(
+            payments=[Change(statuses_before[k], p) for k, p in uow._payments.items()],
+            orders=[Change(orders_before[k], o) for k, o in uow._orders.items()],
+            outbox=uow._outbox,
+            txns=uow._txns,
+        )
+        bad = check_announcements(view)
+        if bad:
+            found.append(
+                oracle_violation(
+                    "state_changes_announced",
+                    "a state change and its outbox message are not one for one in a commit",
+                    bad,
+                )
+            )
+        payment_ids = set(uow._payments) | {o.payment_id for o in uow._orders.values()}
+        payments = store.committed_payments()
+        wrong = []
+        for payment_id in sorted(payment_ids):
+            payment = payments.get(payment_id)
+            if payment is not None:
+                problem = check_payment_orders(payment, store.committed_orders_of(payment_id))
+                if problem:
+                    wrong.append(problem)
+        if wrong:
+            found.append(
+                oracle_violation(
+                    "payment_status_agrees_with_orders",
+                    "a payment's status contradicts its orders",
+                    wrong,
+                )
+            )
+        return found
 
     async def request(self, call: Callable[[Engine], Awaitable[T]]) -> T | None:
         """Run `call` in the current engine incarnation; None if it is down or crashed meanwhile."""
@@ -221,12 +304,15 @@ class SimWorld:
             root.start_soon(self._oracle_ticker)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
+            if self.plan.psp_outage_interval_s > 0:
+                root.start_soon(self._outage_scheduler)
             if self.progress is not None:  # an instrument: a task would change the schedule
                 progress = self.progress
                 trio.lowlevel.add_instrument(ProgressInstrument(lambda: progress(self)))
             async with trio.open_nursery() as clients:
                 await self.buyers.arrive(clients)
                 self.faults_on = False
+                self._end_outage()
                 self.note("faults_off")
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
                     await self._wait_quiet()
@@ -283,6 +369,8 @@ class SimWorld:
                         self.ids,
                         rng,
                         self.config,
+                        notifier=self._notify,
+                        notifier_inline=True,
                         faults=self.seams,
                     ) as engine,
                     trio.open_nursery() as requests,
@@ -318,9 +406,43 @@ class SimWorld:
             if self._crash_armed:  # no store checkpoint came: crash between two of them
                 self._crash()
 
+    # --- correlated faults: PSP outages ------------------------------------------------------
+    async def _outage_scheduler(self) -> None:
+        """Outages come as a Poisson process while the faults are on; each lasts a while."""
+        f = self.plan
+        rng = self._rng_outage
+        while True:
+            await trio.sleep(rng.expovariate(1.0 / f.psp_outage_interval_s))
+            if not self.faults_on:
+                return
+            duration_s = rng.uniform(f.psp_outage_s_min, f.psp_outage_s_max)
+            self.outage_until = trio.current_time() + duration_s
+            self.outage_over = trio.Event()
+            self.webhooks_stalled = rng.random() < f.psp_outage_webhooks_stall_p
+            kind = "psp_outage" if self.webhooks_stalled else "psp_api_outage"
+            self.fault(kind, round(duration_s, 3))
+            await trio.sleep(duration_s)
+            self._end_outage()
+
+    def _end_outage(self) -> None:
+        if self.outage_until is not None:
+            self.outage_until = None
+            self.webhooks_stalled = False
+            self.outage_over.set()
+            self.note("psp_outage_over")
+
+    @property
+    def in_outage(self) -> bool:
+        return self.outage_until is not None
+
     # --- the PSP's faults ----------------------------------------------------------------------
     def _choose(self, operation: str) -> Action:
         action = Action.OK
+        if self.outage_until is not None:
+            # Down: connections time out or are refused, nothing is acted on.
+            action = Action.HANG if self._rng_outage.random() < 0.5 else Action.UNAVAILABLE
+            self.fault(f"psp_outage_{action.value}", operation)
+            return action
         if self.faults_on:
             f = self.plan
             r = self._rng_psp.random()

@@ -26,7 +26,9 @@ from engine.gateway import PspNotification
 from simulator.determinism import stream
 from simulator.fake_psp import parse_event
 from simulator.oracle import Violation
+from simulator.oracle_flows import check_webhook_answer
 from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
+from simulator.store import SimStore
 
 if TYPE_CHECKING:
     from simulator.world import SimWorld
@@ -85,6 +87,8 @@ class WebhookDelivery:
         try:
             await trio.sleep(delay_s)
             for attempt in range(1, WEBHOOK_ATTEMPTS_MAX + 1):
+                if world.webhooks_stalled:  # the PSP's sender is down with the rest of it
+                    await world.outage_over.wait()
                 body, header = world.psp.signed(event, world.clock.now_ms() // 1000)
                 status = await self.endpoint(body, header)
                 world.note("webhook", event.event_id, event.kind.value, event.reference, status)
@@ -135,4 +139,17 @@ class WebhookDelivery:
         world.stats.webhook_answers[outcome or "connection_lost"] += 1
         if outcome is None or outcome == "retry_later":
             return 503
+        store = world.store
+        if isinstance(store, SimStore):  # committed rows readable at this instant
+            problem = check_webhook_answer(
+                event.kind, event.reference, store.committed_payments(), store.committed_orders()
+            )
+            if problem is not None:
+                world.violate(
+                    Violation(
+                        "webhook_effect_committed",
+                        f"a webhook answered 200 ({outcome}) without its effect",
+                        (problem,),
+                    )
+                )
         return 200

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from scenarios import load_scenario
 from simulator.runner import run_scenario, scaled
 
@@ -14,18 +16,23 @@ ROOT = Path(__file__).resolve().parents[2]
 #: `everything` has every fault, crashes included: the hardest run to keep reproducible.
 SCALE = 0.1
 
-SCRIPT = f"""
+#: Besides `everything`: the crash sweep (crashes placed at commit boundaries) and outages
+#: (correlated faults) each add a schedule of their own that must replay too.
+NAMES = ["everything", "crash_sweep", "psp_outage"]
+
+SCRIPT = """
+import sys
 from scenarios import load_scenario
 from simulator.runner import run_scenario, scaled
-result = run_scenario(scaled(load_scenario("everything"), {SCALE}))
+result = run_scenario(scaled(load_scenario(sys.argv[1]), float(sys.argv[2])))
 print(result.trace_hash, result.trace_events)
 """
 
 
-def _hash_in_subprocess(hash_seed: str) -> str:
+def _hash_in_subprocess(hash_seed: str, name: str) -> str:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", SCRIPT, name, str(SCALE)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -36,11 +43,14 @@ def _hash_in_subprocess(hash_seed: str) -> str:
     return out.stdout.strip()
 
 
-def test_same_seed_in_two_processes_with_different_hash_seeds_gives_one_trace_hash() -> None:
-    first = _hash_in_subprocess("1")
-    second = _hash_in_subprocess("4242")
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_in_two_processes_with_different_hash_seeds_gives_one_trace_hash(
+    name: str,
+) -> None:
+    first = _hash_in_subprocess("1", name)
+    second = _hash_in_subprocess("4242", name)
     assert first == second
-    in_process = run_scenario(scaled(load_scenario("everything"), SCALE))
+    in_process = run_scenario(scaled(load_scenario(name), SCALE))
     assert first == f"{in_process.trace_hash} {in_process.trace_events}"
 
 
