@@ -1,0 +1,151 @@
+"""Properties every settlement parser holds (issue 12's acceptance).
+
+- Any byte string either parses or is refused with a located ParseError: never another
+  exception, whatever the format asked for (random bytes, and valid files damaged at random).
+- writer -> parser gives the same lines back, for each format, with or without a byte order
+  mark, with LF or CRLF line ends, and without a final newline.
+- detect() names the format of every file a writer produced.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.reconciliation import (
+    Format,
+    ParseError,
+    Settlement,
+    detect,
+    parse,
+    write_adyen,
+    write_camt053,
+    write_stripe,
+)
+from engine.reconciliation.camt053 import SUPPORTED_VERSIONS
+from tests.recon_strategies import (
+    adyen_lines,
+    numbered,
+    statements,
+    stripe_lines,
+    unnumbered,
+)
+
+stripe_files = st.lists(stripe_lines(), max_size=12, unique_by=lambda line: line.psp_reference)
+adyen_files = st.lists(
+    adyen_lines(),
+    max_size=12,
+    unique_by=lambda line: (line.kind, line.psp_reference, line.reference),
+)
+layouts = st.fixed_dictionaries({"newline": st.sampled_from(["\n", "\r\n"]), "bom": st.booleans()})
+formats = st.none() | st.sampled_from(list(Format))
+
+
+def parse_or_refuse(data: bytes, format: Format | None) -> Settlement | ParseError:
+    """The one contract of a parser: a Settlement, or a ParseError that says where."""
+    try:
+        return parse(data, format)
+    except ParseError as exc:
+        assert exc.line >= 1 and exc.column >= 1 and exc.reason, exc
+        assert str(exc).startswith(f"line {exc.line}, column {exc.column}: ")
+        return exc
+
+
+def check_settlement(settlement: Settlement) -> None:
+    for line in settlement.lines:
+        assert line.gross - line.fee == line.net
+    assert sum(total.count for total in settlement.totals) == len(settlement.lines)
+
+
+@given(st.binary(max_size=3000), formats)
+def test_any_bytes_parse_or_are_refused_with_a_location(data: bytes, format: Format | None) -> None:
+    outcome = parse_or_refuse(data, format)
+    if isinstance(outcome, Settlement):
+        check_settlement(outcome)
+
+
+@st.composite
+def valid_files(draw: st.DrawFn) -> bytes:
+    which = draw(st.sampled_from(list(Format)))
+    layout = draw(layouts)
+    if which is Format.STRIPE:
+        return write_stripe(draw(stripe_files), **layout)
+    if which is Format.ADYEN:
+        return write_adyen(draw(adyen_files), **layout)
+    facts, lines = draw(statements())
+    version = draw(st.sampled_from(SUPPORTED_VERSIONS))
+    return write_camt053(facts, lines, version=version, **layout)
+
+
+@st.composite
+def damaged(draw: st.DrawFn) -> bytes:
+    """A valid file with a few bytes replaced, inserted, deleted, or a line duplicated."""
+    data = bytearray(draw(valid_files()))
+    for _ in range(draw(st.integers(1, 4))):
+        action = draw(st.sampled_from(["replace", "insert", "delete", "duplicate_line"]))
+        at = draw(st.integers(0, len(data)))
+        if action == "replace" and at < len(data):
+            data[at] = draw(st.sampled_from(b',"\r\n<>&;:-.0123456789 aZ\x00\xff\xc3'))
+        elif action == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif action == "delete":
+            del data[at : at + draw(st.integers(1, 16))]
+        else:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end + 1
+            data[end:end] = data[start:end]
+    return bytes(data)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(damaged(), formats)
+def test_damaged_files_parse_or_are_refused_with_a_location(
+    data: bytes, format: Format | None
+) -> None:
+    outcome = parse_or_refuse(data, format)
+    if isinstance(outcome, Settlement):
+        check_settlement(outcome)
+
+
+@given(stripe_files, layouts, st.booleans(), st.booleans())
+def test_stripe_writer_round_trips(lines, layout, trim, final_newline) -> None:  # type: ignore[no-untyped-def]
+    data = write_stripe(lines, trim_decimals=trim, **layout)
+    if not final_newline:
+        data = data.removesuffix(layout["newline"].encode())
+    assert detect(data) is Format.STRIPE
+    settlement = parse(data)
+    assert list(settlement.lines) == numbered(lines)
+    assert settlement.source is Format.STRIPE
+
+
+@given(adyen_files, layouts, st.booleans())
+def test_adyen_writer_round_trips(lines, layout, final_newline) -> None:  # type: ignore[no-untyped-def]
+    data = write_adyen(lines, **layout)
+    if not final_newline:
+        data = data.removesuffix(layout["newline"].encode())
+    assert detect(data) is Format.ADYEN
+    assert list(parse(data).lines) == numbered(lines)
+
+
+@given(statements(), st.sampled_from(SUPPORTED_VERSIONS), layouts)
+def test_camt053_writer_round_trips(statement, version, layout) -> None:  # type: ignore[no-untyped-def]
+    facts, lines = statement
+    data = write_camt053(facts, lines, version=version, **layout)
+    assert detect(data) is Format.CAMT053
+    settlement = parse(data)
+    assert unnumbered(settlement.lines) == unnumbered(lines)
+    assert settlement.statements == (facts,)
+    assert settlement.version == version
+
+
+@given(stripe_files)
+def test_totals_are_the_sums_of_the_lines(lines) -> None:  # type: ignore[no-untyped-def]
+    settlement = parse(write_stripe(lines))
+    for total in settlement.totals:
+        mine = [line for line in lines if line.currency == total.currency]
+        assert total.count == len(mine)
+        assert total.gross.minor == sum(line.gross.minor for line in mine)
+        assert total.fee.minor == sum(line.fee.minor for line in mine)
+        assert total.net.minor == sum(line.net.minor for line in mine)
+    assert {total.currency for total in settlement.totals} == {line.currency for line in lines}
