@@ -93,6 +93,7 @@ _TYPE_OF_KIND = {
     LineKind.PAYOUT: "MerchantPayout",
     LineKind.ADJUSTMENT: "MiscCosts",
 }
+_DIRECTIONS = {1: "credit (a positive amount)", -1: "debit (a negative amount)"}
 _TYPES_BY_NAME = {name.lower(): name for name in (*PAYMENT_TYPES, *BALANCE_TYPES)}
 
 #: The time zones Adyen writes in `TimeZone`, as minutes east of UTC. An abbreviation that
@@ -176,21 +177,23 @@ def _line(row: Row, type_name: str) -> SettlementLine:
         if gross_currency is None:
             raise row.error("Gross Currency", f"is empty, but a {type_name} has a gross")
         gross = _signed(row, "Gross Debit (GC)", "Gross Credit (GC)", currency)
+        if gross.minor * sign <= 0:
+            column = "Gross Debit (GC)" if gross.minor < 0 else "Gross Credit (GC)"
+            raise row.error(column, f"a {type_name} is a {_DIRECTIONS[sign]}, got {gross}")
         if _sum(row, "Net Credit (NC)", gross, -fee) != net:
             raise row.error(
                 "Net Credit (NC)" if net.minor >= 0 else "Net Debit (NC)",
                 f"net {net} is not gross {gross} minus fees {fee}",
             )
-        signed, signed_column = gross, "Gross Credit (GC)" if sign > 0 else "Gross Debit (GC)"
     else:
         for name in ("Gross Debit (GC)", "Gross Credit (GC)", *FEE_COLUMNS):
             value = row.amount(name, currency)
             if value is not None and not value.is_zero():
                 raise row.error(name, f"a {type_name} moves only the net; this must be empty")
         gross = net
-        signed, signed_column = net, "Net Credit (NC)" if sign > 0 else "Net Debit (NC)"
-    if sign and signed.minor * sign <= 0:
-        raise row.error(signed_column, f"a {type_name} must fill this with a positive amount")
+        if sign and net.minor * sign <= 0:
+            column = "Net Debit (NC)" if net.minor < 0 else "Net Credit (NC)"
+            raise row.error(column, f"a {type_name} is a {_DIRECTIONS[sign]}, got {net}")
     merchant_reference = row.reference("Merchant Reference")
     if kind is LineKind.CAPTURE:
         reference = row.required_reference("Merchant Reference")
@@ -203,7 +206,12 @@ def _line(row: Row, type_name: str) -> SettlementLine:
     else:
         # A payout or fee may name nothing but its batch, which then identifies it.
         reference = _first(
-            row, "Merchant Reference", "Modification Reference", "Psp Reference", "Batch Number"
+            row,
+            "Merchant Reference",
+            "Modification Merchant Reference",
+            "Modification Reference",
+            "Psp Reference",
+            "Batch Number",
         )
         psp_reference = row.reference("Psp Reference")
         merchant_reference = None

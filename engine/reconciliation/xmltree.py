@@ -148,6 +148,9 @@ def parse_xml(data: bytes) -> Node:
     except DefusedXmlException as exc:
         line, column = builder.locate()
         raise ParseError(line, column, f"refused XML feature ({exc})") from None
+    except LookupError as exc:  # the XML declaration names an encoding Python does not know
+        line, column = builder.locate()
+        raise ParseError(line, column, f"XML in an unknown encoding ({exc})") from None
     if not isinstance(root, Node):
         raise ParseError(1, 1, "no XML root element")
     return root
