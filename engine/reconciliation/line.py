@@ -122,7 +122,7 @@ class SettlementLine:
         currencies = {self.gross.currency, self.fee.currency, self.net.currency}
         if len(currencies) != 1:
             raise InvalidInput(f"gross, fee and net must share one currency, got {currencies}")
-        if self.gross - self.fee != self.net:
+        if self.gross.minor - self.fee.minor != self.net.minor:
             raise InvalidInput(f"gross {self.gross} - fee {self.fee} != net {self.net}")
         if self.line_number < 1:
             raise InvalidInput(f"line_number must be >= 1, got {self.line_number}")

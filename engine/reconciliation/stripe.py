@@ -103,7 +103,7 @@ def parse_stripe(data: bytes) -> Settlement:
         gross = row.required_amount("gross", currency)
         fee = row.required_amount("fee", currency)
         net = row.required_amount("net", currency)
-        if gross - fee != net:
+        if gross.minor - fee.minor != net.minor:
             raise row.error("net", f"gross {gross} - fee {fee} is not net {net}")
         if sign and gross.minor * sign <= 0:
             expected = "positive" if sign > 0 else "negative"

@@ -9,9 +9,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+from collections.abc import Callable
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.money import format_amount, parse_amount
 from engine.reconciliation import (
     Format,
     ParseError,
@@ -22,8 +29,11 @@ from engine.reconciliation import (
     write_camt053,
     write_stripe,
 )
+from engine.reconciliation.adyen import WRITTEN_COLUMNS as WRITTEN_ADYEN
 from engine.reconciliation.camt053 import SUPPORTED_VERSIONS
+from engine.reconciliation.stripe import WRITTEN_COLUMNS as WRITTEN_STRIPE
 from tests.recon_strategies import (
+    ADYEN_PAYMENT_SIGNS,
     adyen_lines,
     numbered,
     statements,
@@ -39,6 +49,7 @@ adyen_files = st.lists(
 )
 layouts = st.fixed_dictionaries({"newline": st.sampled_from(["\n", "\r\n"]), "bom": st.booleans()})
 formats = st.none() | st.sampled_from(list(Format))
+PAYMENT_KINDS = set(ADYEN_PAYMENT_SIGNS)
 
 
 def parse_or_refuse(data: bytes, format: Format | None) -> Settlement | ParseError:
@@ -57,6 +68,7 @@ def check_settlement(settlement: Settlement) -> None:
     assert sum(total.count for total in settlement.totals) == len(settlement.lines)
 
 
+@settings(max_examples=500)
 @given(st.binary(max_size=3000), formats)
 def test_any_bytes_parse_or_are_refused_with_a_location(data: bytes, format: Format | None) -> None:
     outcome = parse_or_refuse(data, format)
@@ -149,3 +161,71 @@ def test_totals_are_the_sums_of_the_lines(lines) -> None:  # type: ignore[no-unt
         assert total.fee.minor == sum(line.fee.minor for line in mine)
         assert total.net.minor == sum(line.net.minor for line in mine)
     assert {total.currency for total in settlement.totals} == {line.currency for line in lines}
+
+
+def _bump(text: str, currency: str, delta: int) -> str:
+    """`text` (a major-unit amount) moved by `delta` minor units."""
+    amount = parse_amount(text, currency, allow_negative=True, allow_zero=True)
+    return format_amount(amount.minor + delta, currency)
+
+
+def _rewrite(data: bytes, row: int, column: str, change: Callable[[list[str]], str]) -> bytes:
+    records = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    index = records[0].index(column)
+    records[row][index] = change(records[row])
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(records)
+    return out.getvalue().encode()
+
+
+@given(
+    st.lists(stripe_lines(), min_size=1, max_size=6, unique_by=lambda line: line.psp_reference),
+    st.data(),
+)
+def test_a_stripe_amount_moved_by_one_minor_unit_is_refused_at_its_row(lines, data) -> None:  # type: ignore[no-untyped-def]
+    row = data.draw(st.integers(1, len(lines)))
+    column = data.draw(st.sampled_from(["gross", "fee", "net"]))
+    delta = data.draw(st.sampled_from([-1, 1]))
+    currency = lines[row - 1].currency
+    tampered = _rewrite(
+        write_stripe(lines),
+        row,
+        column,
+        lambda fields: _bump(fields[WRITTEN_STRIPE.index(column)], currency, delta),
+    )
+    with pytest.raises(ParseError) as caught:
+        parse(tampered)
+    assert caught.value.line == row + 1
+
+
+@given(
+    adyen_files.filter(lambda lines: any(line.kind in PAYMENT_KINDS for line in lines)), st.data()
+)
+def test_an_adyen_fee_moved_by_one_minor_unit_is_refused_at_its_row(lines, data) -> None:  # type: ignore[no-untyped-def]
+    payments = [i for i, line in enumerate(lines, start=1) if line.kind in PAYMENT_KINDS]
+    row = data.draw(st.sampled_from(payments))
+    delta = data.draw(st.sampled_from([-1, 1]))
+    currency = lines[row - 1].currency
+    tampered = _rewrite(
+        write_adyen(lines),
+        row,
+        "Commission (NC)",
+        lambda fields: _bump(fields[WRITTEN_ADYEN.index("Commission (NC)")], currency, delta),
+    )
+    with pytest.raises(ParseError) as caught:
+        parse(tampered)
+    assert caught.value.line == row + 1
+
+
+@given(statements().filter(lambda statement: bool(statement[1])), st.data())
+def test_a_statement_entry_moved_by_one_minor_unit_is_refused(statement, data) -> None:  # type: ignore[no-untyped-def]
+    facts, lines = statement
+    text = write_camt053(facts, lines).decode()
+    entry = data.draw(st.integers(0, len(lines) - 1))
+    start = [m.start() for m in re.finditer("<Ntry>", text)][entry]
+    amount = re.compile(r'(<Amt Ccy="[A-Z]{3}">)([0-9.]+)(</Amt>)').search(text, start)
+    assert amount is not None
+    bumped = _bump(amount[2], facts.currency, 1)
+    tampered = text[: amount.start(2)] + bumped + text[amount.end(2) :]
+    with pytest.raises(ParseError):
+        parse(tampered.encode())

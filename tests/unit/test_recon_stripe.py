@@ -144,3 +144,10 @@ def test_broken_quoting_is_refused() -> None:
 def test_a_header_alone_is_an_empty_settlement() -> None:
     settlement = parse_stripe(report())
     assert settlement.lines == () and settlement.totals == () and settlement.batch is None
+
+
+def test_amounts_whose_difference_is_not_money_are_refused_not_raised() -> None:
+    # each amount is within the limit, gross - fee is not: a located refusal, not a crash
+    row = CHARGE.replace("usd,25,1.03,23.97", "usd,9999999999999.99,-9999999999999.99,0")
+    error = refusal(report(row))
+    assert (error.line, error.column) == (2, 8) and "is not net" in error.reason
