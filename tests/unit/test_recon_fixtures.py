@@ -8,6 +8,7 @@ drifted the same way.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -143,3 +144,28 @@ def test_a_file_of_no_known_format_is_unsupported_not_damaged(data: bytes) -> No
     assert caught.value.reason.startswith("unsupported format")
     with pytest.raises(UnsupportedFormat):
         parse(data)
+
+
+def test_the_examples_in_the_docs_read_as_the_docs_say() -> None:
+    doc = (DATA.parents[2] / "docs" / "reconciliation.md").read_text()
+    blocks = re.findall(r"```(?:csv|xml)\n(.*?)```", doc, re.S)
+    stripe, adyen, camt = (parse(block.encode()) for block in blocks)
+    assert (stripe.source, adyen.source, camt.source) == (
+        Format.STRIPE,
+        Format.ADYEN,
+        Format.CAMT053,
+    )
+    first = stripe.lines[0]
+    assert (first.kind.value, first.reference, first.gross.minor, first.fee.minor) == (
+        "capture",
+        "ord_01",
+        2500,
+        103,
+    )
+    assert [(line.reference, line.net.minor) for line in adyen.lines[:2]] == [
+        ("ord_1", 9760),
+        ("rf_1", -2012),
+    ]
+    assert adyen.lines[0].booked_at_ms == 1_767_258_000_000  # 09:00 UTC
+    (deposit,) = camt.lines
+    assert (deposit.kind.value, deposit.reference, deposit.net.minor) == ("deposit", "41", 6548)
