@@ -4,9 +4,10 @@ Why: Adyen settles in numbered batches and lists each batch's movements in this 
 are found by the names Adyen documents (`Psp Reference`, `Merchant Reference`, `Type`,
 `Creation Date`, `TimeZone`, `Gross Currency`, `Gross Debit (GC)`, `Gross Credit (GC)`,
 `Net Currency`, `Net Debit (NC)`, `Net Credit (NC)`, `Commission (NC)`, `Markup (NC)`,
-`Scheme Fees (NC)`, `Interchange (NC)`, `Batch Number`, and the optional `Modification
-Reference` and `Modification Merchant Reference`); unknown columns are ignored and a missing
-required one is refused by name.
+`Scheme Fees (NC)`, `Interchange (NC)`, `Modification Reference`, `Modification Merchant
+Reference`, `Batch Number`); unknown columns are ignored and a missing one is refused by name.
+All are required, even those a row may leave empty: a reference falls back from one column to
+another, so a column silently missing (a damaged header) would change what a row refers to.
 
 Amounts are magnitudes: the column says the direction (a debit or a credit), so a movement
 fills exactly one of its debit and credit columns. A payment movement (Settled, Refunded,
@@ -33,6 +34,7 @@ REQUIRED_COLUMNS = (
     "Type",
     "Creation Date",
     "TimeZone",
+    "Modification Reference",
     "Gross Currency",
     "Gross Debit (GC)",
     "Gross Credit (GC)",
@@ -40,6 +42,7 @@ REQUIRED_COLUMNS = (
     "Net Debit (NC)",
     "Net Credit (NC)",
     *FEE_COLUMNS,
+    "Modification Merchant Reference",
     "Batch Number",
 )
 WRITTEN_COLUMNS = (
