@@ -44,6 +44,7 @@ REQUIRED_COLUMNS = (
     "reporting_category",
     "source_id",
 )
+OPTIONAL_COLUMNS = ("available_on_utc", "automatic_payout_id", ORDER_ID_COLUMN)
 WRITTEN_COLUMNS = (
     "balance_transaction_id",
     "created_utc",
@@ -82,7 +83,7 @@ def parse_stripe(data: bytes) -> Settlement:
     lines: list[SettlementLine] = []
     seen: dict[str, int] = {}
     end_line = 1
-    for row in read_rows(decode(data), REQUIRED_COLUMNS, "Stripe report"):
+    for row in read_rows(decode(data), REQUIRED_COLUMNS, "Stripe report", OPTIONAL_COLUMNS):
         end_line = row.line
         category = row.text("reporting_category").lower()
         if category not in CATEGORIES:

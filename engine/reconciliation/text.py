@@ -139,11 +139,15 @@ class Row:
         return value
 
 
-def read_rows(text: str, required: Sequence[str], what: str) -> Iterator[Row]:
+def read_rows(
+    text: str, required: Sequence[str], what: str, optional: Sequence[str] = ()
+) -> Iterator[Row]:
     """The data rows of a CSV report whose header holds every column of `required`.
 
     Header names match without regard to case or surrounding spaces; other columns are
-    ignored. Blank lines carry nothing and are skipped.
+    ignored, except one a single character away from an `optional` column we read: that is a
+    damaged header, and reading the column as absent would change what the rows say.
+    Blank lines carry nothing and are skipped.
     """
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     previous_line = 0
@@ -162,7 +166,7 @@ def read_rows(text: str, required: Sequence[str], what: str) -> Iterator[Row]:
                         line, index + 1, f"field is longer than {FIELD_LENGTH_MAX} characters"
                     )
             if columns is None:
-                columns = _header(line, fields, required, what)
+                columns = _header(line, fields, required, optional, what)
                 width = len(fields)
                 continue
             if len(fields) != width:
@@ -181,7 +185,13 @@ def read_rows(text: str, required: Sequence[str], what: str) -> Iterator[Row]:
         raise ParseError(1, 1, f"empty file: no {what} header")
 
 
-def _header(line: int, fields: Sequence[str], required: Sequence[str], what: str) -> dict[str, int]:
+def _header(
+    line: int,
+    fields: Sequence[str],
+    required: Sequence[str],
+    optional: Sequence[str],
+    what: str,
+) -> dict[str, int]:
     if len(fields) > COLUMNS_MAX:
         raise ParseError(line, COLUMNS_MAX + 1, f"header has more than {COLUMNS_MAX} columns")
     columns: dict[str, int] = {}
@@ -195,7 +205,32 @@ def _header(line: int, fields: Sequence[str], required: Sequence[str], what: str
         raise ParseError(
             line, len(fields) + 1, f"{what} header lacks required column {missing[0]!r}"
         )
+    known = {name.lower() for name in (*required, *optional)}
+    for name, index in columns.items():
+        if name in known:
+            continue
+        for wanted in optional:
+            if wanted.lower() not in columns and one_edit_apart(name, wanted.lower()):
+                raise ParseError(
+                    line,
+                    index + 1,
+                    f"column {fields[index].strip()!r} looks like a damaged {wanted!r}",
+                )
     return columns
+
+
+def one_edit_apart(left: str, right: str) -> bool:
+    """Whether one character replaced, inserted or deleted turns `left` into `right`."""
+    if abs(len(left) - len(right)) > 1 or left == right:
+        return False
+    if len(left) > len(right):
+        left, right = right, left
+    start = 0
+    while start < len(left) and left[start] == right[start]:
+        start += 1
+    if len(left) == len(right):
+        return left[start + 1 :] == right[start + 1 :]
+    return left[start:] == right[start + 1 :]
 
 
 def first_record(text: str) -> list[str] | None:

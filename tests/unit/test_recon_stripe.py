@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.money import Money
 from engine.reconciliation import Format, LineKind, ParseError, parse
 from engine.reconciliation.stripe import parse_stripe
+from engine.reconciliation.text import one_edit_apart
 
 HEADER = (
     "balance_transaction_id,created_utc,created,available_on_utc,currency,gross,fee,net,"
@@ -151,3 +154,47 @@ def test_amounts_whose_difference_is_not_money_are_refused_not_raised() -> None:
     row = CHARGE.replace("usd,25,1.03,23.97", "usd,9999999999999.99,-9999999999999.99,0")
     error = refusal(report(row))
     assert (error.line, error.column) == (2, 8) and "is not net" in error.reason
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    ["automatic_payout_iX", "automatic_payoutid", "available_on_utcc", "payment_metadata[orderid]"],
+)
+def test_a_damaged_optional_column_name_is_refused_not_read_as_absent(damaged: str) -> None:
+    names = HEADER.split(",")
+    wanted = next(name for name in names if one_edit_apart(name, damaged))
+    error = refusal(report(CHARGE, header=HEADER.replace(wanted, damaged)))
+    assert (error.line, error.column) == (1, names.index(wanted) + 1)
+    assert f"looks like a damaged {wanted!r}" in error.reason
+
+
+def test_an_optional_column_may_be_absent() -> None:
+    names = HEADER.split(",")
+    keep = [
+        i for i, name in enumerate(names) if name not in ("available_on_utc", "automatic_payout_id")
+    ]
+    values = CHARGE.split(",")
+    line = parse(
+        report(",".join(values[i] for i in keep), header=",".join(names[i] for i in keep))
+    ).lines[0]
+    assert line.batch is None and line.value_at_ms is None and line.net == Money(2397, "USD")
+
+
+@given(
+    st.text(max_size=12),
+    st.integers(0, 12),
+    st.characters(),
+    st.sampled_from(["replace", "insert", "delete"]),
+)
+def testone_edit_apart_holds_for_every_single_edit(
+    text: str, at: int, char: str, edit: str
+) -> None:
+    at = min(at, len(text))
+    if edit == "replace" and at < len(text):
+        edited = text[:at] + char + text[at + 1 :]
+    elif edit == "insert":
+        edited = text[:at] + char + text[at:]
+    else:
+        edited = text[:at] + text[at + 1 :]
+    assert one_edit_apart(text, edited) == (edited != text)
+    assert one_edit_apart(edited, text) == (edited != text)
