@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 
 from engine.reconciliation.adyen import parse_adyen, write_adyen
-from engine.reconciliation.camt053 import parse_camt053, write_camt053
+from engine.reconciliation.camt053 import parse_camt053
+from engine.reconciliation.camt053_write import write_camt053
 from engine.reconciliation.line import (
     CurrencyTotals,
     Format,
