@@ -178,3 +178,26 @@ def numbered(lines: list[SettlementLine], first: int = 2) -> list[SettlementLine
 
 def unnumbered(lines: tuple[SettlementLine, ...] | list[SettlementLine]) -> list[SettlementLine]:
     return [attrs.evolve(line, line_number=1) for line in lines]
+
+
+@st.composite
+def any_lines(draw: st.DrawFn, currency: str | None = None) -> SettlementLine:
+    """A valid canonical line of any kind, sign and shape: some a format cannot carry."""
+    code = currency or draw(st.sampled_from(CURRENCIES))
+    gross = draw(_signed(0))
+    fee = draw(st.sampled_from([0, 0, draw(_signed(0))]))
+    reference = draw(references)
+    return SettlementLine(
+        source=Format.STRIPE,
+        line_number=1,
+        kind=draw(st.sampled_from(list(LineKind))),
+        reference=reference,
+        psp_reference=draw(optional_references),
+        order_reference=draw(st.sampled_from([None, reference]) | optional_references),
+        gross=Money(gross, code),
+        fee=Money(fee, code),
+        net=Money(gross - fee, code),
+        batch=draw(st.none() | references),
+        booked_at_ms=draw(seconds_ms),
+        value_at_ms=draw(st.none() | seconds_ms),
+    )

@@ -285,10 +285,14 @@ def write_adyen(
 ) -> bytes:
     """An Adyen-shaped Settlement Details Report of `lines`, times written in UTC to the second.
 
+    Refuses (InvalidInput) a line the report cannot carry or that its reader would refuse, so
+    `parse_adyen` gives the lines back (times floored to the second).
+
     The whole fee goes in `Commission (NC)`; a payment line's `order_reference` goes in
     `Merchant Reference` and its own reference in `Modification Merchant Reference`.
     """
     rows: list[list[str]] = []
+    written: set[tuple[str, str | None, str]] = set()
     for line in lines:
         type_name = _TYPE_OF_KIND.get(line.kind)
         if type_name is None:
@@ -300,6 +304,15 @@ def write_adyen(
             raise InvalidInput("an Adyen Settled line's reference is its order id")
         if not payment and (not line.fee.is_zero() or line.order_reference is not None):
             raise InvalidInput(f"an Adyen {type_name} has neither fee nor order reference")
+        if line.value_at_ms is not None:
+            raise InvalidInput("an Adyen settlement details report carries no value date")
+        _, sign = PAYMENT_TYPES[type_name] if payment else BALANCE_TYPES[type_name]
+        if sign and (line.gross if payment else line.net).minor * sign <= 0:
+            raise InvalidInput(f"a {type_name} of {line.gross} has the wrong direction")
+        key = (type_name, line.psp_reference, line.reference)
+        if key in written:
+            raise InvalidInput(f"a second {type_name} {line.reference!r} ({line.psp_reference})")
+        written.add(key)
         modification = payment and line.kind is not LineKind.CAPTURE
         gross_debit, gross_credit = _columns(line.gross) if payment else ("", "")
         net_debit, net_credit = _columns(line.net)

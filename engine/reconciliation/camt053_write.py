@@ -56,6 +56,11 @@ def write_camt053(
         raise InvalidInput(f"entries_count {statement.entries_count} but {len(lines)} lines")
     if not (statement.currency == statement.opening.currency == statement.closing.currency):
         raise InvalidInput("the statement's balances are not in its currency")
+    bank_ids = [line.psp_reference for line in lines if line.psp_reference is not None]
+    if len(set(bank_ids)) != len(bank_ids):
+        raise InvalidInput("two entries share one bank reference (AcctSvcrRef)")
+    if any(line.reference == "NOTPROVIDED" for line in lines):
+        raise InvalidInput("'NOTPROVIDED' is camt.053's word for no EndToEndId, not a reference")
     new_style = version >= "001.03"
     created_ms = statement.created_at_ms if statement.created_at_ms is not None else 0
     document = ElementTree.Element("Document", {"xmlns": NAMESPACE_PREFIX + version})

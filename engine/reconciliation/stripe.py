@@ -144,18 +144,25 @@ def write_stripe(
 ) -> bytes:
     """A Stripe-shaped itemized report of `lines` (what the fake PSP sends).
 
-    Times are written to the second, as Stripe does. `trim_decimals` writes amounts the way
-    Stripe does ("25", "-0.5"); without it every amount has the currency's exponent.
+    Refuses (InvalidInput) a line the report cannot carry or that its reader would refuse, so
+    `parse_stripe` gives the lines back. Times are written to the second, as Stripe does.
+    `trim_decimals` writes amounts the way Stripe does ("25", "-0.5"); without it every amount
+    has the currency's exponent.
     """
     rows: list[list[str]] = []
+    written: set[str] = set()
     for line in lines:
         category = _CATEGORY_OF_KIND.get(line.kind)
         if category is None:
             raise InvalidInput(f"a Stripe report has no line of kind {line.kind}")
-        if line.psp_reference is None:
-            raise InvalidInput("a Stripe report line needs its balance transaction id")
+        if line.psp_reference is None or line.psp_reference in written:
+            raise InvalidInput("each Stripe report line needs a balance transaction id of its own")
+        written.add(line.psp_reference)
         if line.kind is LineKind.CAPTURE and line.order_reference != line.reference:
             raise InvalidInput("a Stripe charge's reference is its order id (order_reference)")
+        _, sign = CATEGORIES[category]
+        if sign and line.gross.minor * sign <= 0:
+            raise InvalidInput(f"a {category} of gross {line.gross} has the wrong sign")
         amount = trimmed_amount if trim_decimals else Money.to_wire
         rows.append(
             [

@@ -14,15 +14,18 @@ import io
 import re
 from collections.abc import Callable
 
+import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from engine.money import format_amount, parse_amount
+from engine.errors import InvalidInput
+from engine.money import Money, format_amount, parse_amount
 from engine.reconciliation import (
     Format,
     ParseError,
     Settlement,
+    StatementFacts,
     detect,
     parse,
     write_adyen,
@@ -34,7 +37,10 @@ from engine.reconciliation.camt053 import SUPPORTED_VERSIONS
 from engine.reconciliation.stripe import WRITTEN_COLUMNS as WRITTEN_STRIPE
 from tests.recon_strategies import (
     ADYEN_PAYMENT_SIGNS,
+    CURRENCIES,
     adyen_lines,
+    any_lines,
+    camt_lines,
     numbered,
     statements,
     stripe_lines,
@@ -229,3 +235,44 @@ def test_a_statement_entry_moved_by_one_minor_unit_is_refused(statement, data) -
     tampered = text[: amount.start(2)] + bumped + text[amount.end(2) :]
     with pytest.raises(ParseError):
         parse(tampered.encode())
+
+
+@given(st.lists(st.one_of(any_lines(), stripe_lines(), adyen_lines()), max_size=6))
+def test_a_csv_writer_refuses_what_its_reader_would_not_give_back(lines) -> None:  # type: ignore[no-untyped-def]
+    for source, write in ((Format.STRIPE, write_stripe), (Format.ADYEN, write_adyen)):
+        mine = [attrs.evolve(line, source=source) for line in lines]
+        try:
+            data = write(mine)
+        except InvalidInput:
+            event(f"{source} writer refused")
+            continue
+        event(f"{source} writer wrote")
+        assert list(parse(data, source).lines) == numbered(mine)
+
+
+statement_lines = st.sampled_from(CURRENCIES).flatmap(
+    lambda code: st.tuples(
+        st.just(code), st.lists(st.one_of(any_lines(code), camt_lines(code)), max_size=6)
+    )
+)
+
+
+@given(statement_lines, st.integers(-(10**9), 10**9))
+def test_the_statement_writer_refuses_what_its_reader_would_not_give_back(
+    code_and_lines, opening
+) -> None:  # type: ignore[no-untyped-def]
+    code, lines = code_and_lines
+    mine = [attrs.evolve(line, source=Format.CAMT053) for line in lines]
+    closing = opening + sum(line.net.minor for line in mine)
+    facts = StatementFacts(
+        "S-1", "ACCT-1", code, Money(opening, code), Money(closing, code), None, len(mine)
+    )
+    try:
+        data = write_camt053(facts, mine)
+    except InvalidInput:
+        event("camt053 writer refused")
+        return
+    event("camt053 writer wrote")
+    settlement = parse(data, Format.CAMT053)
+    assert unnumbered(settlement.lines) == unnumbered(mine)
+    assert settlement.statements == (facts,)
