@@ -71,6 +71,10 @@ class UnsupportedFormat(ParseError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(1, 1, f"unsupported format: {detail}")
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[UnsupportedFormat], tuple[str]]:  # type: ignore[override]
+        return (type(self), (self.detail,))
 
 
 def _check_reference(instance: object, attribute: attrs.Attribute[str], value: str) -> None:

@@ -63,9 +63,6 @@ class Row:
         self._fields = fields
         self._columns = columns
 
-    def has(self, name: str) -> bool:
-        return name.lower() in self._columns
-
     def error(self, name: str, reason: str) -> ParseError:
         column = self._columns.get(name.lower(), 0) + 1
         return ParseError(self.line, column, f"{name}: {reason}")

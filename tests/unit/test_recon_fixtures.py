@@ -8,6 +8,7 @@ drifted the same way.
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import re
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +16,7 @@ from types import ModuleType
 import pytest
 
 from engine.money import Money
-from engine.reconciliation import Format, UnsupportedFormat, detect, parse
+from engine.reconciliation import Format, ParseError, UnsupportedFormat, detect, parse
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -169,3 +170,10 @@ def test_the_examples_in_the_docs_read_as_the_docs_say() -> None:
     assert adyen.lines[0].booked_at_ms == 1_767_258_000_000  # 09:00 UTC
     (deposit,) = camt.lines
     assert (deposit.kind.value, deposit.reference, deposit.net.minor) == ("deposit", "41", 6548)
+
+
+def test_refusals_survive_pickling_with_their_location() -> None:
+    for error in (ParseError(3, 7, "net: is empty"), UnsupportedFormat("the file is empty")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert (copy.line, copy.column, copy.reason) == (error.line, error.column, error.reason)
