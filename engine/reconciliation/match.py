@@ -1,0 +1,242 @@
+"""Matching a settlement file against the ledger: every line and every expected movement gets
+exactly one verdict, and each verdict says what to do.
+
+Why pure: reconciliation is the last line of defence ("never trust the PSP, never trust
+ourselves"), so its rules must be testable on their own, without a database or a PSP. The
+caller (an actor, the CLI) reads what the ledger knows of the file's references into
+`LedgerFacts`, calls `match`, and carries out the actions through the same actors and ledger
+rules as live traffic.
+
+Classes, the seed's three plus the good case:
+
+- `matched`: the line is what the ledger expects (reference, amount, currency, fee); its
+  settlement is posted (Dr bank, Dr psp_fees, Cr psp_clearing).
+- `auto_fixed`: the file proves something we can repair by the normal path: the PSP captured an
+  order we never heard of (its order actor asks the PSP and books it), or a PSP fee line we have
+  not posted (posted).
+- `manual_review`: we know the reference but the money differs: amount, currency or fee, or the
+  PSP says captured what we recorded as failed. A person decides; nothing is posted.
+- `investigate`: we cannot attribute it: an unknown reference, a reference twice in one file or
+  already settled by an earlier file, a movement the ledger expected in this file's window that
+  the file lacks.
+
+Every item names the file line (or none, for a missing movement), the reference, what we
+expected and what the file says, so a report can show it and a person can act.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Mapping
+
+import attrs
+
+from engine.money import Money
+from engine.reconciliation.line import LineKind, Settlement, SettlementLine
+from engine.states import OrderStatus
+
+
+class ItemClass(enum.StrEnum):
+    MATCHED = "matched"
+    AUTO_FIXED = "auto_fixed"
+    MANUAL_REVIEW = "manual_review"
+    INVESTIGATE = "investigate"
+
+
+class Reason(enum.StrEnum):
+    """Why an item is in its class (one per rule; reports and tests name them)."""
+
+    AS_EXPECTED = "as_expected"
+    CAPTURE_NOT_HEARD = "capture_not_heard"  # the PSP captured; we never learned it
+    FEE_NOT_POSTED = "fee_not_posted"
+    AMOUNT_DIFFERS = "amount_differs"
+    CURRENCY_DIFFERS = "currency_differs"
+    FEE_DIFFERS = "fee_differs"
+    CAPTURED_BUT_FAILED = "captured_but_failed"
+    UNKNOWN_REFERENCE = "unknown_reference"
+    DUPLICATE_REFERENCE = "duplicate_reference"
+    ALREADY_SETTLED = "already_settled"
+    MISSING_FROM_FILE = "missing_from_file"
+    KIND_NOT_RECONCILED = "kind_not_reconciled"  # refunds, disputes, payouts: not yet
+
+
+class Action(enum.StrEnum):
+    """What carrying out an item means (the caller does it, through the normal path)."""
+
+    POST_SETTLEMENT = "post_settlement"  # Dr bank net / Dr psp_fees fee / Cr psp_clearing gross
+    COMPLETE_ORDER = "complete_order"  # the order actor asks the PSP, books, then settle
+    POST_FEE = "post_fee"  # Dr psp_fees / Cr psp_clearing
+    NONE = "none"
+
+
+@attrs.frozen
+class Capture:
+    """What the ledger knows of one order the PSP may settle."""
+
+    order_id: str
+    amount: Money
+    status: OrderStatus
+    #: The batch (file) that already settled it, if one did.
+    settled_by: str | None = None
+
+
+@attrs.frozen
+class LedgerFacts:
+    """The ledger's side of one file: the captures its lines name, and those it must contain.
+
+    `captures` holds every order a line names (and may hold more); `expected` is the orders the
+    ledger says the PSP must settle in this file's window (captured, unsettled, old enough).
+    `fee_bps` / `fee_fixed_minor` are the PSP's contracted fee per capture (None: no contract
+    known, so no fee is judged).
+    """
+
+    captures: Mapping[str, Capture]
+    expected: Collection[str] = ()
+    fee_bps: int | None = None
+    fee_fixed_minor: Mapping[str, int] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class Item:
+    klass: ItemClass
+    reason: Reason
+    reference: str
+    action: Action
+    #: The file's line (None for a movement missing from the file).
+    line_number: int | None = None
+    expected: Money | None = None
+    found: Money | None = None
+    detail: str = ""
+
+
+@attrs.frozen
+class Matching:
+    """The verdict on a whole file: one item per line, plus one per missing movement."""
+
+    items: tuple[Item, ...]
+
+    def count(self, klass: ItemClass) -> int:
+        return sum(1 for item in self.items if item.klass is klass)
+
+    def money(self, klass: ItemClass) -> dict[str, int]:
+        """Per currency, the minor units of the items of `klass` (what the file says, else what
+        we expected)."""
+        totals: dict[str, int] = {}
+        for item in self.items:
+            amount = item.found if item.found is not None else item.expected
+            if item.klass is klass and amount is not None:
+                totals[amount.currency] = totals.get(amount.currency, 0) + amount.minor
+        return dict(sorted(totals.items()))
+
+    @property
+    def clean(self) -> bool:
+        """Nothing needs a person."""
+        return not any(
+            item.klass in (ItemClass.MANUAL_REVIEW, ItemClass.INVESTIGATE) for item in self.items
+        )
+
+
+def expected_fee(gross: Money, facts: LedgerFacts) -> Money | None:
+    """The contracted fee for a capture of `gross`, rounded half up to a minor unit."""
+    if facts.fee_bps is None:
+        return None
+    variable, remainder = divmod(gross.minor * facts.fee_bps, 10_000)
+    if 2 * remainder >= 10_000:
+        variable += 1
+    return Money(variable + facts.fee_fixed_minor.get(gross.currency, 0), gross.currency)
+
+
+def _on_line(
+    klass: ItemClass,
+    reason: Reason,
+    action: Action,
+    line: SettlementLine,
+    expected: Money | None = None,
+    detail: str = "",
+) -> Item:
+    return Item(
+        klass,
+        reason,
+        line.reference,
+        action,
+        line_number=line.line_number,
+        expected=expected,
+        found=line.gross,
+        detail=detail,
+    )
+
+
+def _capture_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> Item:
+    ref = line.reference
+    if ref in seen:
+        detail = "the reference is on an earlier line of this file"
+        return _on_line(
+            ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, detail=detail
+        )
+    seen.add(ref)
+    capture = facts.captures.get(ref)
+    if capture is None:
+        return _on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+    expected = capture.amount
+    if capture.settled_by is not None:
+        detail = f"settled by {capture.settled_by}"
+        return _on_line(
+            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
+        )
+    review = ItemClass.MANUAL_REVIEW
+    if line.currency != expected.currency:
+        return _on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+    if line.gross != expected:
+        return _on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+    fee = expected_fee(line.gross, facts)
+    if fee is not None and line.fee != fee:
+        detail = f"fee {line.fee}, contract {fee}"
+        return _on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
+    if capture.status is OrderStatus.SUCCESS:
+        return _on_line(
+            ItemClass.MATCHED, Reason.AS_EXPECTED, Action.POST_SETTLEMENT, line, expected
+        )
+    if capture.status is OrderStatus.EXECUTING:
+        return _on_line(
+            ItemClass.AUTO_FIXED, Reason.CAPTURE_NOT_HEARD, Action.COMPLETE_ORDER, line, expected
+        )
+    detail = f"the order is {capture.status}"
+    return _on_line(review, Reason.CAPTURED_BUT_FAILED, Action.NONE, line, expected, detail)
+
+
+def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
+    """One item per line of `settlement`, then one per expected capture the file lacks."""
+    items: list[Item] = []
+    seen: set[str] = set()
+    for line in settlement.lines:
+        if line.kind is LineKind.CAPTURE:
+            items.append(_capture_item(line, facts, seen))
+        elif line.kind is LineKind.FEE:
+            items.append(
+                _on_line(ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE, line)
+            )
+        else:
+            detail = f"{line.kind} lines are not matched yet"
+            items.append(
+                _on_line(
+                    ItemClass.INVESTIGATE,
+                    Reason.KIND_NOT_RECONCILED,
+                    Action.NONE,
+                    line,
+                    None,
+                    detail,
+                )
+            )
+    for order_id in sorted(set(facts.expected) - seen):
+        capture = facts.captures.get(order_id)
+        items.append(
+            Item(
+                ItemClass.INVESTIGATE,
+                Reason.MISSING_FROM_FILE,
+                order_id,
+                Action.NONE,
+                expected=None if capture is None else capture.amount,
+                detail="captured and due in this file's window, not in the file",
+            )
+        )
+    return Matching(tuple(items))
