@@ -75,6 +75,8 @@ class PostgresLimits:
     #: Commit, rollback and release, each shielded from cancellation for at most this long.
     commit_timeout_s: float = 10.0
     shutdown_timeout_s: float = 5.0
+    #: /readyz waits this long for the database: a partitioned database is "not ready" fast.
+    readiness_timeout_s: float = 2.0
 
     def check(self) -> PostgresLimits:
         if not 0 < self.pool_size_min <= self.pool_size_max:
@@ -400,7 +402,7 @@ class PostgresStore:
 
     async def readiness(self) -> list[str]:
         try:
-            with trio.fail_after(self._limits.connect_timeout_s):
+            with trio.fail_after(self._limits.readiness_timeout_s):
                 return await self._read(api.readiness)
         except migrations.MigrationError as exc:
             return [str(exc)]
