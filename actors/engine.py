@@ -9,6 +9,7 @@ payments and hands each to its checkout actor, which takes it from wherever it s
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
 from actors.runtime import ActorSystem
 from actors.service import PaymentService
+from actors.store_retry import when_store_answers
 from actors.timers import Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
@@ -95,11 +97,19 @@ class Engine:
         return self.ctx.system
 
     async def recover(self) -> None:
-        """Hand every unfinished payment to its checkout actor (idempotent)."""
+        """Hand every unfinished payment to its checkout actor (idempotent); an unavailable
+        store is waited out (actors/store_retry.py), so an outage at start delays recovery
+        instead of ending the engine."""
         after: str | None = None
         while True:
-            page = await self.ctx.store.list_unfinished_payments(
-                self.ctx.config.recovery_batch_size_max, after
+            page = await when_store_answers(
+                self.ctx.config,
+                "recovery",
+                functools.partial(
+                    self.ctx.store.list_unfinished_payments,
+                    self.ctx.config.recovery_batch_size_max,
+                    after,
+                ),
             )
             if not page:
                 break

@@ -18,6 +18,14 @@ Guarantees:
   stopped and the crash loop is recorded, logged at error level and reported by
   `statistics()` and `health()`: it surfaces, it is never silent. The next message for that
   key starts a fresh incarnation.
+- Outages are weather, not death. A reload (`on_start`, at spawn, after a crash or a lost
+  race) that finds the store unavailable (`StoreUnavailable`) waits and tries again, with
+  backoff (`store_retry_delay_s_base` doubling to `store_retry_delay_s_max`), for as long as the
+  store is down. A handler that finds it unavailable has committed nothing: its asker hears
+  `StoreUnavailable` at once (the API answers 503), and the actor waits, reloads and handles the
+  same message again, so a `tell` is not lost to an outage. Neither counts as a crash, so an
+  outage never stops an actor for crash-looping. Any other error of a reload is a crash under
+  the restart policy: it never escapes into the engine's nursery.
 - `trio.Cancelled` is never caught: shutting the system down cancels every actor.
 """
 
@@ -31,8 +39,8 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from engine.errors import VersionConflict
-from engine.limits import EngineConfig
+from engine.errors import StoreUnavailable, VersionConflict
+from engine.limits import EngineConfig, store_retry_delay_s
 
 log = logging.getLogger("payengine.actors")
 
@@ -148,6 +156,10 @@ class Statistics:
     restarts: int
     messages_handled: int
     crash_loops: tuple[CrashLoop, ...]
+    #: Reloads and messages that found the store unavailable and were retried after a wait.
+    store_retries: int = 0
+    #: Actors waiting right now for the store to answer again.
+    store_waiting: int = 0
 
 
 class ActorSystem:
@@ -164,6 +176,8 @@ class ActorSystem:
         self._passivated = 0
         self._restarts = 0
         self._handled = 0
+        self._store_retries = 0
+        self._store_waiting = 0
         self._crash_loops: deque[CrashLoop] = deque(maxlen=CRASH_LOOPS_KEPT_MAX)
         self._capacity = trio.Semaphore(config.actors_max)
         #: Actors waiting for a message, by when they started waiting (oldest first), for
@@ -254,7 +268,8 @@ class ActorSystem:
     async def _run(self, cell: _Cell, actor: Actor) -> None:
         crashes: deque[float] = deque()
         try:
-            await actor.on_start()
+            if not await self._start(cell, actor, crashes):
+                return
             while True:
                 try:
                     try:  # a queued message needs no waiting
@@ -319,32 +334,83 @@ class ActorSystem:
         if self._cells.get((cell.kind, cell.key)) is cell:
             del self._cells[(cell.kind, cell.key)]
 
+    async def _start(self, cell: _Cell, actor: Actor, crashes: deque[float]) -> bool:
+        """(Re)load the actor's state; False when it must stop (crash loop).
+
+        An unavailable store is waited out (see the module docstring); any other error is a
+        crash, and the reload is tried again under the restart policy.
+        """
+        while True:
+            try:
+                await self._start_when_store_answers(cell, actor)
+                return True
+            except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
+                if not self._crashed(cell, crashes, exc):
+                    return False
+
+    async def _start_when_store_answers(self, cell: _Cell, actor: Actor) -> None:
+        attempt = 0
+        while True:
+            try:
+                await actor.on_start()
+                return
+            except StoreUnavailable as exc:
+                attempt += 1
+                await self._wait_for_store(cell, attempt, exc)
+
+    async def _wait_for_store(self, cell: _Cell, attempt: int, exc: StoreUnavailable) -> None:
+        self._store_retries += 1
+        delay_s = store_retry_delay_s(self._config, attempt)
+        if attempt == 1:
+            log.warning("actor %s %r waits for the store: %s", cell.kind, cell.key, exc)
+        self._store_waiting += 1
+        try:
+            await trio.sleep(delay_s)
+        finally:
+            self._store_waiting -= 1
+
+    def _crashed(self, cell: _Cell, crashes: deque[float], exc: Exception) -> bool:
+        """Count a crash against the restart policy; False when the actor must stop."""
+        now = trio.current_time()
+        crashes.append(now)
+        while crashes and crashes[0] < now - self._config.restart_window_s:
+            crashes.popleft()
+        if len(crashes) > self._config.restarts_per_window_max:
+            loop = CrashLoop(cell.kind, str(cell.key), len(crashes), repr(exc))
+            self._crash_loops.append(loop)
+            log.error("actor crash loop, stopped: %s", loop, exc_info=exc)
+            self._fail_queued(cell)
+            return False
+        self._restarts += 1
+        log.warning("actor %s %r crashed, restarting: %r", cell.kind, cell.key, exc)
+        return True
+
     async def _handle(
         self, cell: _Cell, actor: Actor, envelope: _Envelope, crashes: deque[float]
     ) -> bool:
         """Handle one message; False when the actor must stop (crash loop)."""
-        try:
-            try:  # the first try inline: one coroutine less per message on the common path
-                reply = await actor.receive(envelope.message)
-            except VersionConflict:
-                await actor.on_start()  # someone else wrote the row: reload and re-decide
-                reply = await self._with_conflict_retries(actor, envelope.message)
-        except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
-            self._reply(envelope, False, ActorCrashed(f"{cell.kind} {cell.key!r}: {exc!r}"))
-            now = trio.current_time()
-            crashes.append(now)
-            while crashes and crashes[0] < now - self._config.restart_window_s:
-                crashes.popleft()
-            if len(crashes) > self._config.restarts_per_window_max:
-                loop = CrashLoop(cell.kind, str(cell.key), len(crashes), repr(exc))
-                self._crash_loops.append(loop)
-                log.error("actor crash loop, stopped: %s", loop, exc_info=exc)
-                self._fail_queued(cell)
-                return False
-            self._restarts += 1
-            log.warning("actor %s %r crashed, restarting: %r", cell.kind, cell.key, exc)
-            await actor.on_start()
-            return True
+        outage_attempt = 0
+        while True:
+            try:
+                try:  # the first try inline: one coroutine less per message on the common path
+                    reply = await actor.receive(envelope.message)
+                except VersionConflict:
+                    await actor.on_start()  # someone else wrote the row: reload and re-decide
+                    reply = await self._with_conflict_retries(actor, envelope.message)
+                break
+            except StoreUnavailable as exc:
+                # Nothing was committed (a commit that lost its connection is as after a
+                # crash): tell the asker now, wait, reload and handle the same message again.
+                self._reply(envelope, False, exc)
+                outage_attempt += 1
+                await self._wait_for_store(cell, outage_attempt, exc)
+                if not await self._start(cell, actor, crashes):
+                    return False
+            except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
+                self._reply(envelope, False, ActorCrashed(f"{cell.kind} {cell.key!r}: {exc!r}"))
+                if not self._crashed(cell, crashes, exc):
+                    return False
+                return await self._start(cell, actor, crashes)
         cell.handled += 1
         self._handled += 1
         self._reply(envelope, True, reply)
@@ -399,6 +465,8 @@ class ActorSystem:
             restarts=self._restarts,
             messages_handled=self._handled,
             crash_loops=tuple(self._crash_loops),
+            store_retries=self._store_retries,
+            store_waiting=self._store_waiting,
         )
 
     def health(self) -> list[str]:

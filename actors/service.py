@@ -20,7 +20,7 @@ import attrs
 from actors.context import Context
 from actors.messages import CHECKOUT, ORDER, ApplyPspEvent, RegisterCheckout
 from actors.runtime import AskTimeout
-from engine.errors import DuplicateKey, InvalidInput
+from engine.errors import DuplicateKey, InvalidInput, StoreUnavailable
 from engine.gateway import REFUND_EVENTS, SESSION_EVENTS, PspNotification
 from engine.money import AMOUNT_MINOR_MAX, currency_exponent
 from engine.records import Payment, PaymentOrder, PspEvent
@@ -115,6 +115,13 @@ class VelocityWindow:
             times.popleft()
         return len(times)
 
+    def forget(self, buyer_id: str, now_s: float) -> None:
+        """Take back an `add` whose checkout was never recorded (the store was unavailable),
+        so a client retrying through an outage is not rejected for velocity."""
+        times = self._seen.get(buyer_id)
+        if times is not None and now_s in times:
+            times.remove(now_s)
+
     def add(self, buyer_id: str, now_s: float) -> None:
         times = self._seen.pop(buyer_id, None) or deque()
         times.append(now_s)
@@ -199,6 +206,9 @@ class PaymentService:
                         },
                     )
                 )
+        except StoreUnavailable:
+            self.velocity.forget(command.buyer_id, now_s)
+            raise
         except DuplicateKey as exc:
             if exc.key != "payments.checkout_id":
                 raise
@@ -217,8 +227,10 @@ class PaymentService:
                 timeout_s=register_timeout_s,
             )
             payment = registered
-        except AskTimeout:
-            pass  # the actor keeps trying; the client sees CREATED and may read it again
+        except (AskTimeout, StoreUnavailable):
+            # The payment is recorded; its actor keeps registering it (after an outage too,
+            # actors/runtime.py): the client sees CREATED and may read it again.
+            pass
         return PaymentView(payment, orders, created=True)
 
     async def _existing(self, command: CreateCheckout) -> PaymentView | Rejection | None:

@@ -66,3 +66,12 @@ class NegativeBalance(StoreError):
 
 class AppendOnlyViolation(StoreError):
     """An attempt to change or delete a ledger row; the ledger is append-only."""
+
+
+class StoreUnavailable(PayengineError):
+    """The database did not answer: refused, dropped or timed out the connection.
+
+    Weather, not a bug: nothing of the unit of work was committed (or, for a commit that lost
+    its connection, the outcome is unknown, as after a crash), and the same call may succeed
+    once the database is back. Callers retry with backoff (actors) or answer 503 (the API).
+    """

@@ -23,6 +23,12 @@ class EngineConfig:
     restart_window_s: float = 60.0
     shutdown_timeout_s: float = 5.0
     recovery_batch_size_max: int = 500
+    #: While the store is unavailable (an outage: StoreUnavailable), an actor's reload, the
+    #: message it was handling and recovery wait and retry, the delay doubling from the base to
+    #: the cap; they never give up while the store is down (outages are weather, not death).
+    #: The cap bounds how long after the store is back work resumes.
+    store_retry_delay_s_base: float = 0.05
+    store_retry_delay_s_max: float = 2.0
 
     # --- checkout ----------------------------------------------------------------------------
     checkout_expiry_s: float = 30 * 60.0
@@ -90,6 +96,8 @@ class EngineConfig:
                 "notification_attempts_max",
                 "notification_delay_s_base",
                 "recovery_batch_size_max",
+                "store_retry_delay_s_base",
+                "store_retry_delay_s_max",
             )
         }
         for name, value in positive.items():
@@ -99,6 +107,10 @@ class EngineConfig:
             raise InvalidInput("config outbox_linger_s must be within [0, outbox_poll_interval_s)")
         if self.retry_delay_s_base > self.retry_delay_s_max:
             raise InvalidInput("config retry_delay_s_base must not exceed retry_delay_s_max")
+        if self.store_retry_delay_s_base > self.store_retry_delay_s_max:
+            raise InvalidInput(
+                "config store_retry_delay_s_base must not exceed store_retry_delay_s_max"
+            )
         if self.retry_delay_factor < 1:
             raise InvalidInput("config retry_delay_factor must be at least 1")
         if not 0 <= self.retry_jitter_ratio < 1:
@@ -124,3 +136,12 @@ def backoff_delay_s(
     assert attempt >= 1 and 0.0 <= unit < 1.0
     delay = min(cap_s, base_s * factor ** min(attempt - 1, 64))
     return max(0.0, delay * (1.0 + jitter_ratio * (2.0 * unit - 1.0)))
+
+
+def store_retry_delay_s(config: EngineConfig, attempt: int) -> float:
+    """How long to wait before the `attempt`-th retry of a call the unavailable store refused:
+    doubling from `store_retry_delay_s_base` to `store_retry_delay_s_max`, without jitter (no
+    rng is drawn, so a simulated run's trace does not depend on whether an outage happened)."""
+    return backoff_delay_s(
+        attempt, config.store_retry_delay_s_base, 2.0, config.store_retry_delay_s_max, 0.0, 0.0
+    )

@@ -98,7 +98,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             api_url = None if options is None else options.api_url
             code = await run_demo(store, where, keys=keys, api_url=api_url)
             if code == EXIT_OK and options is not None:
-                await serve_api(store, config, options, where)
+                code = await serve_api(store, config, options, where)
             return code
 
     return _run(go)

@@ -140,10 +140,15 @@ async def mint_keys(store: Store, scopes: tuple[str, ...], label: str) -> dict[s
     return made
 
 
-async def serve_api(store: Store, config: Config, options: ServeOptions, where: str) -> None:
+async def serve_api(store: Store, config: Config, options: ServeOptions, where: str) -> int:
     """Serve the API (and the fake PSP's face) on `store` until SIGINT/SIGTERM, then stop
-    gracefully: listeners close, in-flight requests finish, the engine stops."""
+    gracefully: listeners close, in-flight requests finish, the engine stops; EXIT_OK.
+
+    If the engine is gone (web/liveness.py: it ended with an error while serving), stop the
+    same way and return EXIT_FAILED, so that a supervisor restarts the process. A database
+    outage does not end the engine (docs/operations.md)."""
     from web.app import create_app
+    from web.liveness import LIVENESS_EXTENSION, Liveness
     from web.psp_face.app import PspFaceSettings, create_psp_app
     from web.runtime import Wiring
     from web.settings import WebSettings
@@ -184,9 +189,24 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
         )
         tune_for_serving()  # started: what is alive now lives as long as the process
         print(f"payengine API on {api_url} ({where}); docs at {api_url}/docs", flush=True)
-        await wait_for_signal()
+        liveness: Liveness = api.extensions[LIVENESS_EXTENSION]
+        async with trio.open_nursery() as waiting:  # the first of a signal or the engine gone
+
+            async def signalled() -> None:
+                await wait_for_signal()
+                waiting.cancel_scope.cancel()
+
+            async def engine_gone() -> None:
+                await liveness.gone.wait()
+                waiting.cancel_scope.cancel()
+
+            waiting.start_soon(signalled)
+            waiting.start_soon(engine_gone)
+        if liveness.reason is not None:
+            print(f"{liveness.reason}; stopping (exit {EXIT_FAILED})", flush=True)
         print("shutting down: finishing in-flight requests", flush=True)
         stop.set()
+    return EXIT_OK if liveness.reason is None else EXIT_FAILED
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -203,8 +223,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
                 made = await mint_keys(store, ("storefront", "admin"), "serve --print-keys")
                 for scope, text in made.items():
                     print(f"{scope} key: {text}", flush=True)
-            await serve_api(store, config, options, where)
-        return EXIT_OK
+            return await serve_api(store, config, options, where)
 
     return _run(go)
 

@@ -6,8 +6,9 @@ quart-trio's `app.nursery` before serving) opens the store, the gateway and the 
 requests before the lifespan ends. Every request passes, in order: the body size limit (413),
 the card-number guard (400, body never logged), the route's API key and scope check (401/403),
 the per-key rate limit (429), then the handler, where creating POSTs add idempotency. Every
-error leaves as RFC 9457 problem+json, including Quart's own 404/405/413 and any crash (500,
-logged with the request id, never with the body).
+error leaves as RFC 9457 problem+json, including Quart's own 404/405/413, an unavailable
+database (503 with Retry-After: weather, nothing changed) and any crash (500, logged with the
+request id, never with the body).
 """
 
 from __future__ import annotations
@@ -20,13 +21,22 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from engine.errors import StoreUnavailable
 from web import deadletters, health, ledger, logs, merchant_webhooks, payments, webhooks
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
+from web.liveness import LIVENESS_EXTENSION, Liveness
 from web.metrics import Metrics, standard_metrics
 from web.notifier import webhook_notifier
 from web.openapi import CompletedOpenAPIProvider
-from web.problems import CARD_DATA_REFUSED, INTERNAL, ApiProblem, for_status, render
+from web.problems import (
+    CARD_DATA_REFUSED,
+    INTERNAL,
+    UNAVAILABLE,
+    ApiProblem,
+    for_status,
+    render,
+)
 from web.runtime import EXTENSION, Runtime, Wiring, host
 from web.settings import WebSettings
 
@@ -34,6 +44,9 @@ log = structlog.get_logger("payengine.web")
 
 #: How long shutdown waits for the engine to close after the server stopped taking requests.
 LIFESPAN_SHUTDOWN_TIMEOUT_S = 15.0
+#: Retry-After on a 503 for an unavailable database: the engine retries its own work at least
+#: this often (engine/limits.py `store_retry_delay_s_max`).
+STORE_RETRY_AFTER_S = 2
 
 
 def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio:
@@ -68,10 +81,12 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
 
 def _lifespan(app: QuartTrio, wiring: Wiring, settings: WebSettings, metrics: Metrics) -> None:
     stop = trio.Event()
+    liveness = Liveness()
+    app.extensions[LIVENESS_EXTENSION] = liveness
 
     @app.before_serving
     async def open_engine() -> None:
-        runtime: Runtime = await app.nursery.start(host, wiring, settings, metrics, stop)
+        runtime: Runtime = await app.nursery.start(host, wiring, settings, metrics, stop, liveness)
         app.extensions[EXTENSION] = runtime
 
     @app.after_serving
@@ -117,6 +132,20 @@ def _hooks(app: QuartTrio, metrics: Metrics) -> None:
     @app.errorhandler(ApiProblem)
     async def problem(error: ApiProblem) -> Response:
         return render(error, getattr(g, "request_id", None))
+
+    @app.errorhandler(StoreUnavailable)
+    async def store_unavailable(error: StoreUnavailable) -> Response:
+        # An outage is weather: nothing was changed, the same request may be sent again.
+        metrics.inc("store_unavailable_total")
+        log.warning("store_unavailable", error=str(error))
+        return render(
+            ApiProblem(
+                UNAVAILABLE,
+                "the database is unavailable; nothing was changed, retry later",
+                headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+            ),
+            getattr(g, "request_id", None),
+        )
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

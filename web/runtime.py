@@ -29,6 +29,7 @@ from engine.ids import Ids
 from engine.limits import EngineConfig
 from engine.ports import Clock, Rng
 from engine.store.port import Store
+from web.liveness import Liveness
 from web.metrics import Metrics
 from web.ratelimit import TokenBuckets
 from web.settings import WebSettings
@@ -125,15 +126,49 @@ async def open_runtime(
                 nursery.cancel_scope.cancel()
 
 
+#: How many of an exception group's errors the liveness reason names.
+REASON_ERRORS_MAX = 3
+
+
+def _describe(exc: BaseException) -> str:
+    """The errors inside `exc` (nurseries wrap them in groups), named and joined."""
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        one = pending.pop(0)
+        if isinstance(one, BaseExceptionGroup):
+            pending.extend(one.exceptions)
+        else:
+            leaves.append(one)
+    return "; ".join(f"{type(e).__name__}: {e}" for e in leaves[:REASON_ERRORS_MAX])
+
+
 async def host(
     wiring: Wiring,
     settings: WebSettings,
     metrics: Metrics,
     stop: trio.Event,
+    liveness: Liveness,
     *,
     task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The lifespan task: open the runtime, report it started, hold it until `stop`."""
-    async with open_runtime(wiring, settings, metrics) as runtime:
-        task_status.started(runtime)
-        await stop.wait()
+    """The lifespan task: open the runtime, report it started, hold it until `stop`.
+
+    An engine that ends with an error after it started is recorded in `liveness` (the
+    process must be restarted: web/liveness.py) instead of raising into quart-trio's nursery,
+    where it went unnoticed; an error while starting still propagates (the server never
+    starts). Cancellation is never caught.
+    """
+    started: Runtime | None = None
+    try:
+        async with open_runtime(wiring, settings, metrics) as runtime:
+            started = runtime
+            task_status.started(runtime)
+            await stop.wait()
+    except Exception as exc:
+        if started is None:
+            raise
+        started.ready = False
+        reason = "engine gone: " + _describe(exc)
+        log.critical("engine_gone", reason=reason, exc_info=exc)
+        liveness.engine_gone(reason)

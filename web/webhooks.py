@@ -17,6 +17,7 @@ from quart import Blueprint, Response, request
 from quart_schema import document_response, hide, tag
 
 from actors.runtime import AskTimeout
+from engine.errors import StoreUnavailable
 from web import logs
 from web.bodies import raw_body
 from web.problems import MALFORMED_JSON, SIGNATURE_INVALID, UNAVAILABLE, ApiProblem, Problem
@@ -63,8 +64,8 @@ async def psp_webhook() -> Response:
     try:
         with trio.fail_after(runtime.settings.engine_call_timeout_s):
             outcome = await runtime.engine.service.handle_psp_event(event)
-    except (trio.TooSlowError, AskTimeout):
-        outcome = "retry_later"
+    except (trio.TooSlowError, AskTimeout, StoreUnavailable):
+        outcome = "retry_later"  # nothing recorded (an outage is weather): the PSP redelivers
     runtime.metrics.inc("psp_webhooks_total", outcome=outcome)
     if outcome not in RECORDED:
         raise ApiProblem(

@@ -39,7 +39,7 @@ import trio.testing
 import trio_asyncio
 
 from engine.access import ApiKey, WebhookEndpoint
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, StoreUnavailable
 from engine.ledger import Entry, Transaction
 from engine.records import Balance, DeadLetter, Delivery, Payment, PaymentOrder
 from engine.store import migrate as migrations
@@ -75,6 +75,8 @@ class PostgresLimits:
     #: Commit, rollback and release, each shielded from cancellation for at most this long.
     commit_timeout_s: float = 10.0
     shutdown_timeout_s: float = 5.0
+    #: /readyz waits this long for the database: a partitioned database is "not ready" fast.
+    readiness_timeout_s: float = 2.0
 
     def check(self) -> PostgresLimits:
         if not 0 < self.pool_size_min <= self.pool_size_max:
@@ -85,8 +87,33 @@ class PostgresLimits:
         return self
 
 
+#: SQLSTATEs of a server that is going away or not yet accepting connections (class 57P:
+#: admin shutdown, crash shutdown, cannot connect now); class 08 is a connection exception.
+_GOING_AWAY_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """`StoreUnavailable` when `exc` says the database did not answer, else None.
+
+    A refused or dropped socket (OSError, which includes TimeoutError), a connection asyncpg
+    knows is closed, a server shutting down or starting up: all of these pass when the
+    database is back. A statement the database refused is not one of them (pg_errors.py).
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if not (state.startswith("08") or state in _GOING_AWAY_STATES):
+            return None
+    elif isinstance(exc, asyncpg.InterfaceError):
+        if "closed" not in str(exc):  # "connection is closed"; other misuse is a bug
+            return None
+    elif not isinstance(exc, OSError):
+        return None
+    return StoreUnavailable(f"database unreachable: {type(exc).__name__}: {exc}")
+
+
 class _Bridge:
-    """Runs asyncio-native coroutines from trio on one trio-asyncio loop, mapping refusals."""
+    """Runs asyncio-native coroutines from trio on one trio-asyncio loop, mapping refusals
+    (pg_errors.py) and outages (`StoreUnavailable`) to the port's errors."""
 
     def __init__(self, loop: Any) -> None:
         self._loop = loop
@@ -94,8 +121,8 @@ class _Bridge:
     async def run(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             result = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args, **kwargs)
-        except asyncpg.PostgresError as exc:
-            mapped = map_error(exc)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            mapped = map_error(exc) or unavailable(exc)
             if mapped is None:
                 raise
             raise mapped from exc
@@ -375,9 +402,11 @@ class PostgresStore:
 
     async def readiness(self) -> list[str]:
         try:
-            with trio.fail_after(self._limits.connect_timeout_s):
+            with trio.fail_after(self._limits.readiness_timeout_s):
                 return await self._read(api.readiness)
         except migrations.MigrationError as exc:
+            return [str(exc)]
+        except StoreUnavailable as exc:
             return [str(exc)]
         except (OSError, trio.TooSlowError, asyncpg.PostgresError) as exc:
             return [f"database unreachable: {type(exc).__name__}"]
@@ -403,6 +432,7 @@ async def open_postgres_store(
             pool = await bridge.run(
                 asyncpg.create_pool,
                 dsn,
+                timeout=limits.connect_timeout_s,  # each (re)connect, e.g. after an outage
                 min_size=limits.pool_size_min,
                 max_size=limits.pool_size_max,
                 init=_init_connection,
