@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from actors.context import Context
+from actors.store_retry import when_store_answers
 from engine.limits import backoff_delay_s
 from engine.records import Delivery
 
@@ -76,7 +77,12 @@ class OutboxConsumer:
         self._retries_maybe = True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.ctx.store.register_subscriber(self.subscriber.name, self.subscriber.topics)
+        name, topics = self.subscriber.name, self.subscriber.topics
+        await when_store_answers(
+            self.ctx.config,
+            f"outbox {name}: registration",
+            lambda: self.ctx.store.register_subscriber(name, topics),
+        )
         self.ctx.doorbell.subscribe(self.subscriber.name, self.subscriber.topics)
         failed_rounds = 0
         async with trio.open_nursery() as nursery:

@@ -99,6 +99,12 @@ class Faults:
     #: The share of outages that also stall webhook delivery (the rest take down the API only:
     #: a PSP's webhook dispatcher often runs apart from its API).
     psp_outage_webhooks_stall_p: float = 0.5
+    #: Database outages: mean virtual seconds between them (0: none), each between the min and
+    #: the max long. While one lasts every store call the engine makes (a read, a commit) fails
+    #: with StoreUnavailable: nothing is committed, and the engine must wait it out.
+    db_outage_interval_s: float = 0.0
+    db_outage_s_min: float = 5.0
+    db_outage_s_max: float = 120.0
     #: Settlement-file corruption (simulator/corruption.py). Content faults, per row, at most
     #: one per row: the PSP's books are wrong but the file is well-formed.
     settlement_row_dropped_p: float = 0.0
@@ -271,6 +277,10 @@ def _check_relations(s: Scenario) -> None:
         raise ScenarioError("faults.psp_outage_s_min must not exceed psp_outage_s_max")
     if f.psp_outage_interval_s > 0 and f.psp_outage_s_max <= 0:
         raise ScenarioError("faults.psp_outage_s_max must be positive when outages are on")
+    if f.db_outage_s_min > f.db_outage_s_max:
+        raise ScenarioError("faults.db_outage_s_min must not exceed db_outage_s_max")
+    if f.db_outage_interval_s > 0 and f.db_outage_s_max <= 0:
+        raise ScenarioError("faults.db_outage_s_max must be positive when outages are on")
     if f.webhook_duplicates_max < 1:
         raise ScenarioError("faults.webhook_duplicates_max must be at least 1")
 

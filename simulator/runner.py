@@ -141,6 +141,8 @@ def swarm_faults(seed: int) -> Faults:
         crash_sweep_p=maybe(0.5),
         psp_outage_interval_s=round(rng.uniform(1800.0, 7200.0), 1) if rng.random() < 0.3 else 0.0,
         psp_outage_s_max=round(rng.uniform(120.0, 2400.0), 1),
+        db_outage_interval_s=round(rng.uniform(600.0, 3600.0), 1) if rng.random() < 0.3 else 0.0,
+        db_outage_s_max=round(rng.uniform(10.0, 300.0), 1),
     )
     return swarm_settlement_faults(faults, seed)
 
@@ -290,6 +292,7 @@ def shrink(
         if not field.name.endswith("_p") and field.name not in (
             "crash_interval_s",
             "psp_outage_interval_s",
+            "db_outage_interval_s",
         ):
             continue
         if not value:

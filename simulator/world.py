@@ -41,6 +41,7 @@ import trio
 
 from actors.clock import TrioClock
 from actors.engine import Engine, open_engine
+from engine.errors import StoreUnavailable
 from engine.ids import Ids
 from engine.limits import EngineConfig
 from engine.records import OutboxMessage
@@ -131,6 +132,8 @@ class SimWorld:
         #: The end of the PSP outage under way (virtual s), and the event set when it ends.
         self.outage_until: float | None = None
         self.outage_over = trio.Event()
+        #: A database outage is under way: every store checkpoint fails (StoreUnavailable).
+        self.db_down = False
         #: Whether the outage under way also stalls webhook delivery.
         self.webhooks_stalled = False
         #: (topic, key) of every message the merchants' notifier received (merchants_notified).
@@ -193,6 +196,9 @@ class SimWorld:
         if self._crash_armed:
             self._crash()
         await trio.lowlevel.checkpoint()
+        if self.db_down:  # after the checkpoint: a crash armed meanwhile still fires first
+            self.faults["db_outage_refused"] += 1
+            raise StoreUnavailable("simulated database outage")
 
     def _crash(self) -> None:
         """Kill the current incarnation now: clients lose their connection at once."""
@@ -306,6 +312,8 @@ class SimWorld:
                 root.start_soon(self._crash_scheduler)
             if self.plan.psp_outage_interval_s > 0:
                 root.start_soon(self._outage_scheduler)
+            if self.plan.db_outage_interval_s > 0:
+                root.start_soon(self._db_outage_scheduler)
             if self.progress is not None:  # an instrument: a task would change the schedule
                 progress = self.progress
                 trio.lowlevel.add_instrument(ProgressInstrument(lambda: progress(self)))
@@ -313,6 +321,7 @@ class SimWorld:
                 await self.buyers.arrive(clients)
                 self.faults_on = False
                 self._end_outage()
+                self._end_db_outage()
                 self.note("faults_off")
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
                     await self._wait_quiet()
@@ -423,6 +432,25 @@ class SimWorld:
             self.fault(kind, round(duration_s, 3))
             await trio.sleep(duration_s)
             self._end_outage()
+
+    async def _db_outage_scheduler(self) -> None:
+        """Database outages, as PSP outages: a Poisson process while the faults are on."""
+        f = self.plan
+        rng = stream(self.seed, "db_outage")
+        while True:
+            await trio.sleep(rng.expovariate(1.0 / f.db_outage_interval_s))
+            if not self.faults_on:
+                return
+            duration_s = rng.uniform(f.db_outage_s_min, f.db_outage_s_max)
+            self.db_down = True
+            self.fault("db_outage", round(duration_s, 3))
+            await trio.sleep(duration_s)
+            self._end_db_outage()
+
+    def _end_db_outage(self) -> None:
+        if self.db_down:
+            self.db_down = False
+            self.note("db_outage_over")
 
     def _end_outage(self) -> None:
         if self.outage_until is not None:
