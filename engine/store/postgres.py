@@ -41,7 +41,14 @@ import trio_asyncio
 from engine.access import ApiKey, WebhookEndpoint
 from engine.errors import InvalidInput, StoreUnavailable
 from engine.ledger import Entry, Transaction
-from engine.records import Balance, DeadLetter, Delivery, Payment, PaymentOrder
+from engine.records import (
+    Balance,
+    DeadLetter,
+    Delivery,
+    IdempotencyRecord,
+    Payment,
+    PaymentOrder,
+)
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
 from engine.store import pg_messages as mq
@@ -380,6 +387,17 @@ class PostgresStore:
 
     async def purge_idempotency(self, before_ms: int) -> int:
         return await self._read(mq.purge_idempotency, before_ms)
+
+    async def take_over_idempotent(
+        self, record: IdempotencyRecord, abandoned_before_ms: int
+    ) -> bool:
+        return await self._read(mq.take_over_idempotent, record, abandoned_before_ms)
+
+    async def renew_process_lease(self, incarnation: str, now_ms: int, lease_until_ms: int) -> None:
+        await self._read(mq.renew_process_lease, incarnation, now_ms, lease_until_ms)
+
+    async def end_process_lease(self, incarnation: str) -> None:
+        await self._read(mq.end_process_lease, incarnation)
 
     async def aclose(self) -> None:
         """Close the pool, waiting at most `shutdown_timeout_s` for units still running."""

@@ -21,7 +21,7 @@ import trio_asyncio
 
 from engine.errors import AppendOnlyViolation, DuplicateKey, UnbalancedTransaction
 from engine.money import Money, split_bps
-from engine.records import PaymentOrder
+from engine.records import IdempotencyRecord, PaymentOrder
 from engine.states import OrderStatus, PaymentStatus, is_terminal
 from engine.store import migrate as migrations
 from engine.store.postgres import open_postgres_store
@@ -256,7 +256,7 @@ async def test_migration_0003_retires_the_booking_subscriber(
     async def older_schema_with_booking_rows(conn: Any) -> None:
         monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:2])
         assert await migrations.migrate(conn) == ["0001_initial", "0002_api"]
-        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped)
+        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:3])
         await conn.execute(
             "INSERT INTO outbox (message_id, topic, key, payload, created_at_ms)"
             " VALUES ('msg_1', 'order.succeeded', 'ord_1', '{}', 1)"
@@ -302,3 +302,29 @@ async def test_dropping_a_connection_the_pool_already_has_back_raises_nothing(ds
             await pool.close()
 
     assert await pgfixtures.run_on_asyncio(released_then_dropped) == 42
+
+
+@pytest.mark.parametrize("kind", pgfixtures.available_kinds())
+async def test_migration_0004_keeps_claims_made_before_owners_existed(kind: str) -> None:
+    """A claim written before 0004 has no owner: only the in-flight timeout takes it over."""
+    shipped = migrations.load_migrations()
+    assert [m.name for m in shipped][3] == "0004_idempotency_owners"
+    async with pgfixtures.fresh_database(kind) as dsn:
+
+        async def claim_before_0004(conn: Any) -> None:
+            for migration in shipped[:3]:
+                await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO idempotency (scope, key, fingerprint, created_at_ms)"
+                " VALUES ('scope', 'k', 'fp', 1000)"
+            )
+            await conn.execute(shipped[3].sql)
+
+        await pgfixtures.raw_sql(dsn, claim_before_0004)
+        async with open_postgres_store(dsn, migrate=False) as store:
+            retry = IdempotencyRecord("scope", "k", "fp", created_at_ms=2_000, owner="inc_b")
+            assert not await store.take_over_idempotent(retry, abandoned_before_ms=1_000)
+            assert await store.take_over_idempotent(retry, abandoned_before_ms=1_001)
+            async with store.unit_of_work() as uow:
+                claim = await uow.get_idempotency("scope", "k")
+            assert claim is not None and claim.owner == "inc_b"
