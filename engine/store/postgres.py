@@ -99,6 +99,10 @@ class PostgresLimits:
 _GOING_AWAY_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
+#: What asyncpg's InterfaceError says when the connection under it was lost.
+_LOST_CONNECTION_SIGNS = ("connection is closed", "released back to the pool")
+
+
 def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """`StoreUnavailable` when `exc` says the database did not answer, else None.
 
@@ -111,7 +115,10 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
         if not (state.startswith("08") or state in _GOING_AWAY_STATES):
             return None
     elif isinstance(exc, asyncpg.InterfaceError):
-        if "closed" not in str(exc):  # "connection is closed"; other misuse is a bug
+        # "connection is closed", or a unit's connection the pool took back when the server
+        # dropped it ("released back to the pool": units release only at their end); any
+        # other misuse is a bug.
+        if not any(sign in str(exc) for sign in _LOST_CONNECTION_SIGNS):
             return None
     elif not isinstance(exc, OSError):
         return None

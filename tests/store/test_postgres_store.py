@@ -19,12 +19,17 @@ import pytest
 import trio
 import trio_asyncio
 
-from engine.errors import AppendOnlyViolation, DuplicateKey, UnbalancedTransaction
+from engine.errors import (
+    AppendOnlyViolation,
+    DuplicateKey,
+    StoreUnavailable,
+    UnbalancedTransaction,
+)
 from engine.money import Money, split_bps
 from engine.records import IdempotencyRecord, PaymentOrder
 from engine.states import OrderStatus, PaymentStatus, is_terminal
 from engine.store import migrate as migrations
-from engine.store.postgres import open_postgres_store
+from engine.store.postgres import open_postgres_store, unavailable
 from payengine import database
 from tests import pgfixtures
 from tests.factories import capture_txn, message, payment_with_orders, psp_event
@@ -328,3 +333,54 @@ async def test_migration_0004_keeps_claims_made_before_owners_existed(kind: str)
             async with store.unit_of_work() as uow:
                 claim = await uow.get_idempotency("scope", "k")
             assert claim is not None and claim.owner == "inc_b"
+
+
+@pytest.mark.parametrize(
+    ("error", "is_outage"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (FileNotFoundError(2, "no socket"), True),  # the embedded server's socket is gone
+        (TimeoutError("connect timed out"), True),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed mid-operation"), True),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), True),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
+        (asyncpg.exceptions.InterfaceError("connection is closed"), True),
+        (asyncpg.exceptions.InterfaceError("connection has been released back to the pool"), True),
+        (asyncpg.exceptions.InterfaceError("another operation is in progress"), False),
+        (asyncpg.exceptions.QueryCanceledError("statement timeout"), False),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
+        (asyncpg.exceptions.UndefinedTableError("no such table"), False),
+    ],
+)
+def test_only_connection_failures_are_store_unavailable(
+    error: BaseException, is_outage: bool
+) -> None:
+    assert isinstance(unavailable(error), StoreUnavailable) is is_outage
+
+
+@pytest.mark.parametrize("kind", pgfixtures.available_kinds())
+async def test_terminated_connections_are_store_unavailable_then_the_pool_reconnects(
+    kind: str,
+) -> None:
+    """`pg_terminate_backend` of every connection mid-unit: that unit raises StoreUnavailable
+    (nothing committed), and the next unit gets a fresh connection and works."""
+    async with pgfixtures.fresh_database(kind) as dsn, open_postgres_store(dsn) as store:
+        payment, orders = payment_with_orders([100])
+        database = dsn.rsplit("/", 1)[1].split("?")[0]
+
+        async def terminate_all(conn: Any) -> None:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+
+        with pytest.raises(StoreUnavailable):
+            async with store.unit_of_work() as uow:
+                await uow.insert_payment(payment, orders)
+                await pgfixtures.raw_sql(pgfixtures.admin_url(kind), terminate_all)
+                await uow.get_payment(payment.payment_id)
+        assert await store.get_payment(payment.payment_id) is None  # nothing was committed
+        async with store.unit_of_work() as uow:
+            await uow.insert_payment(payment, orders)
+        assert await store.get_payment(payment.payment_id) is not None
