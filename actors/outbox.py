@@ -24,6 +24,7 @@ import trio
 
 from actors.context import Context
 from actors.store_retry import when_store_answers
+from engine.errors import StoreUnavailable
 from engine.limits import backoff_delay_s
 from engine.records import Delivery
 
@@ -98,12 +99,14 @@ class OutboxConsumer:
                     failed_rounds += 1
                     self.stats.store_errors += 1
                     delay_s = self.ctx.backoff_s(failed_rounds)
-                    log.error(
+                    log.log(
+                        # An outage is weather (docs/operations.md): no stack trace for it.
+                        logging.WARNING if isinstance(exc, StoreUnavailable) else logging.ERROR,
                         "outbox %s: round failed, retrying in %.1f s: %r",
                         self.subscriber.name,
                         delay_s,
                         exc,
-                        exc_info=exc,
+                        exc_info=None if isinstance(exc, StoreUnavailable) else exc,
                     )
                     await trio.sleep(delay_s)
         raise AssertionError("OutboxConsumer.run never returns")

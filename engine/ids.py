@@ -16,7 +16,9 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
 _ID_RE = re.compile(r"^[a-z]{2,8}_[0-9A-HJKMNP-TV-Z]{26}$")
 
-PREFIXES = frozenset({"pay", "ord", "txn", "msg", "evt", "po", "re", "tok", "cs", "cap", "key"})
+PREFIXES = frozenset(
+    {"pay", "ord", "txn", "msg", "evt", "po", "re", "tok", "cs", "cap", "key", "inc"}
+)
 
 
 #: Every pair of Crockford characters, indexed by the 10 bits they encode: encoding takes one

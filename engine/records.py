@@ -273,6 +273,9 @@ class IdempotencyRecord:
     response_status: int | None = None
     response_body: bytes | None = None
     response_headers: Mapping[str, str] | None = None
+    #: The process incarnation that claimed it (its lease says whether it lives); None for
+    #: claims written before owners existed, which only the in-flight timeout frees.
+    owner: str | None = None
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ from typing import Any
 import trio
 import trio_asyncio
 
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, StoreUnavailable
 from payengine import database
 from payengine.config import Config, ConfigError, load_config
 
@@ -61,7 +61,7 @@ def _run(fn: Callable[[], Awaitable[int]]) -> int:
         return trio.run(main)
     except BaseException as exc:  # re-raised below unless it is a database we cannot reach
         leaf = _sole_leaf(exc)
-        if isinstance(leaf, OSError | trio.TooSlowError):
+        if isinstance(leaf, OSError | trio.TooSlowError | StoreUnavailable):
             raise UsageError(f"cannot reach the database: {leaf}") from exc
         if leaf is not exc:
             raise leaf from exc

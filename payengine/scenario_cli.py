@@ -239,6 +239,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def _run_postgres(
     args: argparse.Namespace, config: Config, scenario: Any, bar: ProgressBar, options: str
 ) -> Any:
+    from engine.errors import StoreUnavailable
     from payengine.cli import UsageError, _where
     from simulator.pg_runner import run_scenario_postgres
 
@@ -254,7 +255,7 @@ def _run_postgres(
             verbose=args.verbose,
             replay_options=options,
         )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, StoreUnavailable) as exc:
         raise UsageError(f"cannot reach the database ({where}): {exc}") from exc
 
 

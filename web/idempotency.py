@@ -11,8 +11,13 @@ they hold across processes and restarts):
 - same key, different request: 422. Same key while the first is still in flight: 409.
 - a handler that fails (exception, 5xx, deadline) releases the claim, so a retry runs again.
   The engine's own dedup on `checkout_id` keeps such a retry from creating a second payment.
-- a claim left by a process that died mid-request is taken over after
-  `idempotency_in_flight_timeout_s`, for the same reason safely.
+- a claim records its owner, the process incarnation (web/runtime.py), which holds a lease in
+  the database renewed every `process_heartbeat_interval_s`. A claim whose owner's lease has
+  lapsed (the process was killed mid-request) is taken over at once by the retry, atomically
+  (one process wins); so is a claim of this very process that none of its requests runs (its
+  release failed, e.g. in a database outage). Any claim older than
+  `idempotency_in_flight_timeout_s` is taken over too (claims written before owners existed).
+  The engine's checkout-id dedup keeps such a retry exactly-once.
 
 Scope is the API key's id: two keys never see each other's answers. Requests that fail
 validation never reach this module, so their 4xx is not stored (as Stripe does). Records are
@@ -23,11 +28,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 
 import trio
 from quart import Response
 
-from engine.errors import DuplicateKey
+from engine.errors import DuplicateKey, StoreUnavailable
 from engine.records import IdempotencyRecord
 from web.problems import (
     IDEMPOTENCY_KEY_IN_FLIGHT,
@@ -68,7 +74,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 async def _claim(runtime: Runtime, record: IdempotencyRecord) -> IdempotencyRecord | None:
-    """Claim the key; None when claimed, else the record that holds it."""
+    """Claim the key for this process; None when claimed, else the record that holds it."""
     store = runtime.store
     try:
         async with store.unit_of_work() as uow:
@@ -85,15 +91,17 @@ async def _claim(runtime: Runtime, record: IdempotencyRecord) -> IdempotencyReco
             return None
         except DuplicateKey:
             return record
-    abandoned_ms = int(runtime.settings.idempotency_in_flight_timeout_s * 1000)
-    if (
-        not existing.completed
-        and existing.fingerprint == record.fingerprint
-        and record.created_at_ms - existing.created_at_ms > abandoned_ms
+    if existing.completed or existing.fingerprint != record.fingerprint:
+        return existing
+    abandoned_before_ms = record.created_at_ms - int(
+        runtime.settings.idempotency_in_flight_timeout_s * 1000
+    )
+    if existing.owner == record.owner and (record.scope, record.key) not in (
+        runtime.claims_in_flight
     ):
-        async with store.unit_of_work() as uow:
-            await uow.release_idempotent(record.scope, record.key)
-        return await _claim(runtime, record)
+        abandoned_before_ms = record.created_at_ms + 1  # ours, and no request of ours runs it
+    if await store.take_over_idempotent(record, abandoned_before_ms):
+        return None
     return existing
 
 
@@ -113,7 +121,9 @@ async def run_idempotent(
     request_fingerprint: str,
     handler: Callable[[], Awaitable[Response]],
 ) -> Response:
-    record = IdempotencyRecord(scope, key, request_fingerprint, runtime.clock.now_ms())
+    record = IdempotencyRecord(
+        scope, key, request_fingerprint, runtime.clock.now_ms(), owner=runtime.incarnation
+    )
     holder = await _claim(runtime, record)
     if holder is not None:
         if holder.fingerprint != request_fingerprint:
@@ -129,17 +139,33 @@ async def run_idempotent(
             )
         runtime.metrics.inc("idempotent_replays_total")
         return _replay(holder)
+    runtime.claims_in_flight.add((scope, key))
+    try:
+        return await _run_claimed(runtime, scope, key, handler)
+    finally:
+        runtime.claims_in_flight.discard((scope, key))
+
+
+async def _release(runtime: Runtime, scope: str, key: str) -> None:
+    """Release the claim; in an outage it stays, and is taken over as one of ours that no
+    request runs (or once our lease lapses), so a retry is never stuck on it."""
+    with suppress(StoreUnavailable):
+        async with runtime.store.unit_of_work() as uow:
+            await uow.release_idempotent(scope, key)
+
+
+async def _run_claimed(
+    runtime: Runtime, scope: str, key: str, handler: Callable[[], Awaitable[Response]]
+) -> Response:
     try:
         response = await handler()
     except BaseException:
         # Releasing must survive the request's cancellation (client gone, deadline).
         with trio.move_on_after(RELEASE_TIMEOUT_S, shield=True):
-            async with runtime.store.unit_of_work() as uow:
-                await uow.release_idempotent(scope, key)
+            await _release(runtime, scope, key)
         raise
     if response.status_code >= 500:
-        async with runtime.store.unit_of_work() as uow:
-            await uow.release_idempotent(scope, key)
+        await _release(runtime, scope, key)
         return response
     body = await response.get_data(as_text=False)
     assert isinstance(body, bytes)

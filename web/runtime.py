@@ -13,7 +13,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import cast
 
 import attrs
@@ -24,6 +24,7 @@ from quart import current_app
 from actors.clock import TrioClock
 from actors.engine import Engine, Notifier, open_engine
 from engine.access import ApiKey
+from engine.errors import StoreUnavailable
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig
@@ -38,6 +39,8 @@ log = structlog.get_logger("payengine.web")
 
 #: The key under `app.extensions` holding the running `Runtime`.
 EXTENSION = "payengine"
+#: Giving the lease up on shutdown is one small statement; past this it lapses by itself.
+LEASE_END_TIMEOUT_S = 2.0
 
 
 def wall_clock_ms() -> int:
@@ -69,7 +72,12 @@ class Runtime:
     settings: WebSettings
     metrics: Metrics
     limiter: TokenBuckets
+    #: This process's incarnation: the owner of its idempotency claims (web/idempotency.py).
+    incarnation: str
     ready: bool = True
+    #: (scope, key) of the idempotency claims this process's requests are running now; bounded
+    #: by the requests in flight. A claim of ours not in it was left by a failed release.
+    claims_in_flight: set[tuple[str, str]] = attrs.Factory(set)
     #: key hash -> (looked up at, key or None); see web/auth.py.
     key_cache: OrderedDict[str, tuple[float, ApiKey | None]] = attrs.Factory(OrderedDict)
 
@@ -83,9 +91,37 @@ async def _purge_idempotency(runtime: Runtime) -> None:
     while True:
         await trio.sleep(runtime.settings.idempotency_purge_interval_s)
         cutoff_ms = runtime.clock.now_ms() - runtime.settings.idempotency_retention_ms
-        purged = await runtime.store.purge_idempotency(cutoff_ms)
+        try:
+            purged = await runtime.store.purge_idempotency(cutoff_ms)
+        except StoreUnavailable as exc:  # an outage is weather: purge next time
+            log.warning("idempotency_purge_skipped", error=str(exc))
+            continue
         if purged:
             log.info("idempotency_purged", records=purged)
+
+
+async def _renew_lease(runtime: Runtime) -> None:
+    now_ms = runtime.clock.now_ms()
+    lease_until_ms = now_ms + int(runtime.settings.process_lease_s * 1000)
+    await runtime.store.renew_process_lease(runtime.incarnation, now_ms, lease_until_ms)
+
+
+async def _hold_lease(runtime: Runtime) -> None:
+    """Renew this process's lease every heartbeat. During an outage it may lapse: others may
+    then take over our in-flight claims, which is safe (the engine dedups on checkout_id)."""
+    while True:
+        await trio.sleep(runtime.settings.process_heartbeat_interval_s)
+        try:
+            await _renew_lease(runtime)
+        except StoreUnavailable as exc:
+            log.warning("process_lease_not_renewed", error=str(exc))
+
+
+async def _end_lease(runtime: Runtime) -> None:
+    """Give the lease up on the way out, so our claims are free at once (best effort)."""
+    # In an outage it cannot be given up: it lapses by itself.
+    with trio.move_on_after(LEASE_END_TIMEOUT_S, shield=True), suppress(StoreUnavailable):
+        await runtime.store.end_process_lease(runtime.incarnation)
 
 
 @asynccontextmanager
@@ -117,13 +153,17 @@ async def open_runtime(
                     settings.rate_limit_burst_max,
                     settings.rate_limit_keys_max,
                 ),
+                incarnation=ids.new("inc"),
             )
+            await _renew_lease(runtime)
             nursery.start_soon(_purge_idempotency, runtime)
+            nursery.start_soon(_hold_lease, runtime)
             try:
                 yield runtime
             finally:
                 runtime.ready = False
                 nursery.cancel_scope.cancel()
+                await _end_lease(runtime)
 
 
 #: How many of an exception group's errors the liveness reason names.

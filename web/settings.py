@@ -41,6 +41,12 @@ class WebSettings:
     #: and may be taken over; the engine's checkout-id dedup keeps the retry exactly-once.
     idempotency_in_flight_timeout_s: float = 60.0
     idempotency_key_length_max: int = 255
+    #: A process holds a lease in the database, renewed every heartbeat; its in-flight claims
+    #: die with it: once its lease lapses (killed), a retry takes the claim over at once
+    #: instead of after the in-flight timeout. The lease must outlast a few missed heartbeats,
+    #: and more than the clock skew between the processes' machines.
+    process_lease_s: float = 3.0
+    process_heartbeat_interval_s: float = 1.0
     #: How often the lifespan purges expired idempotency records.
     idempotency_purge_interval_s: float = 3600.0
 
@@ -64,6 +70,10 @@ class WebSettings:
             raise InvalidInput("web setting idempotency_retention_ms must be at least 24 h")
         if self.rate_limit_burst_max < 1:
             raise InvalidInput("web setting rate_limit_burst_max must be at least 1")
+        if self.process_lease_s < 2 * self.process_heartbeat_interval_s:
+            raise InvalidInput(
+                "web setting process_lease_s must be at least twice process_heartbeat_interval_s"
+            )
         if self.register_timeout_s > self.engine_call_timeout_s:
             raise InvalidInput("web setting register_timeout_s must not exceed the call deadline")
         return self

@@ -21,12 +21,15 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
+import attrs
+
 from engine.access import ApiKey, WebhookEndpoint
 from engine.ledger import Entry, Transaction
 from engine.records import (
     Balance,
     DeadLetter,
     Delivery,
+    IdempotencyRecord,
     Payment,
     PaymentOrder,
 )
@@ -206,6 +209,37 @@ class MemoryStore:
         for key in old:
             del self._t.idempotency[key]
         return len(old)
+
+    async def take_over_idempotent(
+        self, record: IdempotencyRecord, abandoned_before_ms: int
+    ) -> bool:
+        await self._cp()
+        claim = self._t.idempotency.get((record.scope, record.key))
+        if claim is None or claim.completed or claim.fingerprint != record.fingerprint:
+            return False
+        lease_until_ms = self._t.process_leases.get(claim.owner or "")
+        owner_dead = (
+            claim.owner is not None
+            and claim.owner != record.owner
+            and (lease_until_ms is None or lease_until_ms < record.created_at_ms)
+        )
+        if not (claim.created_at_ms < abandoned_before_ms or owner_dead):
+            return False
+        self._t.idempotency[(record.scope, record.key)] = attrs.evolve(
+            claim, owner=record.owner, created_at_ms=record.created_at_ms
+        )
+        return True
+
+    async def renew_process_lease(self, incarnation: str, now_ms: int, lease_until_ms: int) -> None:
+        await self._cp()
+        leases = self._t.process_leases
+        for lapsed in [i for i, until_ms in leases.items() if until_ms < now_ms]:
+            del leases[lapsed]
+        leases[incarnation] = lease_until_ms
+
+    async def end_process_lease(self, incarnation: str) -> None:
+        await self._cp()
+        self._t.process_leases.pop(incarnation, None)
 
     async def aclose(self) -> None:
         return None

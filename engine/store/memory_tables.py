@@ -68,6 +68,8 @@ class Tables:
         self.dead: dict[tuple[str, str], DeadLetter] = {}
         self.psp_events: dict[str, PspEvent] = {}
         self.idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
+        #: incarnation -> lease_until_ms; lapsed leases are dropped at each renewal.
+        self.process_leases: dict[str, int] = {}
         self.next_seq = 1
         self.api_keys: dict[str, ApiKey] = {}  # by key_id
         self.api_key_ids: dict[str, str] = {}  # key_hash -> key_id

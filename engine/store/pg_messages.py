@@ -190,11 +190,12 @@ async def begin_idempotent(db: Executor, record: IdempotencyRecord) -> None:
     r = record
     inserted = await db.fetchval(
         "INSERT INTO idempotency (scope, key, fingerprint, completed, response_status,"
-        " response_body, response_headers, created_at_ms)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING true",
+        " response_body, response_headers, created_at_ms, owner)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true",
         *(r.scope, r.key, r.fingerprint, r.completed, r.response_status, r.response_body),
         None if r.response_headers is None else dict(r.response_headers),
         r.created_at_ms,
+        r.owner,
     )
     if not inserted:
         raise DuplicateKey("idempotency.scope_key", (r.scope, r.key))
@@ -203,7 +204,8 @@ async def begin_idempotent(db: Executor, record: IdempotencyRecord) -> None:
 async def get_idempotency(db: Executor, scope: str, key: str) -> IdempotencyRecord | None:
     row = await db.fetchrow(
         "SELECT scope, key, fingerprint, created_at_ms, completed, response_status,"
-        " response_body, response_headers FROM idempotency WHERE scope = $1 AND key = $2",
+        " response_body, response_headers, owner FROM idempotency"
+        " WHERE scope = $1 AND key = $2",
         scope,
         key,
     )
@@ -219,6 +221,7 @@ async def get_idempotency(db: Executor, scope: str, key: str) -> IdempotencyReco
         response_status=None if row["response_status"] is None else int(row["response_status"]),
         response_body=None if row["response_body"] is None else bytes(row["response_body"]),
         response_headers=None if headers is None else {str(k): str(v) for k, v in headers.items()},
+        owner=row["owner"],
     )
 
 
@@ -241,3 +244,36 @@ async def release_idempotent(db: Executor, scope: str, key: str) -> None:
 async def purge_idempotency(db: Executor, before_ms: int) -> int:
     status = await db.execute("DELETE FROM idempotency WHERE created_at_ms < $1", before_ms)
     return affected_rows(status)
+
+
+async def take_over_idempotent(
+    db: Executor, record: IdempotencyRecord, abandoned_before_ms: int
+) -> bool:
+    """One statement, so two processes taking over the same claim cannot both win."""
+    r = record
+    taken = await db.fetchval(
+        "UPDATE idempotency SET owner = $3, created_at_ms = $4"
+        " WHERE scope = $1 AND key = $2 AND NOT completed AND fingerprint = $5"
+        " AND (created_at_ms < $6 OR (owner IS NOT NULL AND owner <> $3 AND NOT EXISTS ("
+        "  SELECT 1 FROM process_leases p"
+        "  WHERE p.incarnation = idempotency.owner AND p.lease_until_ms >= $4)))"
+        " RETURNING true",
+        *(r.scope, r.key, r.owner, r.created_at_ms, r.fingerprint, abandoned_before_ms),
+    )
+    return bool(taken)
+
+
+async def renew_process_lease(
+    db: Executor, incarnation: str, now_ms: int, lease_until_ms: int
+) -> None:
+    await db.execute("DELETE FROM process_leases WHERE lease_until_ms < $1", now_ms)
+    await db.execute(
+        "INSERT INTO process_leases (incarnation, lease_until_ms) VALUES ($1, $2)"
+        " ON CONFLICT (incarnation) DO UPDATE SET lease_until_ms = EXCLUDED.lease_until_ms",
+        incarnation,
+        lease_until_ms,
+    )
+
+
+async def end_process_lease(db: Executor, incarnation: str) -> None:
+    await db.execute("DELETE FROM process_leases WHERE incarnation = $1", incarnation)

@@ -219,6 +219,27 @@ class Store(Protocol):
         """Delete idempotency records created before `before_ms`; returns how many."""
         ...
 
+    async def take_over_idempotent(
+        self, record: IdempotencyRecord, abandoned_before_ms: int
+    ) -> bool:
+        """Give an abandoned in-flight claim to `record.owner`, atomically; True if taken.
+
+        Taken only when the claim is not completed, has `record`'s fingerprint, and either was
+        made before `abandoned_before_ms` (the in-flight timeout) or its owner is another
+        process whose lease has lapsed at `record.created_at_ms` (killed: no live lease). The
+        claim then carries `record.owner` and `record.created_at_ms`.
+        """
+        ...
+
+    async def renew_process_lease(self, incarnation: str, now_ms: int, lease_until_ms: int) -> None:
+        """Hold (or renew) `incarnation`'s lease until `lease_until_ms`; leases that lapsed
+        before `now_ms` are forgotten (their processes are dead: their claims may be taken)."""
+        ...
+
+    async def end_process_lease(self, incarnation: str) -> None:
+        """A process that stops gives its lease up: its claims are free at once."""
+        ...
+
     async def aclose(self) -> None: ...
 
     # --- API keys, webhook endpoints, readiness (the HTTP API's data) -----------------------

@@ -41,7 +41,14 @@ import trio_asyncio
 from engine.access import ApiKey, WebhookEndpoint
 from engine.errors import InvalidInput, StoreUnavailable
 from engine.ledger import Entry, Transaction
-from engine.records import Balance, DeadLetter, Delivery, Payment, PaymentOrder
+from engine.records import (
+    Balance,
+    DeadLetter,
+    Delivery,
+    IdempotencyRecord,
+    Payment,
+    PaymentOrder,
+)
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
 from engine.store import pg_messages as mq
@@ -92,6 +99,10 @@ class PostgresLimits:
 _GOING_AWAY_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
+#: What asyncpg's InterfaceError says when the connection under it was lost.
+_LOST_CONNECTION_SIGNS = ("connection is closed", "released back to the pool")
+
+
 def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """`StoreUnavailable` when `exc` says the database did not answer, else None.
 
@@ -104,7 +115,10 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
         if not (state.startswith("08") or state in _GOING_AWAY_STATES):
             return None
     elif isinstance(exc, asyncpg.InterfaceError):
-        if "closed" not in str(exc):  # "connection is closed"; other misuse is a bug
+        # "connection is closed", or a unit's connection the pool took back when the server
+        # dropped it ("released back to the pool": units release only at their end); any
+        # other misuse is a bug.
+        if not any(sign in str(exc) for sign in _LOST_CONNECTION_SIGNS):
             return None
     elif not isinstance(exc, OSError):
         return None
@@ -380,6 +394,17 @@ class PostgresStore:
 
     async def purge_idempotency(self, before_ms: int) -> int:
         return await self._read(mq.purge_idempotency, before_ms)
+
+    async def take_over_idempotent(
+        self, record: IdempotencyRecord, abandoned_before_ms: int
+    ) -> bool:
+        return await self._read(mq.take_over_idempotent, record, abandoned_before_ms)
+
+    async def renew_process_lease(self, incarnation: str, now_ms: int, lease_until_ms: int) -> None:
+        await self._read(mq.renew_process_lease, incarnation, now_ms, lease_until_ms)
+
+    async def end_process_lease(self, incarnation: str) -> None:
+        await self._read(mq.end_process_lease, incarnation)
 
     async def aclose(self) -> None:
         """Close the pool, waiting at most `shutdown_timeout_s` for units still running."""

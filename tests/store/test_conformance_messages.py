@@ -132,3 +132,104 @@ async def test_concurrent_idempotency_claims_let_one_in(store: Store) -> None:
         for i in range(4):
             nursery.start_soon(claim, i)
     assert len(won) == 1
+
+
+# --- idempotency claims that die with their process (issue 14) ---------------------------------
+
+#: The in-flight timeout's cutoff in these tests: claims made before it are abandoned anyway.
+_OLD_MS = 500
+
+
+async def _claim(store: Store, owner: str | None, created_at_ms: int = 1_000) -> IdempotencyRecord:
+    record = IdempotencyRecord("scope", "k", "fp", created_at_ms=created_at_ms, owner=owner)
+    async with store.unit_of_work() as uow:
+        await uow.begin_idempotent(record)
+    return record
+
+
+async def _owner(store: Store) -> str | None:
+    async with store.unit_of_work() as uow:
+        claim = await uow.get_idempotency("scope", "k")
+    assert claim is not None
+    return claim.owner
+
+
+def _retry(owner: str, at_ms: int, fingerprint: str = "fp") -> IdempotencyRecord:
+    return IdempotencyRecord("scope", "k", fingerprint, created_at_ms=at_ms, owner=owner)
+
+
+async def test_a_live_owners_claim_is_not_taken_over(store: Store) -> None:
+    await store.renew_process_lease("inc_a", now_ms=1_000, lease_until_ms=4_000)
+    await _claim(store, "inc_a")
+    assert await _owner(store) == "inc_a"
+    assert not await store.take_over_idempotent(_retry("inc_b", 2_000), _OLD_MS)
+    assert await _owner(store) == "inc_a"
+
+
+async def test_a_dead_owners_claim_is_taken_over_at_once_by_one_process(store: Store) -> None:
+    await store.renew_process_lease("inc_a", now_ms=1_000, lease_until_ms=4_000)
+    await _claim(store, "inc_a")
+    # inc_a was killed: its lease lapses at 4_000 and is never renewed. Three live processes
+    # retry the same request at once.
+    for owner in ("inc_b", "inc_c", "inc_d"):
+        await store.renew_process_lease(owner, now_ms=4_001, lease_until_ms=8_000)
+    results: list[str] = []
+
+    async def take(owner: str) -> None:
+        if await store.take_over_idempotent(_retry(owner, 4_001), _OLD_MS):
+            results.append(owner)
+
+    async with trio.open_nursery() as nursery:
+        for owner in ("inc_b", "inc_c", "inc_d"):
+            nursery.start_soon(take, owner)
+    assert len(results) == 1  # the new owner's lease is live: nobody takes it from them
+    assert await _owner(store) == results[0]
+
+
+async def test_an_ended_lease_frees_its_claims_at_once(store: Store) -> None:
+    await store.renew_process_lease("inc_a", now_ms=1_000, lease_until_ms=4_000)
+    await store.renew_process_lease("inc_b", now_ms=1_000, lease_until_ms=4_000)
+    await _claim(store, "inc_a")
+    await store.end_process_lease("inc_a")
+    assert await store.take_over_idempotent(_retry("inc_b", 1_001), _OLD_MS)
+    assert await _owner(store) == "inc_b"
+
+
+async def test_a_renewal_forgets_lapsed_leases_and_keeps_live_ones(store: Store) -> None:
+    await store.renew_process_lease("inc_a", now_ms=1_000, lease_until_ms=2_000)
+    await store.renew_process_lease("inc_b", now_ms=1_000, lease_until_ms=9_000)
+    await _claim(store, "inc_b")
+    await store.renew_process_lease("inc_c", now_ms=3_000, lease_until_ms=6_000)  # drops inc_a
+    await store.renew_process_lease("inc_a", now_ms=3_000, lease_until_ms=6_000)  # back again
+    assert not await store.take_over_idempotent(_retry("inc_c", 5_000), _OLD_MS)  # inc_b lives
+
+
+@pytest.mark.parametrize(
+    ("claim_owner", "retry_owner", "fingerprint", "at_ms", "completed", "taken"),
+    [
+        (None, "inc_b", "fp", 2_000, False, False),  # no owner: only the timeout frees it
+        (None, "inc_b", "fp", 2_000, False, True),  # ... made before the cutoff (below)
+        ("inc_a", "inc_b", "other", 9_000, False, False),  # another request: never
+        ("inc_a", "inc_b", "fp", 9_000, True, False),  # completed: replayed, never taken
+        ("inc_a", "inc_a", "fp", 9_000, False, False),  # its own owner: only by the timeout
+    ],
+)
+async def test_take_over_rules(
+    store: Store,
+    claim_owner: str | None,
+    retry_owner: str,
+    fingerprint: str,
+    at_ms: int,
+    completed: bool,
+    taken: bool,
+) -> None:
+    await _claim(store, claim_owner)
+    if completed:
+        async with store.unit_of_work() as uow:
+            await uow.complete_idempotent("scope", "k", 201, b"{}", {})
+    cutoff_ms = 1_001 if taken else _OLD_MS  # the claim was made at 1_000
+    assert (
+        await store.take_over_idempotent(_retry(retry_owner, at_ms, fingerprint), cutoff_ms)
+        is taken
+    )
+    assert await _owner(store) == (retry_owner if taken else claim_owner)

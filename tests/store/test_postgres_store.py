@@ -19,12 +19,17 @@ import pytest
 import trio
 import trio_asyncio
 
-from engine.errors import AppendOnlyViolation, DuplicateKey, UnbalancedTransaction
+from engine.errors import (
+    AppendOnlyViolation,
+    DuplicateKey,
+    StoreUnavailable,
+    UnbalancedTransaction,
+)
 from engine.money import Money, split_bps
-from engine.records import PaymentOrder
+from engine.records import IdempotencyRecord, PaymentOrder
 from engine.states import OrderStatus, PaymentStatus, is_terminal
 from engine.store import migrate as migrations
-from engine.store.postgres import open_postgres_store
+from engine.store.postgres import open_postgres_store, unavailable
 from payengine import database
 from tests import pgfixtures
 from tests.factories import capture_txn, message, payment_with_orders, psp_event
@@ -256,7 +261,7 @@ async def test_migration_0003_retires_the_booking_subscriber(
     async def older_schema_with_booking_rows(conn: Any) -> None:
         monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:2])
         assert await migrations.migrate(conn) == ["0001_initial", "0002_api"]
-        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped)
+        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:3])
         await conn.execute(
             "INSERT INTO outbox (message_id, topic, key, payload, created_at_ms)"
             " VALUES ('msg_1', 'order.succeeded', 'ord_1', '{}', 1)"
@@ -302,3 +307,80 @@ async def test_dropping_a_connection_the_pool_already_has_back_raises_nothing(ds
             await pool.close()
 
     assert await pgfixtures.run_on_asyncio(released_then_dropped) == 42
+
+
+@pytest.mark.parametrize("kind", pgfixtures.available_kinds())
+async def test_migration_0004_keeps_claims_made_before_owners_existed(kind: str) -> None:
+    """A claim written before 0004 has no owner: only the in-flight timeout takes it over."""
+    shipped = migrations.load_migrations()
+    assert [m.name for m in shipped][3] == "0004_idempotency_owners"
+    async with pgfixtures.fresh_database(kind) as dsn:
+
+        async def claim_before_0004(conn: Any) -> None:
+            for migration in shipped[:3]:
+                await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO idempotency (scope, key, fingerprint, created_at_ms)"
+                " VALUES ('scope', 'k', 'fp', 1000)"
+            )
+            await conn.execute(shipped[3].sql)
+
+        await pgfixtures.raw_sql(dsn, claim_before_0004)
+        async with open_postgres_store(dsn, migrate=False) as store:
+            retry = IdempotencyRecord("scope", "k", "fp", created_at_ms=2_000, owner="inc_b")
+            assert not await store.take_over_idempotent(retry, abandoned_before_ms=1_000)
+            assert await store.take_over_idempotent(retry, abandoned_before_ms=1_001)
+            async with store.unit_of_work() as uow:
+                claim = await uow.get_idempotency("scope", "k")
+            assert claim is not None and claim.owner == "inc_b"
+
+
+@pytest.mark.parametrize(
+    ("error", "is_outage"),
+    [
+        (ConnectionRefusedError(111, "refused"), True),
+        (FileNotFoundError(2, "no socket"), True),  # the embedded server's socket is gone
+        (TimeoutError("connect timed out"), True),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed mid-operation"), True),
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), True),
+        (asyncpg.exceptions.CannotConnectNowError("the database system is starting up"), True),
+        (asyncpg.exceptions.InterfaceError("connection is closed"), True),
+        (asyncpg.exceptions.InterfaceError("connection has been released back to the pool"), True),
+        (asyncpg.exceptions.InterfaceError("another operation is in progress"), False),
+        (asyncpg.exceptions.QueryCanceledError("statement timeout"), False),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
+        (asyncpg.exceptions.UndefinedTableError("no such table"), False),
+    ],
+)
+def test_only_connection_failures_are_store_unavailable(
+    error: BaseException, is_outage: bool
+) -> None:
+    assert isinstance(unavailable(error), StoreUnavailable) is is_outage
+
+
+@pytest.mark.parametrize("kind", pgfixtures.available_kinds())
+async def test_terminated_connections_are_store_unavailable_then_the_pool_reconnects(
+    kind: str,
+) -> None:
+    """`pg_terminate_backend` of every connection mid-unit: that unit raises StoreUnavailable
+    (nothing committed), and the next unit gets a fresh connection and works."""
+    async with pgfixtures.fresh_database(kind) as dsn, open_postgres_store(dsn) as store:
+        payment, orders = payment_with_orders([100])
+        database = dsn.rsplit("/", 1)[1].split("?")[0]
+
+        async def terminate_all(conn: Any) -> None:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+
+        with pytest.raises(StoreUnavailable):
+            async with store.unit_of_work() as uow:
+                await uow.insert_payment(payment, orders)
+                await pgfixtures.raw_sql(pgfixtures.admin_url(kind), terminate_all)
+                await uow.get_payment(payment.payment_id)
+        assert await store.get_payment(payment.payment_id) is None  # nothing was committed
+        async with store.unit_of_work() as uow:
+            await uow.insert_payment(payment, orders)
+        assert await store.get_payment(payment.payment_id) is not None

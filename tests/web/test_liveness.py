@@ -10,10 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
+import pytest
 import trio
 
 from engine.store.memory import MemoryStore
 from simulator.fake_psp import FakePsp
+from tests import pgfixtures
+from tests.web.test_serve_process import (  # noqa: F401 (database_url is a fixture)
+    EXIT_TIMEOUT_S,
+    Process,
+    _free_port,
+    database_url,
+)
 from web.app import create_app
 from web.liveness import LIVENESS_EXTENSION, Liveness
 from web.runtime import EXTENSION, Runtime, Wiring
@@ -63,3 +72,20 @@ async def test_a_served_engine_is_alive() -> None:
         await trio.sleep(0.2)
         assert app.extensions[LIVENESS_EXTENSION].alive
         assert (await (await client.get("/healthz")).get_json()) == {"status": "ok", "problems": []}
+
+
+@pytest.mark.postgres
+def test_serve_exits_non_zero_when_the_engine_is_gone(database_url: str) -> None:  # noqa: F811
+    """A real `payengine serve` whose engine fails for good (not weather: its lease table was
+    dropped under it, so the heartbeat fails with an undefined table) stops by itself with
+    exit code 1, for its supervisor to restart it."""
+    port = _free_port()
+    process = Process(["serve", "--port", str(port), "--psp-port", str(_free_port())], database_url)
+    try:
+        process.wait_for(f"payengine API on http://127.0.0.1:{port}")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        pgfixtures.execute_sync(database_url, "DROP TABLE process_leases")
+        assert process.popen.wait(timeout=EXIT_TIMEOUT_S) == 1
+        process.wait_for("engine gone", timeout_s=EXIT_TIMEOUT_S)
+    finally:
+        process.kill()
