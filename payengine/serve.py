@@ -143,8 +143,8 @@ async def mint_keys(store: Store, scopes: tuple[str, ...], label: str) -> dict[s
 async def serve_api(store: Store, config: Config, options: ServeOptions, where: str) -> None:
     """Serve the API (and the fake PSP's face) on `store` until SIGINT/SIGTERM, then stop
     gracefully: listeners close, in-flight requests finish, the engine stops."""
+    from psp.app import PspFaceSettings, create_psp_app
     from web.app import create_app
-    from web.psp_face.app import PspFaceSettings, create_psp_app
     from web.runtime import Wiring
     from web.settings import WebSettings
 

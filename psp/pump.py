@@ -2,7 +2,8 @@
 merchant's (our) webhook URL over real HTTP, and retried with backoff until a 2xx, as a real
 PSP does. Each attempt is signed afresh (new timestamp), so a slow retry never goes stale.
 
-Delivered events are logged (`sent`) so tests can replay one verbatim as a duplicate.
+Delivered events are logged (`sent`) so tests can replay one verbatim as a duplicate. Events
+are encoded and signed by psp/events.py (Stripe's envelope and signature).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import trio
 
 from engine.gateway import PspNotification
 from engine.ports import Clock
-from web.psp_wire import encode_event
-from web.signature import sign_header
+from psp.events import encode_event, sign_header
 
 
 @attrs.frozen
@@ -29,7 +29,8 @@ class PumpLimits:
 
 @attrs.define(eq=False)
 class WebhookPump:
-    webhook_url: str
+    #: None: nobody listens (`payengine psp serve` without --webhook-url); events are dropped.
+    webhook_url: str | None
     secrets: tuple[str, ...]
     clock: Clock
     limits: PumpLimits = attrs.Factory(PumpLimits)
@@ -50,12 +51,15 @@ class WebhookPump:
         ):
             task_status.started()
             async for event in events:
+                if self.webhook_url is None:
+                    continue
                 await limiter.acquire_on_behalf_of(event.event_id)
                 nursery.start_soon(self._deliver, client, limiter, event)
 
     async def _deliver(
         self, client: httpx.AsyncClient, limiter: trio.CapacityLimiter, event: PspNotification
     ) -> None:
+        assert self.webhook_url is not None
         try:
             body = encode_event(event)
             delay_s = self.limits.delay_s_base
