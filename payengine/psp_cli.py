@@ -22,6 +22,9 @@ from payengine.cli import EXIT_OK, UsageError, _sole_leaf
 from payengine.config import Config
 
 DEFAULT_PORT = 12111  # stripe-mock's port, so tools that know it find this one too
+#: How long in-flight requests (and idle keep-alive connections) may hold a stop: a test PSP
+#: stops quickly; a hung call (a fault) is cut.
+PSP_GRACEFUL_TIMEOUT_S = 2.0
 
 
 def register(sub: Any) -> None:
@@ -90,7 +93,9 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
             await nursery.start(
                 lambda task_status: serve(
                     app,
-                    hypercorn_config([f"{args.host}:{args.port}"]),
+                    hypercorn_config(
+                        [f"{args.host}:{args.port}"], graceful_timeout_s=PSP_GRACEFUL_TIMEOUT_S
+                    ),
                     shutdown_trigger=trigger,
                     task_status=task_status,
                 )
@@ -102,6 +107,8 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
             print(f"faults: {args.faults or '(none)'}", flush=True)
             await wait_for_signal()
             stop.set()
+        if plan is not None:
+            print(f"faults fired: {plan.fired}", flush=True)
 
     try:
         trio.run(go)
