@@ -91,6 +91,8 @@ class PspFace:
     pump: WebhookPump
     books: StripeBooks
     idempotency: IdempotencyCache
+    #: The webhook sender's scope, cancelled when the face stops serving.
+    pumping: trio.CancelScope
 
 
 def _json(data: dict[str, Any], status: int = 200, replayed: bool = False) -> Response:
@@ -138,11 +140,24 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
         if settings.configure is not None:
             settings.configure(psp)
         pump = WebhookPump(settings.webhook_url, settings.secrets, clock, settings.pump)
-        await app.nursery.start(pump.run, psp.webhook_receive)
+        pumping = trio.CancelScope()
+
+        async def run_pump(*, task_status: trio.TaskStatus[None]) -> None:
+            with pumping:
+                await pump.run(psp.webhook_receive, task_status=task_status)
+
+        await app.nursery.start(run_pump)
         books = StripeBooks(psp, settings.public_url)
         app.extensions[PSP_EXTENSION] = PspFace(
-            psp, pump, books, IdempotencyCache(trio.current_time)
+            psp, pump, books, IdempotencyCache(trio.current_time), pumping
         )
+
+    @app.after_serving
+    async def stop() -> None:
+        """Webhooks still in flight are dropped, as when a PSP's sender restarts."""
+        found = app.extensions.get(PSP_EXTENSION)
+        if found is not None:
+            found.pumping.cancel()
 
     def face() -> PspFace:
         found: PspFace = app.extensions[PSP_EXTENSION]
