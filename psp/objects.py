@@ -66,6 +66,9 @@ class StripeBooks:
     refund_keys: dict[str, str] = attrs.Factory(dict)  # refund id -> idempotency key
     _keys: itertools.count[int] = attrs.Factory(itertools.count)
 
+    def now_s(self) -> int:
+        return self.psp.clock.now_ms() // 1000
+
     def new_key(self, prefix: str) -> str:
         """A key for a request sent without Idempotency-Key (each one a new effect)."""
         return f"{prefix}_{self.psp.clock.now_ms():x}_{next(self._keys)}"
