@@ -78,6 +78,7 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
         (secret,),
         api_keys=(api_key,),
         configure=None if plan is None else plan.apply,
+        webhook_plan=None if plan is None else plan.deliveries,
     )
     app = create_psp_app(settings)
 

@@ -22,7 +22,7 @@ import base64
 import binascii
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -33,16 +33,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.clock import TrioClock
-from engine.gateway import (
-    GatewayUnavailable,
-    SessionStatus,
-)
+from engine.gateway import GatewayUnavailable, PspNotification, SessionStatus
 from engine.money import format_amount
 from psp import wire
 from psp.idempotency import IdempotencyCache
 from psp.objects import StripeBooks
 from psp.page import outcome_for, page
-from psp.pump import PumpLimits, WebhookPump
+from psp.pump import Delivery, PumpLimits, WebhookPump
 from psp.resources import ROUTES, Handler
 from psp.wire import StripeError
 from simulator.fake_psp import FakePsp, process_namespace
@@ -75,6 +72,8 @@ class PspFaceSettings:
     api_keys: tuple[str, ...] = attrs.field(default=(DEFAULT_API_KEY,), validator=_check_keys)
     #: Applied to the FakePsp once it exists (a fault plan: `chooser`, `latency`).
     configure: Callable[[FakePsp], None] | None = None
+    #: How each webhook is delivered (a fault plan's `deliveries`); None: once, at once.
+    webhook_plan: Callable[[PspNotification], Sequence[Delivery]] | None = None
 
 
 @attrs.define(eq=False)
@@ -128,7 +127,9 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
         psp = FakePsp(clock, id_namespace=process_namespace(settings.epoch_ms()))
         if settings.configure is not None:
             settings.configure(psp)
-        pump = WebhookPump(settings.webhook_url, settings.secrets, clock, settings.pump)
+        pump = WebhookPump(
+            settings.webhook_url, settings.secrets, clock, settings.pump, plan=settings.webhook_plan
+        )
         pumping = trio.CancelScope()
 
         async def run_pump(*, task_status: trio.TaskStatus[None]) -> None:

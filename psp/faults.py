@@ -5,7 +5,8 @@ PSP does (5xx, answers lost after the PSP acted, hangs, declines, slow calls). T
 scenario's `[faults]` table (scenarios/*.toml, `--faults psp_timeouts`), drawn per call from a
 seeded rng, so a run with the same seed and the same calls misbehaves the same way. The same
 probabilities the simulator uses (simulator/world.py), on the FakePsp's `chooser` and `latency`
-hooks. Webhook faults of a scenario (duplicates, loss, delay) are not applied here.
+hooks; and the webhook faults (loss, duplicates, delay, reordering, forged copies) as the
+webhook sender's `plan` (psp/pump.py). Delays are in real seconds here.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import random
 
 import attrs
 
+from engine.gateway import PspNotification
+from psp.pump import Delivery
 from scenarios import Faults
 from simulator.fake_psp import Action, FakePsp
 
 #: How long a hung call hangs before the PSP gives up (callers' own deadlines fire first).
 HANG_S = 120.0
+#: How late a reordered webhook goes out, at most: enough to land after the next event.
+REORDER_S_MAX = 2.0
+#: How far apart the duplicates of one event go out, at most.
+DUPLICATE_SPREAD_S_MAX = 1.0
 
 
 @attrs.define(eq=False)
@@ -53,8 +60,7 @@ class PspFaultPlan:
         r = self.rng.random()
         for p, action in table:
             if r < p:
-                name = f"psp_{action.value}"
-                self.fired[name] = self.fired.get(name, 0) + 1
+                self._fired(f"psp_{action.value}")
                 return action
             r -= p
         return Action.OK
@@ -66,3 +72,32 @@ class PspFaultPlan:
         # Log-normal around the median with a long tail, capped, as the simulator draws it.
         ms = f.psp_latency_ms_median * math.exp(self.rng.gauss(0.0, 0.8))
         return min(ms, f.psp_latency_ms_max) / 1000.0
+
+    def deliveries(self, event: PspNotification) -> list[Delivery]:
+        """The copies of `event` to send (none when it is lost), drawn as the simulator does."""
+        f, rng = self.faults, self.rng
+        if rng.random() < f.webhook_loss_p:
+            self._fired("webhook_lost")
+            return []
+        copies = 1
+        if rng.random() < f.webhook_duplicate_p:
+            copies += rng.randint(1, f.webhook_duplicates_max)
+            self._fired("webhook_duplicated")
+        delay_s = 0.0
+        if rng.random() < f.webhook_delay_p:
+            delay_s = rng.uniform(0.0, f.webhook_delay_s_max)
+            self._fired("webhook_delayed")
+        elif rng.random() < f.webhook_reorder_p:
+            delay_s = rng.uniform(0.0, REORDER_S_MAX)
+            self._fired("webhook_reordered")
+        found = [
+            Delivery(delay_s + rng.uniform(0.0, DUPLICATE_SPREAD_S_MAX) * copy)
+            for copy in range(copies)
+        ]
+        if rng.random() < f.webhook_forged_p:
+            self._fired("webhook_forged")
+            found.append(Delivery(rng.uniform(0.0, REORDER_S_MAX), forged=True))
+        return found
+
+    def _fired(self, name: str) -> None:
+        self.fired[name] = self.fired.get(name, 0) + 1
