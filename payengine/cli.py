@@ -149,9 +149,10 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 
 
 def _register_extensions() -> None:
-    from payengine import scenario_cli
+    from payengine import psp_cli, scenario_cli
 
     _EXTENSIONS.append(scenario_cli.register)
+    _EXTENSIONS.append(psp_cli.register)
 
 
 _register_extensions()

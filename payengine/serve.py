@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import secrets
 import signal
@@ -97,6 +98,8 @@ class ServeOptions:
     certfile: str | None = None
     keyfile: str | None = None
     webhook_secret: str | None = None
+    #: The PSP's API key (Stripe's secret key); None: the in-process fake PSP's.
+    psp_api_key: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -113,6 +116,7 @@ class ServeOptions:
             certfile=args.certfile,
             keyfile=args.keyfile,
             webhook_secret=args.webhook_secret,
+            psp_api_key=args.psp_api_key or os.environ.get("PAYENGINE_PSP_API_KEY"),
         )
 
     @property
@@ -129,6 +133,10 @@ def add_serve_arguments(parser: Any) -> None:
     parser.add_argument("--psp-port", type=int, default=8001, help="port of the fake PSP")
     parser.add_argument("--psp-url", help="use this PSP instead of starting the fake one")
     parser.add_argument("--webhook-secret", help="PSP webhook signing secret (default: random)")
+    parser.add_argument(
+        "--psp-api-key",
+        help="the PSP's secret key, with --psp-url (default: $PAYENGINE_PSP_API_KEY)",
+    )
 
 
 async def mint_keys(store: Store, scopes: tuple[str, ...], label: str) -> dict[str, str]:
@@ -147,9 +155,9 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
     If the engine is gone (web/liveness.py: it ended with an error while serving), stop the
     same way and return EXIT_FAILED, so that a supervisor restarts the process. A database
     outage does not end the engine (docs/operations.md)."""
+    from psp.app import PspFaceSettings, create_psp_app
     from web.app import create_app
     from web.liveness import LIVENESS_EXTENSION, Liveness
-    from web.psp_face.app import PspFaceSettings, create_psp_app
     from web.runtime import Wiring
     from web.settings import WebSettings
 
@@ -159,7 +167,11 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
     psp_url = options.psp_url or f"http://{options.host}:{options.psp_port}"
     wiring = Wiring(
         open_store=lambda: _opened(store),
-        open_gateway=lambda clock: open_http_gateway(psp_url),
+        open_gateway=lambda clock: (
+            open_http_gateway(psp_url, options.psp_api_key)
+            if options.psp_api_key
+            else open_http_gateway(psp_url)
+        ),
         engine_config=config.engine,
     )
     settings = WebSettings(psp_webhook_secrets=(secret,), public_base_url=api_url)

@@ -1,5 +1,5 @@
 """The PSP webhook wire format, shared by the receiver (web/webhooks.py) and the fake PSP's HTTP
-face (web/psp_face/), so both ends agree by construction.
+face (psp/), so both ends agree by construction.
 
 Stripe-shaped envelope: `{"id": "evt_...", "object": "event", "type": "<kind>", "created":
 <unix seconds>, "data": {"object": {"reference": ..., "capture_id": ..., "reason": ...,

@@ -20,10 +20,10 @@ from hypercorn.trio import serve
 from engine.limits import EngineConfig
 from engine.store.memory import MemoryStore
 from payengine.serve import hypercorn_config
+from psp.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
 from web.app import create_app
 from web.http_gateway import open_http_gateway
 from web.keys import create_api_key
-from web.psp_face.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
 from web.runtime import EXTENSION, Runtime, Wiring
 from web.settings import WebSettings
 from web.signature import sign_header

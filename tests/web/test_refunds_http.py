@@ -1,6 +1,7 @@
-"""Refunds over real sockets: `HttpGateway.refund/query_refund` against the fake PSP's HTTP face
-(`POST /v1/refunds`, `GET /v1/refunds/{key}`), the refund webhooks posted, signed, to our API,
-which records and ignores them (no engine refund flow yet): the books do not move."""
+"""Refunds over real sockets: `HttpGateway.refund/query_refund` (Stripe's `POST /v1/refunds` and a
+scan of `GET /v1/refunds` for the key's metadata) against the fake PSP's HTTP face, the refund
+webhooks posted, signed, to our API, which records and ignores them (no engine refund flow yet):
+the books do not move."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from engine.gateway import (
     RefundRefusal,
 )
 from engine.money import Money
+from psp.app import PspFace
 from tests.web.test_e2e_http import FLOW_TIMEOUT_S, SECRET, running_world
-from web.http_gateway import open_http_gateway
+from web.http_gateway import FAKE_PSP_API_KEY, open_http_gateway
 from web.keys import create_api_key
-from web.psp_face.app import PspFace
 from web.psp_wire import decode_event, encode_event
 from web.runtime import Runtime
 from web.signature import sign_header
@@ -67,14 +68,16 @@ async def test_refunds_over_http_are_idempotent_partial_and_ignored_by_the_engin
         with pytest.raises(IdempotencyKeyReused):
             await gateway.refund("rf_1", capture_id, Money(500, "EUR"))
 
-        # Refusals come back as FAILED results with the PSP's reason, and stay under the key.
+        # Refusals come back as FAILED results with the PSP's reason. As at Stripe, a refusal
+        # leaves no refund object to find (NOT_FOUND), and the same key answers it again.
         too_much = await gateway.refund("rf_2", capture_id, Money(3001, "EUR"))
         assert (too_much.status, too_much.refund_id, too_much.reason) == (
             PspRefundStatus.FAILED,
             None,
             RefundRefusal.EXCEEDS_CAPTURED.value,
         )
-        assert await gateway.query_refund("rf_2") == too_much
+        assert (await gateway.query_refund("rf_2")).status is PspRefundStatus.NOT_FOUND
+        assert await gateway.refund("rf_2", capture_id, Money(3001, "EUR")) == too_much
         unknown = await gateway.refund("rf_3", "cap_nope", Money(100, "EUR"))
         assert unknown.reason == RefundRefusal.CAPTURE_NOT_FOUND.value
         assert (await gateway.query_refund("rf_none")).status is PspRefundStatus.NOT_FOUND
@@ -95,18 +98,17 @@ async def test_refunds_over_http_are_idempotent_partial_and_ignored_by_the_engin
         assert face.psp.refunded_total() == {"EUR": 4000}
         assert len([r for r in face.psp.refunds.values() if r.refund_id]) == 2
 
-        # Malformed requests are the PSP's 400, never a refund.
+        # Malformed requests are the PSP's 400 (Stripe's error object), never a refund.
+        auth = {"Authorization": f"Bearer {FAKE_PSP_API_KEY}", "Idempotency-Key": "rf_bad"}
         bad = await http.post(
-            f"{psp_url}/v1/refunds",
-            json={"capture_id": capture_id, "amount": "10.00", "currency": "EUR"},
-            headers={"Idempotency-Key": "rf_bad"},
+            f"{psp_url}/v1/refunds", data={"charge": capture_id, "amount": "10.00"}, headers=auth
         )
-        assert bad.status_code == 400 and "integer" in bad.json()["error"]["message"]
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "amount"
+        assert "integer" in bad.json()["error"]["message"]
         keyless = await http.post(
-            f"{psp_url}/v1/refunds",
-            json={"capture_id": capture_id, "amount": 10, "currency": "EUR"},
+            f"{psp_url}/v1/refunds", data={"charge": capture_id, "amount": "10"}
         )
-        assert keyless.status_code == 400 and "rf_bad" not in face.psp.refunds
+        assert keyless.status_code == 401 and "rf_bad" not in face.psp.refunds
 
         # Both refund webhooks reach our API, which records them and moves no money.
         with trio.fail_after(FLOW_TIMEOUT_S):

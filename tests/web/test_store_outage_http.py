@@ -29,8 +29,8 @@ from tests.outage_proxy import CuttableProxy, open_cuttable_proxy
 from web.app import create_app
 from web.http_gateway import open_http_gateway
 from web.keys import create_api_key
-from web.psp_face.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
-from web.psp_face.pump import PumpLimits
+from psp.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
+from psp.pump import PumpLimits
 from web.runtime import EXTENSION, Runtime, Wiring
 from web.settings import WebSettings
 from web.signature import sign_header

@@ -1,0 +1,103 @@
+"""A shipped scenario's PSP faults, applied to the fake PSP that `payengine psp serve` runs.
+
+Why: engineers point their own Stripe integration at the fake PSP to see it survive what a real
+PSP does (5xx, answers lost after the PSP acted, hangs, declines, slow calls). The plan is a
+scenario's `[faults]` table (scenarios/*.toml, `--faults psp_timeouts`), drawn per call from a
+seeded rng, so a run with the same seed and the same calls misbehaves the same way. The same
+probabilities the simulator uses (simulator/world.py), on the FakePsp's `chooser` and `latency`
+hooks; and the webhook faults (loss, duplicates, delay, reordering, forged copies) as the
+webhook sender's `plan` (psp/pump.py). Delays are in real seconds here.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import attrs
+
+from engine.gateway import PspNotification
+from psp.pump import Delivery
+from scenarios import Faults
+from simulator.fake_psp import Action, FakePsp
+
+#: How long a hung call hangs before the PSP gives up (callers' own deadlines fire first).
+HANG_S = 120.0
+#: How late a reordered webhook goes out, at most: enough to land after the next event.
+REORDER_S_MAX = 2.0
+#: How far apart the duplicates of one event go out, at most.
+DUPLICATE_SPREAD_S_MAX = 1.0
+
+
+@attrs.define(eq=False)
+class PspFaultPlan:
+    faults: Faults
+    rng: random.Random
+    #: Faults fired, by `psp_<action>` name.
+    fired: dict[str, int] = attrs.Factory(dict)
+
+    @classmethod
+    def of(cls, faults: Faults, seed: int) -> PspFaultPlan:
+        return cls(faults, random.Random(seed))
+
+    def apply(self, psp: FakePsp) -> None:
+        psp.chooser = self.choose
+        psp.latency = self.latency
+        psp.hang_s = HANG_S
+
+    def choose(self, operation: str) -> Action:
+        f = self.faults
+        table = [
+            (f.psp_unavailable_p, Action.UNAVAILABLE),
+            (f.psp_hang_p, Action.HANG),
+            (f.psp_timeout_after_p, Action.TIMEOUT_AFTER),
+        ]
+        if operation == "capture":
+            table += [
+                (f.psp_decline_p, Action.DECLINE),
+                (f.psp_failed_attempt_p, Action.FAILED_ATTEMPT),
+            ]
+        r = self.rng.random()
+        for p, action in table:
+            if r < p:
+                self._fired(f"psp_{action.value}")
+                return action
+            r -= p
+        return Action.OK
+
+    def latency(self, operation: str) -> float:
+        f = self.faults
+        if f.psp_latency_ms_median <= 0:
+            return 0.0
+        # Log-normal around the median with a long tail, capped, as the simulator draws it.
+        ms = f.psp_latency_ms_median * math.exp(self.rng.gauss(0.0, 0.8))
+        return min(ms, f.psp_latency_ms_max) / 1000.0
+
+    def deliveries(self, event: PspNotification) -> list[Delivery]:
+        """The copies of `event` to send (none when it is lost), drawn as the simulator does."""
+        f, rng = self.faults, self.rng
+        if rng.random() < f.webhook_loss_p:
+            self._fired("webhook_lost")
+            return []
+        copies = 1
+        if rng.random() < f.webhook_duplicate_p:
+            copies += rng.randint(1, f.webhook_duplicates_max)
+            self._fired("webhook_duplicated")
+        delay_s = 0.0
+        if rng.random() < f.webhook_delay_p:
+            delay_s = rng.uniform(0.0, f.webhook_delay_s_max)
+            self._fired("webhook_delayed")
+        elif rng.random() < f.webhook_reorder_p:
+            delay_s = rng.uniform(0.0, REORDER_S_MAX)
+            self._fired("webhook_reordered")
+        found = [
+            Delivery(delay_s + rng.uniform(0.0, DUPLICATE_SPREAD_S_MAX) * copy)
+            for copy in range(copies)
+        ]
+        if rng.random() < f.webhook_forged_p:
+            self._fired("webhook_forged")
+            found.append(Delivery(rng.uniform(0.0, REORDER_S_MAX), forged=True))
+        return found
+
+    def _fired(self, name: str) -> None:
+        self.fired[name] = self.fired.get(name, 0) + 1

@@ -1,1 +1,0 @@
-"""The fake PSP's HTTP face: Stripe-shaped endpoints, a hosted page, signed webhooks."""
