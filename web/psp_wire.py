@@ -6,6 +6,13 @@ Stripe-shaped envelope: `{"id": "evt_...", "object": "event", "type": "<kind>", 
 "refund_id": ...}}}` (`refund_id` set on refund events only).
 `type` is one of `engine.gateway.PspEventKind`. `created` is in seconds (as Stripe's), which
 also keeps 13-digit millisecond stamps out of bodies that the card-number guard scans.
+
+A real Stripe account sends Stripe's own types instead; the buyer's outcome is what the engine
+cannot learn otherwise before the checkout expires, so Stripe's Checkout Session events are
+read too (`STRIPE_SESSION_EVENTS`): their object is the Checkout Session, whose
+`client_reference_id` is our payment id (web/http_gateway.py sets it). Capture and refund
+outcomes the engine learns from its own calls (and queries by key), so Stripe's charge and
+refund events are acknowledged without effect.
 """
 
 from __future__ import annotations
@@ -54,8 +61,42 @@ def encode_event(event: PspNotification) -> bytes:
     return msgspec.json.encode(body)
 
 
+#: Stripe's Checkout Session event types and what each says of the buyer. With manual capture
+#: `checkout.session.completed` means the card was authorized (payment_status "unpaid" until
+#: captured); the async pair is for payment methods that settle later.
+STRIPE_SESSION_EVENTS: dict[str, PspEventKind] = {
+    "checkout.session.completed": PspEventKind.SESSION_AUTHORIZED,
+    "checkout.session.async_payment_succeeded": PspEventKind.SESSION_AUTHORIZED,
+    "checkout.session.async_payment_failed": PspEventKind.SESSION_DECLINED,
+    "checkout.session.expired": PspEventKind.SESSION_EXPIRED,
+}
+
+
+class StripeSession(msgspec.Struct):
+    id: str
+    client_reference_id: str | None = None
+
+
+class StripeSessionData(msgspec.Struct):
+    object: StripeSession
+
+
+class StripeSessionEventIn(msgspec.Struct):
+    id: str
+    type: str
+    created: int
+    data: StripeSessionData
+
+
+class _EventType(msgspec.Struct):
+    type: str
+
+
 def decode_event(body: bytes) -> PspNotification:
     """Raises msgspec errors for a malformed body, UnknownEventType for an unhandled type."""
+    kind_of = msgspec.json.decode(body, type=_EventType).type
+    if kind_of in STRIPE_SESSION_EVENTS:
+        return _decode_stripe_session(body, STRIPE_SESSION_EVENTS[kind_of])
     event = msgspec.json.decode(body, type=PspEventIn)
     try:
         kind = PspEventKind(event.type)
@@ -71,4 +112,20 @@ def decode_event(body: bytes) -> PspNotification:
         reason=event.data.object.reason,
         refund_id=event.data.object.refund_id,
         raw=raw,
+    )
+
+
+def _decode_stripe_session(body: bytes, kind: PspEventKind) -> PspNotification:
+    event = msgspec.json.decode(body, type=StripeSessionEventIn)
+    session = event.data.object
+    if not session.client_reference_id:
+        # Not a checkout of ours (created elsewhere on the same account): nothing to apply.
+        raise UnknownEventType(f"{event.type} without client_reference_id")
+    return PspNotification(
+        event_id=event.id,
+        kind=kind,
+        reference=session.client_reference_id,
+        occurred_at_ms=event.created * 1000,
+        reason=None if kind is not PspEventKind.SESSION_DECLINED else "async_payment_failed",
+        raw={"id": event.id, "type": event.type, "session": session.id},
     )

@@ -198,6 +198,59 @@ async def test_unhandled_event_type_is_acknowledged(autojump_clock: MockClock, a
     assert r.status_code == 200
 
 
+def _stripe_session_event(event_type: str, payment_id: str | None, session_id: str) -> bytes:
+    """A webhook as a real Stripe account sends it: Stripe's type, the Checkout Session object."""
+    session: dict[str, Any] = {
+        "id": session_id,
+        "object": "checkout.session",
+        "payment_status": "unpaid",
+        "status": "complete",
+        "client_reference_id": payment_id,
+        "payment_intent": "pi_3Qx",
+        "metadata": {},
+    }
+    event = {
+        "id": f"evt_stripe_{event_type}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": 1_767_225_600,
+        "livemode": False,
+        "type": event_type,
+        "data": {"object": session},
+    }
+    return json.dumps(event).encode()
+
+
+async def test_stripes_own_checkout_session_events_drive_the_payment(
+    autojump_clock: MockClock, api: Api
+) -> None:
+    """Against a real Stripe account the outcome arrives as `checkout.session.completed`."""
+    payment = json.loads(await (await create(api, body())).get_data())
+    stored = await api.runtime.store.get_payment(payment["id"])
+    assert stored is not None and stored.psp_session_id is not None
+    api.psp.buyer_pays(stored.psp_session_id)  # the fake PSP's own event is not delivered here
+    now_s = api.runtime.clock.now_ms() // 1000
+    for event_type, reference in (
+        ("checkout.session.completed", None),  # not one of ours: acknowledged, no effect
+        ("checkout.session.completed", payment["id"]),
+    ):
+        payload = _stripe_session_event(event_type, reference, stored.psp_session_id)
+        r = await api.client.post(
+            "/v1/psp/webhooks",
+            data=payload,
+            headers={"Stripe-Signature": sign_header([SECRET], now_s, payload)},
+        )
+        assert r.status_code == 200
+    after = await api.runtime.store.get_payment(payment["id"])
+    assert after is not None and after.status.value in ("AUTHORIZED", "COMPLETED")
+    again = await api.client.post(
+        "/v1/psp/webhooks",
+        data=payload,
+        headers={"Stripe-Signature": sign_header([SECRET], now_s, payload)},
+    )
+    assert json.loads(await again.get_data())["outcome"] == "duplicate"
+
+
 # --- operator endpoints ----------------------------------------------------------------------
 
 

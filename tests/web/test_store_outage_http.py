@@ -24,13 +24,13 @@ from hypercorn.trio import serve
 from engine.limits import EngineConfig
 from engine.store.postgres import PostgresLimits, open_postgres_store
 from payengine.serve import hypercorn_config
+from psp.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
+from psp.pump import PumpLimits
 from tests import pgfixtures
 from tests.outage_proxy import CuttableProxy, open_cuttable_proxy
 from web.app import create_app
 from web.http_gateway import open_http_gateway
 from web.keys import create_api_key
-from psp.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
-from psp.pump import PumpLimits
 from web.runtime import EXTENSION, Runtime, Wiring
 from web.settings import WebSettings
 from web.signature import sign_header
