@@ -256,7 +256,7 @@ async def test_migration_0003_retires_the_booking_subscriber(
     async def older_schema_with_booking_rows(conn: Any) -> None:
         monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:2])
         assert await migrations.migrate(conn) == ["0001_initial", "0002_api"]
-        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped)
+        monkeypatch.setattr(migrations, "load_migrations", lambda: shipped[:3])
         await conn.execute(
             "INSERT INTO outbox (message_id, topic, key, payload, created_at_ms)"
             " VALUES ('msg_1', 'order.succeeded', 'ord_1', '{}', 1)"
