@@ -20,7 +20,16 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from web import deadletters, health, ledger, logs, merchant_webhooks, payments, webhooks
+from web import (
+    deadletters,
+    health,
+    ledger,
+    logs,
+    merchant_webhooks,
+    payments,
+    refunds,
+    webhooks,
+)
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
 from web.metrics import Metrics, standard_metrics
@@ -53,6 +62,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
     )
     for blueprint in (
         payments.bp,
+        refunds.bp,
         ledger.bp,
         deadletters.bp,
         webhooks.bp,
