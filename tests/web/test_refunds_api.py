@@ -1,5 +1,6 @@
 """POST/GET /v1/refunds through the Quart test client: each bad input's exact problem+json
-(and that it wrote nothing), Idempotency-Key, merchant keys limited to their own orders.
+(and that it wrote nothing), Idempotency-Key, merchant keys limited to their own orders; and
+one refund over real sockets (Hypercorn, the HTTP Gateway, the PSP's signed webhook).
 
 Our API's refunds; the fake PSP's own /v1/refunds is tests/web/test_refunds_http.py.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from trio.testing import MockClock
@@ -16,7 +18,9 @@ from trio.testing import MockClock
 from engine.states import OrderStatus
 from tests.web.conftest import Api
 from tests.web.test_access_and_webhooks import deliver_all, paid_payment
-from tests.web.test_payments_api import problem_of
+from tests.web.test_e2e_http import FLOW_TIMEOUT_S, running_world
+from tests.web.test_payments_api import body, create, problem_of
+from web.keys import create_api_key
 
 TYPE = "https://payengine.dev/problems/"
 
@@ -120,8 +124,6 @@ async def test_bad_refunds_get_their_problem_and_write_nothing(
 
 
 async def test_uncaptured_order_is_refused(autojump_clock: MockClock, api: Api) -> None:
-    from tests.web.test_payments_api import body, create
-
     payment = json.loads(await (await create(api, body(checkout_id="co-unpaid"))).get_data())
     orders = await order_ids(api, payment)
     order = await api.runtime.store.get_order(orders["s1"])
@@ -165,3 +167,59 @@ async def test_merchant_keys_see_only_their_own_orders_refunds(
     assert len(await api.runtime.store.list_refunds(orders["s1"], 10)) == 1
     missing = await api.client.get("/v1/refunds", headers=api.auth(api.admin))
     assert (await problem_of(missing, 422))["errors"][0]["pointer"] == "/order_id"
+
+
+async def test_refund_over_real_http() -> None:
+    """Over real sockets: Hypercorn serves our API and the fake PSP's face; the engine refunds
+    through the HTTP Gateway and the PSP's signed refund webhook comes back over HTTP."""
+    async with running_world() as (api_url, _, runtime, face), httpx.AsyncClient() as http:
+        _, storefront = await create_api_key(
+            runtime.store, runtime.ids, runtime.clock, "storefront"
+        )
+        auth = {"Authorization": f"Bearer {storefront}"}
+        body = {
+            "checkout_id": "e2e-refund",
+            "buyer": "buyer-1",
+            "currency": "EUR",
+            "orders": [{"seller_id": "s1", "amount": "50.00"}],
+            "return_url": "https://shop.example/done",
+        }
+        created = await http.post(
+            f"{api_url}/v1/payments", json=body, headers={**auth, "Idempotency-Key": "p1"}
+        )
+        payment = created.json()
+        paid = await http.post(payment["hosted_url"], data={"card_number": "4242 4242 4242 4242"})
+        assert paid.status_code == 303
+        with trio.fail_after(FLOW_TIMEOUT_S):
+            while (await http.get(f"{api_url}/v1/payments/{payment['id']}", headers=auth)).json()[
+                "status"
+            ] != "completed":
+                await trio.sleep(0.05)
+        order_id = payment["orders"][0]["id"]
+        bad = await http.post(
+            f"{api_url}/v1/refunds",
+            json={"order_id": order_id, "amount": 10},
+            headers={**auth, "Idempotency-Key": "rf-1"},
+        )
+        assert bad.status_code == 422
+        assert bad.headers["Content-Type"] == "application/problem+json"
+        assert bad.json()["errors"][0]["pointer"] == "/amount"
+        made = await http.post(
+            f"{api_url}/v1/refunds",
+            json={"order_id": order_id, "amount": "10.00"},
+            headers={**auth, "Idempotency-Key": "rf-1"},
+        )
+        assert made.status_code == 201, made.text
+        refund = made.json()
+        with trio.fail_after(FLOW_TIMEOUT_S):
+            while True:
+                got = await http.get(f"{api_url}/v1/refunds/{refund['id']}", headers=auth)
+                if got.json()["status"] == "succeeded":
+                    break
+                await trio.sleep(0.05)
+            while not any(b"refund.succeeded" in sent for sent, _ in face.pump.sent):
+                await trio.sleep(0.05)
+        assert list(face.psp.refunds) == [refund["id"]]
+        trial = await runtime.store.trial_balance()
+        assert trial[("psp_clearing", "EUR")] == 4_000
+        assert trial[("merchant_payable:s1", "EUR")] == -3_600
