@@ -1,10 +1,10 @@
-"""`open_engine`: the whole pay-in engine in one nursery, resumed from the store on start.
+"""`open_engine`: the whole engine (pay-in, refunds) in one nursery, resumed on start.
 
 Everything long-lived (the actor system, the timer heap, one consumer per outbox subscriber,
 recovery) is a task of one nursery, so leaving the context cancels all of it within
 `shutdown_timeout_s`; an in-flight unit of work is rolled back, exactly like a crash. Reopening
-on the same store resumes every unfinished payment: recovery pages through the non-terminal
-payments and hands each to its checkout actor, which takes it from wherever it stopped.
+on the same store resumes every unfinished payment and refund: recovery pages through the
+non-terminal ones and hands each to its actor, which takes it from wherever it stopped.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import trio
 
 from actors.checkout import CheckoutActor
 from actors.context import Context, Doorbell
-from actors.messages import CHECKOUT, ORDER, ResumeCheckout
+from actors.messages import CHECKOUT, ORDER, REFUND, QueryRefund, ResumeCheckout
 from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
+from actors.refund import REFUND_TOPICS, RefundActor
 from actors.runtime import ActorSystem
 from actors.service import PaymentService
 from actors.store_retry import when_store_answers
@@ -50,6 +51,7 @@ PAYMENT_TOPICS = (
     "payment.authorized_after_close",
 )
 ORDER_TOPICS = ("order.succeeded", "order.failed", "order.conflicting_psp_event")
+MERCHANT_TOPICS = PAYMENT_TOPICS + ORDER_TOPICS + (*REFUND_TOPICS, "refund.conflicting_psp_event")
 
 Notifier = Callable[[OutboxMessage], Awaitable[None]]
 
@@ -97,9 +99,10 @@ class Engine:
         return self.ctx.system
 
     async def recover(self) -> None:
-        """Hand every unfinished payment to its checkout actor (idempotent); an unavailable
-        store is waited out (actors/store_retry.py), so an outage at start delays recovery
-        instead of ending the engine."""
+        """Hand every unfinished payment to its checkout actor and every unfinished refund to
+        its order's refund actor (idempotent); an unavailable store is waited out
+        (actors/store_retry.py), so an outage at start delays recovery instead of ending the
+        engine."""
         after: str | None = None
         while True:
             page = await when_store_answers(
@@ -117,8 +120,30 @@ class Engine:
                 await self.ctx.system.tell(CHECKOUT, payment.payment_id, ResumeCheckout())
                 self.recovered += 1
             after = page[-1].payment_id
+        await self._recover_refunds()
         self.recovery_done.set()
-        log.info("recovery handed %d unfinished payments to their actors", self.recovered)
+        log.info("recovery handed %d unfinished aggregates to their actors", self.recovered)
+
+    async def _recover_refunds(self) -> None:
+        """A REQUESTED refund may or may not have reached the PSP, a SUBMITTED one awaits its
+        word: either way the refund actor asks the PSP by key first (and calls on NOT_FOUND)."""
+        after: str | None = None
+        while True:
+            page = await when_store_answers(
+                self.ctx.config,
+                "refund recovery",
+                functools.partial(
+                    self.ctx.store.list_unfinished_refunds,
+                    self.ctx.config.recovery_batch_size_max,
+                    after,
+                ),
+            )
+            if not page:
+                break
+            for refund in page:
+                await self.ctx.system.tell(REFUND, refund.order_id, QueryRefund(refund.refund_id))
+                self.recovered += 1
+            after = page[-1].refund_id
 
     def health(self) -> list[str]:
         return self.ctx.system.health()
@@ -147,6 +172,7 @@ async def open_engine(
         ctx = Context(store, gateway, clock, ids, rng, config, system, timers, Doorbell(), faults)
         system.register(CHECKOUT, lambda key: CheckoutActor(ctx, str(key)))
         system.register(ORDER, lambda key: OrderActor(ctx, str(key)))
+        system.register(REFUND, lambda key: RefundActor(ctx, str(key)))
         await nursery.start(timers.run, nursery)
 
         async def notify_delivery(delivery: Delivery) -> None:
@@ -158,7 +184,7 @@ async def open_engine(
         subscribers = [
             Subscriber(
                 "notifications",
-                PAYMENT_TOPICS + ORDER_TOPICS,
+                MERCHANT_TOPICS,
                 notify_delivery,
                 attempts_max=config.notification_attempts_max,
                 delay_s_base=config.notification_delay_s_base,
@@ -167,7 +193,7 @@ async def open_engine(
                 # (`notifier_inline`): a handler that never blocks needs no task of its own.
                 inline=notifier is None or notifier_inline,
             ),
-            Subscriber("analytics", PAYMENT_TOPICS + ORDER_TOPICS, analytics, inline=True),
+            Subscriber("analytics", MERCHANT_TOPICS, analytics, inline=True),
             *extra_subscribers,
         ]
         consumers = [OutboxConsumer(ctx, s) for s in subscribers]

@@ -83,3 +83,39 @@ class FailOrder:
     """The checkout failed or expired before this order started."""
 
     reason: str
+
+
+# --- refunds (actors/refund.py: one actor per ORDER, keyed by the order id) ----------------
+REFUND = "refund"
+
+
+@attrs.frozen
+class CreateRefund:
+    """Refund `amount_minor` (None: all that is left) of the actor's order, once per
+    `creation_key`; replies with the `Refund` or a `Rejection`."""
+
+    creation_key: str
+    amount_minor: int | None = None
+    currency: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
+class AttemptRefund:
+    """Call the PSP's refund with the refund id as idempotency key."""
+
+    refund_id: str
+
+
+@attrs.frozen
+class QueryRefund:
+    """Ask the PSP what it knows of this refund (after an unknown outcome, or while pending)."""
+
+    refund_id: str
+
+
+@attrs.frozen
+class ApplyRefundEvent:
+    """Apply a verified PSP refund event, recording it in the same unit of work."""
+
+    event: PspNotification

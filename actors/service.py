@@ -2,8 +2,9 @@
 
 It validates commands, makes checkout creation idempotent on the checkout id, runs the risk
 rules, records the checkout with its orders in one unit of work, and asks the checkout actor to
-register it with the PSP. PSP events are routed to the actor that owns their reference, which
-records and applies them in one unit of work.
+register it with the PSP. Refund requests go to the refund actor of their order, which decides
+them one at a time (actors/refund.py). PSP events are routed to the actor that owns their
+reference, which records and applies them in one unit of work.
 
 Expected outcomes are values: a `Rejection` with a sentence-like reason. Bad input raises
 `InvalidInput` whose message names the rule.
@@ -18,17 +19,27 @@ from collections import OrderedDict, deque
 import attrs
 
 from actors.context import Context
-from actors.messages import CHECKOUT, ORDER, ApplyPspEvent, RegisterCheckout
+from actors.messages import (
+    CHECKOUT,
+    ORDER,
+    REFUND,
+    ApplyPspEvent,
+    ApplyRefundEvent,
+    CreateRefund,
+    RegisterCheckout,
+)
 from actors.runtime import AskTimeout
 from engine.errors import DuplicateKey, InvalidInput, StoreUnavailable
 from engine.gateway import REFUND_EVENTS, SESSION_EVENTS, PspNotification
 from engine.money import AMOUNT_MINOR_MAX, currency_exponent
-from engine.records import Payment, PaymentOrder, PspEvent
+from engine.records import Payment, PaymentOrder, PspEvent, Refund
 from engine.risk import CheckoutFacts, RiskRule, assess, default_rules
 from engine.states import OrderStatus, PaymentStatus, transition
 
 #: The longest identifier (checkout id, buyer id, seller id) we accept from outside.
 EXTERNAL_ID_LENGTH_MAX = 128
+#: The longest refund reason (free text from the merchant) we keep.
+REFUND_REASON_LENGTH_MAX = 500
 
 
 @attrs.frozen
@@ -265,15 +276,21 @@ class PaymentService:
         (recorded for investigation), or 'retry_later' (nothing recorded: redeliver).
         """
         if event.kind in REFUND_EVENTS:
-            return await self._record_refund_event(event)
+            return await self._apply_refund_event(event)
         kind = CHECKOUT if event.kind in SESSION_EVENTS else ORDER
         reply = await self.ctx.system.ask(kind, event.reference, ApplyPspEvent(event))
         assert isinstance(reply, str)
         return reply
 
-    async def _record_refund_event(self, event: PspNotification) -> str:
-        """The engine has no refund flow yet: keep the event (deduplicated), change nothing.
-        Routed to an order it would read as a failed capture, so it never goes there."""
+    async def _apply_refund_event(self, event: PspNotification) -> str:
+        """A refund event names our refund id (the PSP key): its order's refund actor records
+        and applies it in one unit of work. An event for no refund of ours is kept (for
+        investigation) and changes nothing."""
+        refund = await self.ctx.store.get_refund(event.reference)
+        if refund is not None:
+            reply = await self.ctx.system.ask(REFUND, refund.order_id, ApplyRefundEvent(event))
+            assert isinstance(reply, str)
+            return reply
         record = PspEvent(
             event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms()
         )
@@ -284,4 +301,54 @@ class PaymentService:
             if exc.key != "psp_events.event_id":
                 raise
             return "duplicate"
-        return "ignored"
+        return "unknown_reference"
+
+    # --- refunds (actors/refund.py) -----------------------------------------------------------
+    async def create_refund(
+        self,
+        order_id: str,
+        amount_minor: int | None = None,
+        reason: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+        currency: str | None = None,
+    ) -> Refund | Rejection:
+        """Refund `amount_minor` (None: all that is left) of a captured order, once per
+        `idempotency_key` (None: a new key, so every call is a new request).
+
+        The caller namespaces the key (the HTTP layer prefixes its API key's id), since one
+        creation key names one refund across the whole engine. Rejections: order_not_found,
+        order_not_captured, refund_currency_mismatch, refund_amount_not_positive,
+        refund_exceeds_captured, order_fully_refunded, refunds_per_order_exceeded,
+        creation_key_reused.
+        """
+        _check_external_id("order_id", order_id)
+        if amount_minor is not None and (
+            isinstance(amount_minor, bool) or not isinstance(amount_minor, int)
+        ):
+            raise InvalidInput("refund amount must be an integer of minor units")
+        if amount_minor is not None and amount_minor > AMOUNT_MINOR_MAX:
+            raise InvalidInput("refund amount exceeds the amount limit")
+        if currency is not None:
+            currency_exponent(currency)
+        if reason is not None and (
+            not isinstance(reason, str) or len(reason) > REFUND_REASON_LENGTH_MAX
+        ):
+            raise InvalidInput(f"reason must be a string of at most {REFUND_REASON_LENGTH_MAX}")
+        key = self.ctx.ids.new("key") if idempotency_key is None else idempotency_key
+        if not key or len(key) > 2 * EXTERNAL_ID_LENGTH_MAX + 1:
+            raise InvalidInput("idempotency key must be 1..257 characters")
+        reply = await self.ctx.system.ask(
+            REFUND, order_id, CreateRefund(key, amount_minor, currency, reason)
+        )
+        assert isinstance(reply, Refund | Rejection), reply
+        return reply
+
+    async def get_refund(self, refund_id: str) -> Refund | None:
+        return await self.ctx.store.get_refund(refund_id)
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        """The order's refunds, ascending id, at most `limit` (1..1000) after `after`."""
+        return await self.ctx.store.list_refunds(order_id, limit, after)

@@ -11,10 +11,16 @@ Chart of accounts (names are stable; `<id>` is a merchant id):
   bank_cash                 asset      money in our bank account
   merchant_payable:<id>     liability  the seller's available wallet balance
   merchant_reserved:<id>    liability  the seller's money reserved for a payout in flight
+  merchant_receivable:<id>  asset      what a seller owes us: a refund's share its wallet lacked
   platform_revenue          revenue    our commission
   psp_fees                  expense    what the PSP kept when it settled
   refunds_clearing          liability  refunds we owe the buyer until the PSP has paid them
   chargebacks               expense    money the PSP clawed back for disputes
+
+Wallet policy for refunds: a refund takes the seller's net share from its available balance.
+When that balance is short, the platform covers the shortfall and the seller owes it: the
+shortfall is debited to `merchant_receivable:<id>` (an asset), so a wallet never goes below
+zero and the buyer is refunded in full all the same (docs/architecture.md has an example).
 
 Commission rounding: commission is `amount * rate_bps / 10000` rounded half to even to a whole
 minor unit; the seller is credited `amount - commission`. The two are computed from one
@@ -44,6 +50,7 @@ REFUNDS_CLEARING = "refunds_clearing"
 CHARGEBACKS = "chargebacks"
 MERCHANT_PAYABLE = "merchant_payable"
 MERCHANT_RESERVED = "merchant_reserved"
+MERCHANT_RECEIVABLE = "merchant_receivable"
 
 
 class AccountType(enum.StrEnum):
@@ -64,6 +71,7 @@ _FIXED_ACCOUNTS: Mapping[str, AccountType] = {
 _MERCHANT_ACCOUNTS: Mapping[str, AccountType] = {
     MERCHANT_PAYABLE: AccountType.LIABILITY,
     MERCHANT_RESERVED: AccountType.LIABILITY,
+    MERCHANT_RECEIVABLE: AccountType.ASSET,
 }
 
 
@@ -73,6 +81,10 @@ def merchant_payable(merchant_id: str) -> str:
 
 def merchant_reserved(merchant_id: str) -> str:
     return f"{MERCHANT_RESERVED}:{merchant_id}"
+
+
+def merchant_receivable(merchant_id: str) -> str:
+    return f"{MERCHANT_RECEIVABLE}:{merchant_id}"
 
 
 def account_type(account: str) -> AccountType:
@@ -235,15 +247,26 @@ def settlement_entries(gross: Money, fee: Money) -> tuple[Entry, ...]:
     return tuple(entries)
 
 
-def refund_entries(seller_id: str, amount: Money, commission_bps: int) -> tuple[Entry, ...]:
+def refund_entries(
+    seller_id: str, amount: Money, commission_bps: int, available_minor: int | None = None
+) -> tuple[Entry, ...]:
     """A refund is accepted: the seller gives back its net share, we give back our commission,
     and we owe the buyer until the PSP pays it: Dr merchant_payable / Dr platform_revenue /
     Cr refunds_clearing. Commission is split with the same rounding as the capture.
+
+    `available_minor`: the seller's available balance, when known. The part of its share the
+    balance lacks is debited to `merchant_receivable:<id>` instead (the platform covers it and
+    the seller owes it), so the wallet never goes below zero.
     """
     commission, net = split_bps(amount, commission_bps)
+    from_wallet = net.minor if available_minor is None else min(net.minor, available_minor)
+    from_wallet = max(from_wallet, 0)
+    shortfall = net.minor - from_wallet
     entries = []
-    if net.minor:
-        entries.append(Entry.debit(merchant_payable(seller_id), net))
+    if from_wallet:
+        entries.append(Entry.debit(merchant_payable(seller_id), Money(from_wallet, net.currency)))
+    if shortfall:
+        entries.append(Entry.debit(merchant_receivable(seller_id), Money(shortfall, net.currency)))
     if commission.minor:
         entries.append(Entry.debit(PLATFORM_REVENUE, commission))
     entries.append(Entry.credit(REFUNDS_CLEARING, amount))
@@ -255,14 +278,17 @@ def refund_settled_entries(amount: Money) -> tuple[Entry, ...]:
     return (Entry.debit(REFUNDS_CLEARING, amount), Entry.credit(PSP_CLEARING, amount))
 
 
+def reversal_of(entries: Iterable[Entry]) -> tuple[Entry, ...]:
+    """Each entry with its sign flipped: undoes a posted transaction exactly."""
+    return tuple(Entry(e.account, -e.amount_minor, e.currency) for e in entries)
+
+
 def refund_reversed_entries(
-    seller_id: str, amount: Money, commission_bps: int
+    seller_id: str, amount: Money, commission_bps: int, available_minor: int | None = None
 ) -> tuple[Entry, ...]:
-    """The PSP failed the refund: undo `refund_entries` exactly."""
-    return tuple(
-        Entry(e.account, -e.amount_minor, e.currency)
-        for e in refund_entries(seller_id, amount, commission_bps)
-    )
+    """The PSP failed the refund: undo `refund_entries` exactly (the engine reverses the
+    transaction it posted, `reversal_of`, so the split the seller's balance made is undone)."""
+    return reversal_of(refund_entries(seller_id, amount, commission_bps, available_minor))
 
 
 def payout_reserve_entries(merchant_id: str, amount: Money) -> tuple[Entry, ...]:

@@ -46,6 +46,14 @@ class EngineConfig:
     #: polling at the retry cap; it never turns FAILED on silence.
     status_poll_interval_s: float = 60.0
     register_attempts_max: int = 8
+    #: Unknown refund outcomes (timeouts) retried under the same key before the refund only
+    #: asks the PSP for its status by key, every `status_poll_interval_s`.
+    refund_attempts_max: int = 12
+
+    # --- refunds -----------------------------------------------------------------------------
+    #: Refunds one order may have (failed ones included): bounds what a refund's creation
+    #: reads to see how much of the order is left to refund.
+    refunds_per_order_max: int = 50
 
     # --- outbox ------------------------------------------------------------------------------
     outbox_batch_size_max: int = 100
@@ -90,6 +98,8 @@ class EngineConfig:
                 "retry_delay_s_base",
                 "retry_delay_s_max",
                 "capture_attempts_max",
+                "refund_attempts_max",
+                "refunds_per_order_max",
                 "outbox_batch_size_max",
                 "outbox_poll_interval_s",
                 "delivery_attempts_max",
@@ -105,6 +115,8 @@ class EngineConfig:
                 raise InvalidInput(f"config {name} must be positive, got {value!r}")
         if not 0 <= self.outbox_linger_s < self.outbox_poll_interval_s:
             raise InvalidInput("config outbox_linger_s must be within [0, outbox_poll_interval_s)")
+        if self.refunds_per_order_max > 1000:  # one page of the store (PAGE_SIZE_MAX)
+            raise InvalidInput("config refunds_per_order_max must be at most 1000")
         if self.retry_delay_s_base > self.retry_delay_s_max:
             raise InvalidInput("config retry_delay_s_base must not exceed retry_delay_s_max")
         if self.store_retry_delay_s_base > self.store_retry_delay_s_max:

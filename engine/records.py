@@ -199,6 +199,13 @@ class Payout:
 
 @attrs.frozen
 class Refund:
+    """Money going back to the buyer for part or all of one captured order.
+
+    `refund_id` is also the PSP idempotency key for the refund call. `creation_key` makes
+    creation idempotent (a retried request finds the refund it made instead of a second one);
+    `attempts` counts PSP calls whose outcome was unknown.
+    """
+
     refund_id: str = attrs.field(validator=_non_empty)
     order_id: str = attrs.field(validator=_non_empty)
     currency: str = attrs.field(validator=_currency)
@@ -206,9 +213,34 @@ class Refund:
     status: RefundStatus
     created_at_ms: int = attrs.field(validator=_non_negative)
     updated_at_ms: int = attrs.field(validator=_non_negative)
+    creation_key: str = attrs.field(validator=_non_empty)
+    reason: str | None = None
+    attempts: int = attrs.field(default=0, validator=_non_negative)
     psp_refund_id: str | None = None
     failure_reason: str | None = None
     version: int = attrs.field(default=0, validator=_non_negative)
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Refund:
+        return cls(
+            refund_id=row["refund_id"],
+            order_id=row["order_id"],
+            currency=row["currency"],
+            amount_minor=int(row["amount_minor"]),
+            status=RefundStatus(row["status"]),
+            created_at_ms=int(row["created_at_ms"]),
+            updated_at_ms=int(row["updated_at_ms"]),
+            creation_key=row["creation_key"],
+            reason=row["reason"],
+            attempts=int(row["attempts"]),
+            psp_refund_id=row["psp_refund_id"],
+            failure_reason=row["failure_reason"],
+            version=int(row["version"]),
+        )
 
 
 @attrs.frozen

@@ -44,6 +44,8 @@ class PayoutStatus(enum.StrEnum):
 
 
 class RefundStatus(enum.StrEnum):
+    """A refund of one captured order (its amount is held against the order until FAILED)."""
+
     REQUESTED = "REQUESTED"
     SUBMITTED = "SUBMITTED"
     SUCCEEDED = "SUCCEEDED"
@@ -85,7 +87,9 @@ TRANSITIONS: Mapping[type[enum.Enum], Mapping[enum.Enum, frozenset[enum.Enum]]] 
         PO.RETURNED: frozenset(),
     },
     RefundStatus: {
-        R.REQUESTED: frozenset({R.SUBMITTED, R.FAILED}),
+        # REQUESTED -> SUCCEEDED | FAILED: the PSP's answer (or its webhook) was final at once;
+        # -> SUBMITTED: the PSP accepted it as pending. A timeout keeps it REQUESTED.
+        R.REQUESTED: frozenset({R.SUBMITTED, R.SUCCEEDED, R.FAILED}),
         R.SUBMITTED: frozenset({R.SUCCEEDED, R.FAILED}),
         R.SUCCEEDED: frozenset(),
         R.FAILED: frozenset(),

@@ -153,6 +153,14 @@ def report(result: Any) -> str:
             f"{st['corrupted_files']} corrupted: "
             + (", ".join(f"{k} {v}" for k, v in st["corruptions"].items()) or "none")
         )
+    if "refunds" in stats:
+        rf = stats["refunds"]
+        lines.append(
+            f"refunds    {rf['requests']} request(s), {rf['created']} created, rejected: "
+            + (", ".join(f"{k} {v}" for k, v in rf["rejected"].items()) or "none")
+            + "; at the PSP: "
+            + (", ".join(f"{k} {v}" for k, v in rf["psp"].items()) or "none")
+        )
     if "crash_sweep" in stats:
         sw = stats["crash_sweep"]
         lines.append(

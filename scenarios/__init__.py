@@ -62,6 +62,14 @@ class Traffic:
     burst_start_s: float = 0.0
     burst_end_s: float = 0.0
     burst_factor: float = 1.0
+    #: The share of captured orders a merchant later refunds (simulator/world_refunds.py):
+    #: all that is left or a random part, after up to `refund_delay_s_max`; `refund_twice_p`
+    #: of those send a second refund request at the same instant (racing the first). 0: off,
+    #: and the run draws nothing for refunds (existing scenarios keep their trace).
+    refund_p: float = 0.0
+    refund_partial_p: float = 0.5
+    refund_twice_p: float = 0.2
+    refund_delay_s_max: float = 600.0
 
 
 @attrs.frozen
@@ -75,6 +83,8 @@ class Faults:
     psp_timeout_after_p: float = 0.0  # the PSP acted (captured), the answer is lost
     psp_decline_p: float = 0.0  # a capture the issuer refuses
     psp_failed_attempt_p: float = 0.0  # a failed capture attempt, announced by webhook
+    #: Refunds only: the PSP accepts a refund as pending; it settles later (mostly succeeds).
+    psp_refund_pending_p: float = 0.0
     webhook_duplicate_p: float = 0.0
     webhook_duplicates_max: int = 3
     webhook_delay_p: float = 0.0
@@ -263,6 +273,10 @@ def _check_relations(s: Scenario) -> None:
     psp = f.psp_unavailable_p + f.psp_hang_p + f.psp_timeout_after_p
     if psp + f.psp_decline_p + f.psp_failed_attempt_p > 1:
         raise ScenarioError("faults: the psp_*_p probabilities must not add up to more than 1")
+    if psp + f.psp_decline_p + f.psp_refund_pending_p > 1:
+        raise ScenarioError(
+            "faults: psp_*_p for refunds (with psp_refund_pending_p) must not exceed 1"
+        )
     if f.psp_latency_ms_median > f.psp_latency_ms_max:
         raise ScenarioError("faults.psp_latency_ms_median must not exceed psp_latency_ms_max")
     content = f.settlement_row_dropped_p + f.settlement_row_duplicated_p

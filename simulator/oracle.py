@@ -44,10 +44,11 @@ from engine.ledger import (
     TransactionKind,
     imbalance,
 )
-from engine.records import Balance, Payment, PaymentOrder
+from engine.records import Balance, Payment, PaymentOrder, Refund
 from engine.states import OrderStatus, is_terminal
 from simulator.fake_psp import FakePsp
 from simulator.oracle_flows import FLOW_INVARIANTS, check_flows_final
+from simulator.oracle_refunds import REFUND_INVARIANTS, check_refunds_final
 
 INVARIANTS = (
     "at_most_one_capture_per_order",
@@ -61,6 +62,7 @@ INVARIANTS = (
     "messages_consumed_or_dead_lettered",
     "forged_webhooks_rejected",
     *FLOW_INVARIANTS,
+    *REFUND_INVARIANTS,
 )
 
 #: The most offending objects one violation lists (the rest are counted).
@@ -90,6 +92,8 @@ class Snapshot:
     balances: tuple[Balance, ...]
     pending_deliveries: int
     dead_letters: int
+    #: Every refund, when the store can list them (memory); else empty (not checked).
+    refunds: Mapping[str, Refund] = attrs.Factory(dict)
 
 
 def violation(invariant: str, detail: str, objects: Iterable[str] = ()) -> Violation:
@@ -240,7 +244,8 @@ def check_final(
             )
         )
 
-    psp_total = psp.captured_total()
+    # What the PSP captured less what it paid back for refunds (both zero-free Counters).
+    psp_total = psp.captured_total() - psp.refund_book.total()
     ledger_total = {c: v for (a, c), v in snap.trial.items() if a == PSP_CLEARING and v}
     money: list[str] = []
     for currency in sorted(set(psp_total) | set(ledger_total)):
@@ -288,6 +293,11 @@ def check_final(
         )
     for invariant, detail, objects in check_flows_final(snap.payments, snap.orders, psp, notified):
         found.append(violation(invariant, detail, objects))
+    if snap.refunds or psp.refunds:
+        for invariant, detail, objects in check_refunds_final(
+            psp, snap.refunds, snap.orders, snap.txns, snap.trial
+        ):
+            found.append(violation(invariant, detail, objects))
     return found
 
 

@@ -10,9 +10,11 @@ At every commit (`check_commit`, with the unit of work that just committed):
 - `commission_recomputed`: every capture transaction debits psp_clearing by the order's amount
   and credits the platform `round_half_even(amount * commission_bps / 10000)` and the order's
   seller the rest.
-- `state_changes_announced`: every status change of a payment, and every order reaching SUCCESS
-  or FAILED on its own (`ANNOUNCED_ORDER`), writes exactly one announcement in the same unit of
-  work (`payment.<status>`, `order.succeeded`, `order.failed`, keyed by the id), and every
+- `state_changes_announced`: every status change of a payment, every order reaching SUCCESS
+  or FAILED on its own (`ANNOUNCED_ORDER`), and every refund created, SUCCEEDED or FAILED
+  (`ANNOUNCED_REFUND`), writes exactly one announcement in the same unit of work
+  (`payment.<status>`, `order.succeeded`, `order.failed`, `refund.<status>`, keyed by the id),
+  and every
   announcement in a unit is such a change. Orders that end together with their payment (its
   checkout closed, or risk refused it) are announced by the payment's message, which names
   every order to each seller. Alerts (`ALERT_TOPICS`) are not state changes.
@@ -51,8 +53,8 @@ import attrs
 
 from engine.gateway import CaptureStatus, PspEventKind, SessionStatus
 from engine.ledger import MERCHANT_PAYABLE, PLATFORM_REVENUE, PSP_CLEARING, Transaction
-from engine.records import OutboxMessage, Payment, PaymentOrder
-from engine.states import OrderStatus, PaymentStatus, is_terminal
+from engine.records import OutboxMessage, Payment, PaymentOrder, Refund
+from engine.states import OrderStatus, PaymentStatus, RefundStatus, is_terminal
 from simulator.fake_psp import FakePsp
 
 FLOW_INVARIANTS = (
@@ -71,8 +73,21 @@ ANNOUNCED_ORDER: Mapping[OrderStatus, str] = {
     OrderStatus.SUCCESS: "order.succeeded",
     OrderStatus.FAILED: "order.failed",
 }
+#: The refund statuses announced by a message of their own (REQUESTED: its creation), and its
+#: topic. SUBMITTED (the PSP holds it) is not announced.
+ANNOUNCED_REFUND: Mapping[RefundStatus, str] = {
+    RefundStatus.REQUESTED: "refund.requested",
+    RefundStatus.SUCCEEDED: "refund.succeeded",
+    RefundStatus.FAILED: "refund.failed",
+}
 #: Messages that raise a flag without a state change.
-ALERT_TOPICS = frozenset({"payment.authorized_after_close", "order.conflicting_psp_event"})
+ALERT_TOPICS = frozenset(
+    {
+        "payment.authorized_after_close",
+        "order.conflicting_psp_event",
+        "refund.conflicting_psp_event",
+    }
+)
 #: Why an order fails with its payment, never on its own (no message of its own).
 FAILED_WITH_PAYMENT_PREFIXES = ("checkout_", "rejected_by_risk")
 
@@ -95,8 +110,8 @@ def expected_commission(amount_minor: int, rate_bps: int) -> int:
 class Change:
     """One row a committed unit of work wrote: its status before (None: inserted) and after."""
 
-    before: PaymentStatus | OrderStatus | None
-    after: Payment | PaymentOrder
+    before: PaymentStatus | OrderStatus | RefundStatus | None
+    after: Payment | PaymentOrder | Refund
 
 
 @attrs.frozen
@@ -107,6 +122,7 @@ class CommitView:
     orders: Sequence[Change]
     outbox: Sequence[OutboxMessage]
     txns: Sequence[Transaction]
+    refunds: Sequence[Change] = ()
 
 
 def _failed_with_payment(order: PaymentOrder) -> bool:
@@ -165,6 +181,12 @@ def check_announcements(view: CommitView) -> list[str]:
         topic = ANNOUNCED_ORDER.get(order.status)
         if change.before is not order.status and topic and not _failed_with_payment(order):
             expected.append((topic, order.order_id))
+    for change in view.refunds:
+        refund = change.after
+        assert isinstance(refund, Refund)
+        refund_topic = ANNOUNCED_REFUND.get(refund.status)
+        if change.before is not refund.status and refund_topic:
+            expected.append((refund_topic, refund.refund_id))
     written = [(m.topic, m.key) for m in view.outbox if m.topic not in ALERT_TOPICS]
     bad: list[str] = []
     for topic, key in sorted(set(expected) | set(written)):

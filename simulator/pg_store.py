@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from engine.ledger import Transaction
-from engine.records import Balance, Payment, PaymentOrder
+from engine.records import Balance, Payment, PaymentOrder, Refund
 from engine.store.port import PAGE_SIZE_MAX
 from engine.store.postgres import PostgresStore
 from simulator.oracle import Snapshot
@@ -175,4 +175,16 @@ async def read_snapshot(pg: PostgresStore) -> Snapshot:
         balances=tuple(sorted(balances, key=lambda b: (b.merchant_id, b.currency))),
         pending_deliveries=await pg.count_pending_deliveries(),
         dead_letters=len(await pg.list_dead_letters(PAGE_SIZE_MAX)),
+        refunds=await read_refunds(pg, orders),
     )
+
+
+async def read_refunds(pg: PostgresStore, orders: Mapping[str, PaymentOrder]) -> dict[str, Refund]:
+    """Every refund, order by order, page by page."""
+    refunds: dict[str, Refund] = {}
+    for order_id in sorted(orders):
+        after: str | None = None
+        while page := await pg.list_refunds(order_id, PAGE_SIZE_MAX, after):
+            refunds.update((r.refund_id, r) for r in page)
+            after = page[-1].refund_id
+    return refunds

@@ -28,7 +28,9 @@ import trio
 import trio_asyncio
 from trio._core import _run as _trio_run
 
+from engine.gateway import CaptureStatus
 from engine.records import PaymentOrder
+from engine.states import OrderStatus
 from engine.store.postgres import PostgresLimits, PostgresStore, open_postgres_store
 from scenarios import Scenario
 from simulator.oracle import check_books, check_psp_keys
@@ -102,6 +104,8 @@ class PgWorld(SimWorld):
         #: Whether trio's deterministic scheduling was on during the run (it must not be).
         self.scheduling_deterministic: bool | None = None
         self._capture_orders: dict[str, PaymentOrder] = {}
+        #: Captured orders already offered to their merchants for a refund.
+        self._offered: set[str] = set()
         #: The world's own pool for its checks, apart from the engine's: under load the engine
         #: keeps every connection of its pool busy, and an observer queued behind it would be
         #: measuring the queue, not the engine (a real monitor has its own connection too).
@@ -166,9 +170,25 @@ class PgWorld(SimWorld):
 
     async def _unfinished(self) -> int:
         pg = self.watch
-        return len(await pg.list_unfinished_payments(1000)) + len(
-            await pg.list_unfinished_orders(1000)
+        return (
+            len(await pg.list_unfinished_payments(1000))
+            + len(await pg.list_unfinished_orders(1000))
+            + len(await pg.list_unfinished_refunds(1000))
         )
+
+    async def _offer_refunds(self, pg: PostgresStore) -> None:
+        """No commit hook here: each tick, the orders the PSP captured are read until booked,
+        then offered to their merchants for a refund (simulator/world_refunds.py)."""
+        captured = [
+            key
+            for key, capture in self.psp.captures.items()
+            if capture.status is CaptureStatus.CAPTURED and key not in self._offered
+        ]
+        for key in sorted(captured):
+            order = await pg.get_order(key)
+            if order is not None and order.status is OrderStatus.SUCCESS and order.booked:
+                self._offered.add(key)
+                self.refunds.order_captured(order)
 
     async def _wait_quiet(self) -> None:
         pg = self.watch
@@ -179,6 +199,7 @@ class PgWorld(SimWorld):
                 and self.webhooks.in_flight == 0
                 and self.inc is not None
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
+                and (not self.refunds.on or self.refunds.quiet())
             ):
                 async with self._bounded("quiet detection"):
                     self.pg_store.unfinished_count = await self._unfinished()
@@ -203,6 +224,8 @@ class PgWorld(SimWorld):
                             self._capture_orders[key] = order
                 found = check_psp_keys(self.psp, self._capture_orders)
                 books = await read_books(pg)
+                if self.refunds.on:
+                    await self._offer_refunds(pg)
             if books is not None:
                 found += check_books(*books)
             if found:

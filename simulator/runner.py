@@ -231,6 +231,8 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
     stats = attrs.asdict(world.stats)
     stats["incarnations"] = world.stats.crashes + 1
     stats["settlement"] = world.settlement.report()
+    if world.refunds.on:
+        stats["refunds"] = world.refunds.report()
     if world.sweep is not None:
         stats["crash_sweep"] = world.sweep.report()
     return RunResult(

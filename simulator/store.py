@@ -20,14 +20,18 @@ from types import TracebackType
 from typing import Any
 
 from engine.ledger import Transaction
-from engine.records import Balance, Payment, PaymentOrder
-from engine.states import OrderStatus, PaymentStatus
+from engine.records import Balance, Payment, PaymentOrder, Refund
+from engine.states import OrderStatus, PaymentStatus, RefundStatus
 from engine.store.memory import Checkpoint, MemoryStore, MemoryUnitOfWork
 from simulator.oracle import Snapshot
 
 WalletKey = tuple[str, str]
-#: The statuses, before a commit, of the payments and orders it writes (None: inserted).
-Before = tuple[dict[str, PaymentStatus | None], dict[str, OrderStatus | None]]
+#: The statuses, before a commit, of the payments, orders and refunds it writes (None: inserted).
+Before = tuple[
+    dict[str, PaymentStatus | None],
+    dict[str, OrderStatus | None],
+    dict[str, RefundStatus | None],
+]
 
 
 class _WalletLater:
@@ -98,7 +102,10 @@ class _SimUnitOfWork:
             pid: (p.status if (p := t.payments.get(pid)) else None) for pid in uow._payments
         }
         orders = {oid: (o.status if (o := t.orders.get(oid)) else None) for oid in uow._orders}
-        return payments, orders
+        refunds = {
+            rid: (r.status if (r := t.refunds.rows.get(rid)) else None) for rid in uow._refunds.rows
+        }
+        return payments, orders, refunds
 
 
 class SimStore(MemoryStore):
@@ -143,6 +150,7 @@ class SimStore(MemoryStore):
             balances=tuple(Balance(m, c, a, r) for (m, c), (a, r) in sorted(t.wallets.items())),
             pending_deliveries=sum(len(p) for p in t.pending.values()),
             dead_letters=dead_letters,
+            refunds=dict(t.refunds.rows),
         )
 
     def books(self) -> tuple[dict[tuple[str, str], int], list[Balance]]:
@@ -162,13 +170,18 @@ class SimStore(MemoryStore):
         t = self._t
         return [t.orders[oid] for oid in t.orders_by_payment.get(payment_id, ())]
 
+    def committed_refunds(self) -> Mapping[str, Refund]:
+        """The committed refunds themselves (as `committed_orders`)."""
+        return self._t.refunds.rows
+
     def committed_orders(self) -> Mapping[str, PaymentOrder]:
         """The committed orders themselves, not a copy: for a synchronous look only (read, never
         written, and not kept past the next checkpoint)."""
         return self._t.orders
 
     def unfinished(self) -> int:
-        return len(self._t.unfinished_payments) + len(self._t.unfinished_orders)
+        t = self._t
+        return len(t.unfinished_payments) + len(t.unfinished_orders) + len(t.refunds.unfinished)
 
     def payments_count(self) -> int:
         return len(self._t.payments)

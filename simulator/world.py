@@ -59,11 +59,13 @@ from simulator.oracle_flows import (
     check_commission,
     check_payment_orders,
 )
+from simulator.oracle_refunds import check_psp_refund_keys
 from simulator.progress import ProgressInstrument
 from simulator.settlement_desk import SettlementDesk
 from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
+from simulator.world_refunds import MerchantRefunds, captured_now
 from simulator.world_webhooks import WebhookDelivery
 
 T = TypeVar("T")
@@ -140,6 +142,7 @@ class SimWorld:
         self.notified: set[tuple[str, str]] = set()
         self.webhooks = WebhookDelivery(self)
         self.buyers = Buyers(self)
+        self.refunds = MerchantRefunds(self)
         self._crash_armed = False
         self._incarnations = 0
         self.inc: Incarnation | None = None
@@ -222,6 +225,10 @@ class SimWorld:
             self.violate(found[0])
 
     def _check_flows_at_commit(self, uow: MemoryUnitOfWork, before: Before) -> list[Violation]:
+        if self.refunds.on:
+            for order_id, order in uow._orders.items():
+                if order.booked and captured_now(before[1][order_id], order):
+                    self.refunds.order_captured(order)
         if not uow._payments and not uow._orders and not uow._outbox and not uow._txns:
             return []
         found: list[Violation] = []
@@ -235,12 +242,13 @@ class SimWorld:
                         "commission_recomputed", "a capture's commission is not the rate's", bad
                     )
                 )
-        statuses_before, orders_before = before
+        statuses_before, orders_before, refunds_before = before
         view = CommitView(
             payments=[Change(statuses_before[k], p) for k, p in uow._payments.items()],
             orders=[Change(orders_before[k], o) for k, o in uow._orders.items()],
             outbox=uow._outbox,
             txns=uow._txns,
+            refunds=[Change(refunds_before[k], r) for k, r in uow._refunds.rows.items()],
         )
         bad = check_announcements(view)
         if bad:
@@ -308,6 +316,8 @@ class SimWorld:
             await root.start(self._engine_supervisor)
             root.start_soon(self.webhooks.dispatch)
             root.start_soon(self._oracle_ticker)
+            if self.refunds.on:
+                await root.start(self.refunds.run)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
             if self.plan.psp_outage_interval_s > 0:
@@ -356,6 +366,7 @@ class SimWorld:
                 and self.store.unfinished() == 0
                 and snap_pending == 0
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
+                and (not self.refunds.on or self.refunds.quiet())
             ):
                 return
 
@@ -484,6 +495,11 @@ class SimWorld:
                     (f.psp_decline_p, Action.DECLINE),
                     (f.psp_failed_attempt_p, Action.FAILED_ATTEMPT),
                 ]
+            elif operation == "refund":
+                table += [
+                    (f.psp_decline_p, Action.DECLINE),
+                    (f.psp_refund_pending_p, Action.PENDING),
+                ]
             for p, candidate in table:
                 if r < p:
                     action = candidate
@@ -512,5 +528,12 @@ class SimWorld:
             trial, balances = self.store.books()
             found = check_psp_keys(self.psp, self.store.committed_orders())
             found += check_books(trial, balances)
+            if self.refunds.on:
+                found += [
+                    oracle_violation(invariant, detail, objects)
+                    for invariant, detail, objects in check_psp_refund_keys(
+                        self.psp, self.store.committed_refunds(), self.store.committed_orders()
+                    )
+                ]
             if found:
                 self.violate(found[0])

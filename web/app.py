@@ -22,7 +22,16 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import StoreUnavailable
-from web import deadletters, health, ledger, logs, merchant_webhooks, payments, webhooks
+from web import (
+    deadletters,
+    health,
+    ledger,
+    logs,
+    merchant_webhooks,
+    payments,
+    refunds,
+    webhooks,
+)
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
 from web.liveness import LIVENESS_EXTENSION, Liveness
@@ -66,6 +75,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
     )
     for blueprint in (
         payments.bp,
+        refunds.bp,
         ledger.bp,
         deadletters.bp,
         webhooks.bp,

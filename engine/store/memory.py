@@ -32,6 +32,7 @@ from engine.records import (
     IdempotencyRecord,
     Payment,
     PaymentOrder,
+    Refund,
 )
 from engine.store.memory_tables import Tables
 from engine.store.memory_unit import Checkpoint, MemoryUnitOfWork, _no_checkpoint
@@ -129,6 +130,20 @@ class MemoryStore:
         await self._cp()
         ids = sorted(i for i in self._t.unfinished_orders if after is None or i > after)
         return [self._t.orders[i] for i in ids[:limit]]
+
+    async def get_refund(self, refund_id: str) -> Refund | None:
+        await self._cp()
+        return self._t.refunds.rows.get(refund_id)
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        await self._cp()
+        return self._t.refunds.page(self._t.refunds.by_order.get(order_id, []), limit, after)
+
+    async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
+        await self._cp()
+        return self._t.refunds.page(list(self._t.refunds.unfinished), limit, after)
 
     async def get_transaction(self, txn_id: str) -> Transaction | None:
         await self._cp()

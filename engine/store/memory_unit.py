@@ -31,9 +31,11 @@ from engine.records import (
     Payment,
     PaymentOrder,
     PspEvent,
+    Refund,
     evolve,
 )
 from engine.states import is_terminal
+from engine.store.memory_refunds import RefundOverlay
 from engine.store.memory_tables import Pending, Tables, order_unfinished, zero_pair
 
 Checkpoint = Callable[[], Awaitable[None]]
@@ -64,6 +66,7 @@ class MemoryUnitOfWork:
         self._api_keys: dict[str, ApiKey] = {}  # inserted or revoked by this unit, by key_id
         self._api_key_new: set[str] = set()
         self._endpoints: dict[str, WebhookEndpoint] = {}
+        self._refunds = RefundOverlay(tables.refunds)
 
     # --- payments and orders ---------------------------------------------------------------
     async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
@@ -136,6 +139,24 @@ class MemoryUnitOfWork:
         ids.update(o.order_id for o in self._orders.values() if o.payment_id == payment_id)
         found = [await self.get_order(i) for i in sorted(ids)]
         return [o for o in found if o is not None]
+
+    # --- refunds (memory_refunds.py) -------------------------------------------------------
+    async def insert_refund(self, refund: Refund) -> None:
+        self._refunds.insert(refund, lambda i: self._orders.get(i) or self._t.orders.get(i))
+
+    async def update_refund(self, refund: Refund) -> Refund:
+        return self._refunds.update(refund)
+
+    async def get_refund(self, refund_id: str) -> Refund | None:
+        return self._refunds.get(refund_id)
+
+    async def get_refund_by_creation_key(self, creation_key: str) -> Refund | None:
+        return self._refunds.by_creation_key(creation_key)
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        return self._refunds.of_order(order_id, limit, after)
 
     # --- ledger and wallets ----------------------------------------------------------------
     async def post_transaction(self, txn: Transaction) -> None:
@@ -272,6 +293,7 @@ class MemoryUnitOfWork:
         for claim in self._idem_claims:
             if claim in t.idempotency and self._idem.get(claim) is not _DELETED:
                 raise DuplicateKey("idempotency.scope_key", claim)
+        self._refunds.validate(lambda i: i in t.orders or i in self._orders)
 
     def _apply(self) -> None:
         t = self._t
@@ -330,6 +352,7 @@ class MemoryUnitOfWork:
                 pending[message_id] = Pending(t.outbox_seq[message_id], 0, at_ms)
         for event in self._psp_events:
             t.psp_events[event.event_id] = event
+        self._refunds.apply()
         for key, record in self._idem.items():
             if record is _DELETED:
                 t.idempotency.pop(key, None)
@@ -349,6 +372,7 @@ class MemoryUnitOfWork:
             or self._idem
             or self._api_keys
             or self._endpoints
+            or self._refunds.rows
         )
 
     def commit(self) -> None:

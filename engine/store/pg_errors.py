@@ -32,6 +32,8 @@ UNIQUE_KEYS: Mapping[str, str] = {
     "idempotency_pk": "idempotency.scope_key",
     "api_keys_pk": "api_keys.key_id",
     "api_keys_key_hash_uq": "api_keys.key_hash",
+    "refunds_pk": "refunds.refund_id",
+    "refunds_creation_key_uq": "refunds.creation_key",
 }
 _WALLET_CHECKS = frozenset({"wallets_available_non_negative", "wallets_reserved_non_negative"})
 

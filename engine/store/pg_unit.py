@@ -23,10 +23,12 @@ from engine.records import (
     Payment,
     PaymentOrder,
     PspEvent,
+    Refund,
 )
 from engine.store import pg_api as api
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
+from engine.store import pg_refunds as rq
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -89,6 +91,23 @@ class PostgresUnitOfWork:
 
     async def get_orders(self, payment_id: str) -> list[PaymentOrder]:
         return await self._run(q.get_orders, payment_id)
+
+    async def insert_refund(self, refund: Refund) -> None:
+        await self._run(rq.insert_refund, refund)
+
+    async def update_refund(self, refund: Refund) -> Refund:
+        return await self._run(rq.update_refund, refund)
+
+    async def get_refund(self, refund_id: str) -> Refund | None:
+        return await self._run(rq.get_refund, refund_id)
+
+    async def get_refund_by_creation_key(self, creation_key: str) -> Refund | None:
+        return await self._run(rq.get_refund_by_creation_key, creation_key)
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        return await self._run(rq.list_refunds, order_id, limit, after)
 
     async def post_transaction(self, txn: Transaction) -> None:
         await self._run(q.post_transaction, txn)

@@ -12,7 +12,7 @@ Semantics both stores guarantee:
   `payments.payment_id`, `payments.checkout_id`, `payment_orders.order_id`,
   `ledger_transactions.txn_id`, `ledger_transactions.kind_reference`,
   `outbox.message_id`, `psp_events.event_id`, `idempotency.scope_key`,
-  `api_keys.key_id`, `api_keys.key_hash`.
+  `api_keys.key_id`, `api_keys.key_hash`, `refunds.refund_id`, `refunds.creation_key`.
 - Updates are optimistic: the caller passes the record as it read it (its `version`); the store
   writes `version + 1` and raises `VersionConflict` if the row changed meanwhile.
 - `post_transaction` appends the ledger transaction and applies its wallet deltas in the same
@@ -41,6 +41,7 @@ from engine.records import (
     Payment,
     PaymentOrder,
     PspEvent,
+    Refund,
 )
 
 #: (txn_id, entry_no): the position of one ledger entry in an account's history.
@@ -75,6 +76,26 @@ class UnitOfWork(Protocol):
 
     async def get_orders(self, payment_id: str) -> list[PaymentOrder]:
         """The payment's orders, in order-id order."""
+        ...
+
+    # --- refunds ------------------------------------------------------------------------------
+    async def insert_refund(self, refund: Refund) -> None:
+        """Record a new refund of an existing order. DuplicateKey('refunds.refund_id' or
+        'refunds.creation_key'); NotFound when its order does not exist."""
+        ...
+
+    async def update_refund(self, refund: Refund) -> Refund:
+        """Write `refund` (read at `refund.version`); returns it at the new version."""
+        ...
+
+    async def get_refund(self, refund_id: str) -> Refund | None: ...
+
+    async def get_refund_by_creation_key(self, creation_key: str) -> Refund | None: ...
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        """The order's refunds, ascending refund id, strictly after `after`."""
         ...
 
     # --- ledger and wallets ----------------------------------------------------------------
@@ -179,6 +200,18 @@ class Store(Protocol):
         self, limit: int, after: str | None = None
     ) -> list[PaymentOrder]:
         """Orders not yet terminal-and-booked, ascending id."""
+        ...
+
+    async def get_refund(self, refund_id: str) -> Refund | None: ...
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        """The order's refunds, ascending refund id, strictly after `after`."""
+        ...
+
+    async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
+        """Refunds not yet SUCCEEDED or FAILED, ascending id: recovery's input."""
         ...
 
     async def get_transaction(self, txn_id: str) -> Transaction | None: ...

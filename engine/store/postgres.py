@@ -48,12 +48,14 @@ from engine.records import (
     IdempotencyRecord,
     Payment,
     PaymentOrder,
+    Refund,
 )
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
+from engine.store import pg_refunds as rq
 from engine.store.pg_errors import map_error
 from engine.store.pg_unit import PostgresUnitOfWork
 from engine.store.port import EntryCursor, Store, UnitOfWork
@@ -355,6 +357,17 @@ class PostgresStore:
         self, limit: int, after: str | None = None
     ) -> list[PaymentOrder]:
         return await self._read(reads.list_unfinished_orders, limit, after)
+
+    async def get_refund(self, refund_id: str) -> Refund | None:
+        return await self._read(rq.get_refund, refund_id)
+
+    async def list_refunds(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Refund]:
+        return await self._read(rq.list_refunds, order_id, limit, after)
+
+    async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
+        return await self._read(rq.list_unfinished_refunds, limit, after)
 
     async def get_transaction(self, txn_id: str) -> Transaction | None:
         return await self._read(q.get_transaction, txn_id)

@@ -1,5 +1,6 @@
-"""The pay-in flows again, on PostgreSQL (embedded, and the service when configured), in real
-time: the same guarantees must hold with a real database, real commits and real latency."""
+"""The pay-in flows (and refunds) again, on PostgreSQL (embedded, and the service when
+configured), in real time: the same guarantees must hold with a real database, real commits
+and real latency."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 
-from actors.service import PaymentView
+from actors.service import PaymentView, Rejection
 from engine.limits import EngineConfig
-from engine.states import OrderStatus
+from engine.records import Refund
+from engine.states import OrderStatus, RefundStatus
 from engine.store.port import Store
 from tests import pgfixtures
 from tests.actors.harness import (
@@ -126,3 +128,40 @@ async def test_engine_killed_after_psp_acted_resumes_on_postgres(
     assert set(world.psp.capture_calls.values()) <= {1, 2}
     assert await pg.count_transactions() == 3
     await assert_books_balanced(world)
+
+
+async def test_racing_refunds_refund_at_most_the_capture_once_on_postgres(pg: Store) -> None:
+    """Refunds on PostgreSQL: racing requests decided one by one, lost answers retried under
+    the same key, a shortfall-free full refund, the books balanced with the PSP's refunds."""
+    world = make_world(store=pg, config=FAST)
+    async with world.running() as engine:
+        view = await paid_checkout(world, engine, checkout("chk-refund", {"s1": 1_000}))
+        await wait_until(lambda: completed(world, view.payment.payment_id), DEADLINE_S)
+        (order,) = await pg.get_orders(view.payment.payment_id)
+        world.psp.script("refund", "timeout_after", "unavailable")
+        replies: list[Refund | Rejection] = []
+
+        async def request(amount: int) -> None:
+            replies.append(await engine.service.create_refund(order.order_id, amount))
+
+        async with trio.open_nursery() as nursery:
+            for amount in (400, 400, 400):
+                nursery.start_soon(request, amount)
+        made = [r for r in replies if isinstance(r, Refund)]
+        assert len(made) == 2 and [r.reason for r in replies if isinstance(r, Rejection)] == [
+            "refund_exceeds_captured"
+        ]
+
+        async def all_succeeded() -> bool:
+            rows = await pg.list_refunds(order.order_id, 10)
+            return len(rows) == 2 and all(r.status is RefundStatus.SUCCEEDED for r in rows)
+
+        await wait_until(all_succeeded, DEADLINE_S)
+    assert sorted(world.psp.refunds) == sorted(r.refund_id for r in made)
+    assert await pg.list_unfinished_refunds(10) == []
+    trial = await pg.trial_balance()
+    assert trial[("psp_clearing", "USD")] == 200  # captured 1,000, refunded 800
+    assert trial[("refunds_clearing", "USD")] == 0
+    assert sum(v for (_, c), v in trial.items() if c == "USD") == 0
+    (balance,) = await pg.list_balances("s1")
+    assert balance.available_minor == 900 - 720  # the seller gives back 90% of each refund

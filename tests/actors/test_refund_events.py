@@ -1,5 +1,6 @@
-"""The engine has no refund flow yet: a PSP refund event is recorded once and changes nothing,
-even one whose reference is an order id (an order would read it as a failed capture)."""
+"""A PSP refund event that names no refund of ours (a refund made at the PSP by hand, or one
+whose reference is an order id, which an order would read as a failed capture) is recorded once,
+for investigation, and changes nothing. Refunds the engine makes: tests/actors/test_refunds.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from tests.actors.harness import (
 )
 
 
-async def test_refund_events_are_recorded_and_change_nothing(autojump_clock: MockClock) -> None:
+async def test_unknown_refund_events_are_recorded_and_change_nothing(
+    autojump_clock: MockClock,
+) -> None:
     world = make_world()
     async with world.running() as engine:
         view = await paid_checkout(world, engine, checkout("chk-1", {"s1": 10_000}))
@@ -34,16 +37,16 @@ async def test_refund_events_are_recorded_and_change_nothing(autojump_clock: Moc
         (order,) = await world.store.get_orders(payment_id)
         assert order.psp_capture_id is not None
 
-        # A real refund at the PSP: its webhook reaches the engine and is ignored.
+        # A refund made at the PSP by hand: its webhook reaches the engine and is only kept.
         result = await world.psp.refund("rf_1", order.psp_capture_id, Money(2500, "USD"))
         assert result.status is PspRefundStatus.SUCCEEDED
         await wait_until(
             lambda: any(e.kind is PspEventKind.REFUND_SUCCEEDED for e, _ in world.delivered)
         )
         refund_outcomes = [o for e, o in world.delivered if e.reference == "rf_1"]
-        assert refund_outcomes == ["ignored"]
+        assert refund_outcomes == ["unknown_reference"]
 
-        # A refund event that names the order itself: still ignored, then a duplicate.
+        # A refund event that names the order itself: kept, then a duplicate.
         event = PspNotification(
             event_id="evt_refund_on_order",
             kind=PspEventKind.REFUND_FAILED,
@@ -53,7 +56,7 @@ async def test_refund_events_are_recorded_and_change_nothing(autojump_clock: Moc
             reason="card_closed",
             refund_id="re_x",
         )
-        assert await world.deliver(event) == "ignored"
+        assert await world.deliver(event) == "unknown_reference"
         assert await world.deliver(attrs.evolve(event)) == "duplicate"
 
         (after,) = await world.store.get_orders(payment_id)

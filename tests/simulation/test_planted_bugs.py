@@ -51,6 +51,8 @@ CASES = [
     ("notification_dropped", "happy_path", {"merchants_notified"}),
     # A crash between the two commits is needed: the crash sweep puts one there.
     ("event_recorded_before_effect", "crash_sweep", {"webhook_effect_committed"}, 0.25),
+    # A refund's retry after a lost answer under a new key: a second refund at the PSP.
+    ("refund_key_regenerated_on_retry", "refund_storm", {"at_most_one_psp_refund_per_refund"}),
     # Twelve unknown outcomes in a row need a correlated outage.
     ("fail_after_unknown_outcomes", "psp_outage", {"orders_fail_only_on_psp_word"}, 0.5),
 ]

@@ -208,6 +208,59 @@ async def test_database_refuses_duplicate_key(
     assert mapped.key == key
 
 
+# --- refunds (migration 0004) ------------------------------------------------------------------
+
+
+_REFUND = (
+    "INSERT INTO refunds (refund_id, order_id, creation_key, currency, amount_minor, status,"
+    " created_at_ms, updated_at_ms) VALUES ($1, 'o1', $2, 'USD', $3, 'REQUESTED', 1, 1)"
+)
+
+
+@pytest.mark.parametrize("amount_minor", [0, -1, -(2**63)])
+async def test_database_refuses_non_positive_refund(dsn: str, amount_minor: int) -> None:
+    async def scenario(conn: Any) -> tuple[str | None, int]:
+        await conn.execute(_PAYMENT, "p1", "c1")
+        await conn.execute(_ORDER, "o1")
+        with pytest.raises(asyncpg.CheckViolationError) as refused:
+            await conn.execute(_REFUND, "r1", "k1", amount_minor)
+        return refused.value.constraint_name, await conn.fetchval("SELECT count(*) FROM refunds")
+
+    constraint, count = await pgfixtures.raw_sql(dsn, scenario)
+    assert (constraint, count) == ("refunds_amount_positive", 0)
+
+
+async def test_database_refuses_refund_of_unknown_order(dsn: str) -> None:
+    async def scenario(conn: Any) -> str | None:
+        with pytest.raises(asyncpg.ForeignKeyViolationError) as refused:
+            await conn.execute(_REFUND, "r1", "k1", 100)
+        name: str | None = refused.value.constraint_name
+        return name
+
+    assert await pgfixtures.raw_sql(dsn, scenario) == "refunds_order_fk"
+
+
+@pytest.mark.parametrize(
+    ("key", "second"),
+    [("refunds.refund_id", ("r1", "k2", 5)), ("refunds.creation_key", ("r2", "k1", 5))],
+)
+async def test_database_refuses_duplicate_refund_key(
+    dsn: str, key: str, second: tuple[Any, ...]
+) -> None:
+    async def scenario(conn: Any) -> BaseException:
+        await conn.execute(_PAYMENT, "p1", "c1")
+        await conn.execute(_ORDER, "o1")
+        await conn.execute(_REFUND, "r1", "k1", 5)
+        with pytest.raises(asyncpg.UniqueViolationError) as refused:
+            await conn.execute(_REFUND, *second)
+        error: BaseException = refused.value
+        return error
+
+    mapped = map_error(await pgfixtures.raw_sql(dsn, scenario))
+    assert isinstance(mapped, DuplicateKey)
+    assert mapped.key == key
+
+
 # --- migrations -------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from engine.ledger import (
     chargeback_recovery_entries,
     imbalance,
     merchant_payable,
+    merchant_receivable,
     payout_post_entries,
     payout_reserve_entries,
     payout_return_entries,
@@ -26,6 +27,7 @@ from engine.ledger import (
     refund_entries,
     refund_reversed_entries,
     refund_settled_entries,
+    reversal_of,
     settlement_entries,
 )
 from engine.money import Money
@@ -144,3 +146,40 @@ def test_chart_of_accounts() -> None:
     assert account_type("psp_clearing").value == "asset"
     with pytest.raises(InvalidInput):
         account_type("merchant_payable:")
+
+
+def test_refund_shortfall_example_from_the_design() -> None:
+    """docs/architecture.md, "Refunds": a 100.00 refund, the seller holding 30.00 of its 90.00."""
+    entries = refund_entries("s1", Money(10_000, "USD"), 1000, available_minor=3_000)
+    assert entries == (
+        Entry(merchant_payable("s1"), 3_000, "USD"),
+        Entry(merchant_receivable("s1"), 6_000, "USD"),
+        Entry(PLATFORM_REVENUE, 1_000, "USD"),
+        Entry("refunds_clearing", -10_000, "USD"),
+    )
+    assert account_type(merchant_receivable("s1")).value == "asset"
+    assert _txn(entries).wallet_deltas() == {("s1", "USD"): (-3_000, 0)}
+
+
+@given(amounts, rates, currencies, st.integers(min_value=0, max_value=10**13))
+def test_refund_never_takes_a_wallet_below_zero(
+    minor: int, rate: int, currency: str, available: int
+) -> None:
+    """The seller's share comes from its wallet as far as it goes; the rest is a receivable;
+    the whole refund is owed to the buyer; the reversal undoes it exactly."""
+    amount = Money(minor, currency)
+    entries = refund_entries("s", amount, rate, available_minor=available)
+    txn = _txn(entries)
+    assert imbalance(txn.entries) == {}
+    delta = txn.wallet_deltas().get(("s", currency), (0, 0))[0]
+    assert available + delta >= 0
+    by_account = {e.account: e.amount_minor for e in entries}
+    assert by_account["refunds_clearing"] == -minor
+    full = {e.account: e.amount_minor for e in refund_entries("s", amount, rate)}
+    owed = by_account.get(merchant_payable("s"), 0) + by_account.get(merchant_receivable("s"), 0)
+    assert owed == full.get(merchant_payable("s"), 0)
+    undone: dict[str, int] = {}
+    for e in entries + reversal_of(entries):
+        undone[e.account] = undone.get(e.account, 0) + e.amount_minor
+    assert set(undone.values()) == {0}
+    assert reversal_of(entries) == refund_reversed_entries("s", amount, rate, available)
