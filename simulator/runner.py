@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 import trio
 
-from scenarios import Faults, Scenario
+from scenarios import Faults, Scenario, Traffic
 from simulator.determinism import deterministic_scheduling, stream
 from simulator.oracle import INVARIANTS, Violation, check_final, summarize
 from simulator.settlement_desk import swarm_settlement_faults
@@ -147,11 +147,31 @@ def swarm_faults(seed: int) -> Faults:
     return swarm_settlement_faults(faults, seed)
 
 
+def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
+    """`traffic` with swarm testing's draw of the money-out traffic (refunds), from a stream of
+    its own, so adding it changed no fault plan an earlier seed drew."""
+    rng = stream(seed, "swarm_traffic")
+    on = rng.random() < 0.5
+    return attrs.evolve(
+        traffic,
+        refund_p=round(rng.uniform(0.05, 0.5), 4) if on else 0.0,
+        refund_partial_p=round(rng.uniform(0.0, 1.0), 4),
+        refund_twice_p=round(rng.uniform(0.0, 0.5), 4),
+        refund_delay_s_max=round(rng.uniform(1.0, 3600.0), 1),
+    )
+
+
 def resolve(scenario: Scenario, seed: int) -> Scenario:
-    """The concrete scenario a seed runs: a swarm scenario gets the seed's own fault plan."""
+    """The concrete scenario a seed runs: a swarm scenario gets the seed's own fault plan and
+    money-out traffic."""
     if not scenario.swarm:
         return scenario
-    return attrs.evolve(scenario, faults=swarm_faults(seed))
+    faults = swarm_faults(seed)
+    refund_pending_p = round(stream(seed, "swarm_traffic_psp").uniform(0.0, 0.3), 4)
+    psp = faults.psp_unavailable_p + faults.psp_hang_p + faults.psp_timeout_after_p
+    if psp + faults.psp_decline_p + refund_pending_p <= 1:
+        faults = attrs.evolve(faults, psp_refund_pending_p=refund_pending_p)
+    return attrs.evolve(scenario, faults=faults, traffic=swarm_traffic(scenario.traffic, seed))
 
 
 @contextmanager
