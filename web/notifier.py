@@ -92,6 +92,16 @@ class WebhookNotifier:
                 data["amount"] = _amount(payload)
                 del data["amount_minor"]
             return {str(seller): data}
+        if message.topic.startswith("refund."):
+            # A refund names its order's seller (actors/refund.py): only that seller hears it.
+            seller = payload.get("seller_id")
+            if seller is None:
+                return {}
+            data = {"object": "refund", **payload}
+            if "amount_minor" in data:
+                data["amount"] = _amount(payload)
+                del data["amount_minor"]
+            return {str(seller): data}
         if message.topic.startswith("payment."):
             by_seller: dict[str, dict[str, Any]] = {}
             for order in await self._store.get_orders(str(payload["payment_id"])):

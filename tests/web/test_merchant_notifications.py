@@ -258,3 +258,29 @@ async def test_order_events_go_to_the_orders_seller(autojump_clock: MockClock, a
     )
     targets = await notifier.recipients(conflicting)
     assert list(targets) == ["s2"] and targets["s2"]["payment_id"] == payment["id"]
+
+
+async def test_refund_events_go_to_the_refunded_orders_seller(
+    autojump_clock: MockClock, api: Api
+) -> None:
+    notifier = WebhookNotifier(api.runtime.store, api.runtime.clock)
+    succeeded = OutboxMessage(
+        "msg_r",
+        "refund.succeeded",
+        "ref_1",
+        {
+            "refund_id": "ref_1",
+            "order_id": "ord_1",
+            "seller_id": "s2",
+            "amount_minor": 250,
+            "currency": "EUR",
+            "status": "SUCCEEDED",
+            "psp_refund_id": "re_1",
+            "failure_reason": None,
+        },
+        0,
+    )
+    targets = await notifier.recipients(succeeded)
+    assert list(targets) == ["s2"]
+    assert targets["s2"]["object"] == "refund" and targets["s2"]["amount"] == "2.50"
+    assert "amount_minor" not in targets["s2"]
