@@ -4,7 +4,8 @@ For people learning how payment systems work: it starts the embedded PostgreSQL 
 DATABASE_URL), applies the migrations, runs the engine with the in-process fake PSP, and walks
 one buyer's cart with orders for three sellers from checkout to booked money, printing every
 state change, the outbox events that other services hear, the double-entry ledger lines, each
-seller's wallet and the trial balance. Then it shows a duplicate webhook doing nothing.
+seller's wallet and the trial balance. Then it shows a duplicate webhook doing nothing, and a
+partial refund with its ledger lines.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from actors.engine import Engine, open_engine
 from actors.outbox import Subscriber
 from actors.service import CreateCheckout, OrderLine, PaymentView
 from engine.ids import Ids
-from engine.ledger import merchant_payable
+from engine.ledger import TransactionKind, merchant_payable
 from engine.money import format_amount
-from engine.records import Delivery
-from engine.states import TRANSITIONS, OrderStatus, PaymentStatus
+from engine.records import Delivery, PaymentOrder, Refund
+from engine.states import TRANSITIONS, OrderStatus, PaymentStatus, RefundStatus
 from engine.store.port import Store
 from simulator.fake_psp import FakePsp, process_namespace
 
@@ -231,11 +232,63 @@ async def _walk(engine: Engine, psp: FakePsp, store: Store, say: Narrator) -> in
     outcome = await engine.service.handle_psp_event(psp.emitted[0])
     say(f"   redelivered {psp.emitted[0].event_id}: {outcome}; nothing changed")
 
-    ok = total == 0 and all(o.status is OrderStatus.SUCCESS and o.booked for o in orders)
+    refunded = await _partial_refund(engine, store, orders[0], say)
+
+    ok = (
+        total == 0
+        and refunded
+        and all(o.status is OrderStatus.SUCCESS and o.booked for o in orders)
+    )
     say()
     say(
-        "Done: payment COMPLETED, every order captured once and booked once, ledger balanced."
+        "Done: payment COMPLETED, every order captured once and booked once, a partial refund"
+        " paid back exactly, ledger balanced."
         if ok
         else "Something is wrong: see above."
     )
     return 0 if ok else 1
+
+
+async def _partial_refund(engine: Engine, store: Store, order: PaymentOrder, say: Narrator) -> bool:
+    """Step 8: the seller refunds part of one order; the money goes back by the same rules."""
+    say.step(
+        8,
+        "A partial refund",
+        "POST /v1/refunds: the seller gives back its share, we give back our commission.",
+    )
+    amount_minor = order.amount_minor // 3
+    refund = await engine.service.create_refund(
+        order.order_id, amount_minor, "demo: one item returned", currency=order.currency
+    )
+    if not isinstance(refund, Refund):
+        say(f"   the refund was refused: {refund}")
+        return False
+    say(
+        f"   refund {refund.refund_id} of {format_amount(amount_minor, order.currency)} "
+        f"{order.currency} from {order.order_id} is {refund.status.value}"
+    )
+    say("   (its refund id is the PSP idempotency key: a retry can never refund twice)")
+
+    async def settled() -> bool:
+        current = await store.get_refund(refund.refund_id)
+        return current is not None and current.status is RefundStatus.SUCCEEDED
+
+    if not await _wait(settled):
+        say(f"   the refund did not succeed within {DEMO_TIMEOUT_S:.0f} s: something is wrong")
+        return False
+    say("   the PSP paid it; its ledger lines:")
+    for kind in (TransactionKind.REFUND, TransactionKind.REFUND_SETTLED):
+        async with store.unit_of_work() as uow:
+            txn = await uow.get_transaction_by_reference(kind, refund.refund_id)
+        if txn is None:
+            say(f"   no {kind} transaction for {refund.refund_id}: something is wrong")
+            return False
+        say(f"   {txn.txn_id} ({txn.description})")
+        for entry in txn.entries:
+            side = "Dr" if entry.amount_minor > 0 else "Cr"
+            amount = format_amount(abs(entry.amount_minor), order.currency)
+            say(f"     {side} {entry.account:<34} {amount:>8}")
+    balances = {b.currency: b for b in await store.list_balances(order.seller_id)}
+    wallet = format_amount(balances[order.currency].available_minor, order.currency)
+    say(f"   {order.seller_id} wallet now {wallet} {order.currency}")
+    return True

@@ -84,6 +84,8 @@ def test_demo_runs_a_checkout_to_booked_money(
             assert code == 0, out
             assert "Done: payment COMPLETED" in out
             assert "redelivered evt_" in out and ": duplicate;" in out
+            assert "a partial refund paid back exactly" in out
+            assert "Cr refunds_clearing" in out and "Dr refunds_clearing" in out
             printed = [line.split() for line in out.splitlines() if line.startswith("     ")]
             printed = [words for words in printed if words[-1].startswith("pek_")]
             assert [scope for scope, _ in printed] == ["storefront", "admin"]
