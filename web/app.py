@@ -3,11 +3,14 @@
 `create_app(wiring, settings)` returns a QuartTrio app. Its lifespan task (started in
 quart-trio's `app.nursery` before serving) opens the store, the gateway and the engine
 (web/runtime.py) and holds them until the server shuts down; Hypercorn finishes in-flight
-requests before the lifespan ends. Every request passes, in order: the body size limit (413),
-the card-number guard (400, body never logged), the route's API key and scope check (401/403),
-the per-key rate limit (429), then the handler, where creating POSTs add idempotency. Every
-error leaves as RFC 9457 problem+json, including Quart's own 404/405/413 and any crash (500,
-logged with the request id, never with the body).
+requests before the lifespan ends. Every request passes, in order: the refusal of what
+PostgreSQL cannot store in its path and query (404/422, web/boundary.py), the body size limit
+(413), the card-number guard (400, body never logged), the same refusal in its JSON body (422),
+the route's API key and scope check (401/403), the per-key rate limit (429), then the handler,
+where creating POSTs add idempotency. Every error leaves as RFC 9457 problem+json, including
+Quart's own 404/405/413 and any crash (500, logged with the request id, never with the body).
+The ASGI app is wrapped by web/keepalive.py, so no answer given before the body arrived can
+hang a keep-alive connection.
 """
 
 from __future__ import annotations
@@ -20,9 +23,19 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from web import deadletters, health, ledger, logs, merchant_webhooks, payments, webhooks
+from web import (
+    boundary,
+    deadletters,
+    health,
+    ledger,
+    logs,
+    merchant_webhooks,
+    payments,
+    webhooks,
+)
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
+from web.keepalive import keep_alive_safe
 from web.metrics import Metrics, standard_metrics
 from web.notifier import webhook_notifier
 from web.openapi import CompletedOpenAPIProvider
@@ -63,6 +76,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
     metrics = standard_metrics()
     _lifespan(app, wiring, settings, metrics)
     _hooks(app, metrics)
+    app.asgi_app = keep_alive_safe(app.asgi_app)  # type: ignore[method-assign,assignment]
     return app
 
 
@@ -90,6 +104,8 @@ def _hooks(app: QuartTrio, metrics: Metrics) -> None:
         request_id = logs.usable_request_id(request.headers.get("X-Request-Id"))
         g.request_id = request_id or app.extensions[EXTENSION].ids.new("evt").removeprefix("evt_")
         logs.bind(request_id=g.request_id)
+        boundary.check_path(request.path)
+        boundary.check_query(request.args)
         if request.method in ("POST", "PUT", "PATCH"):
             body = await raw_body()  # bounded by MAX_CONTENT_LENGTH (413)
             if contains_card_number(body):
@@ -98,6 +114,7 @@ def _hooks(app: QuartTrio, metrics: Metrics) -> None:
                     CARD_DATA_REFUSED,
                     "card numbers must be entered on the PSP's hosted page, never sent here",
                 )
+            boundary.check_body(body)
 
     @app.after_request
     async def finish(response: Response) -> Response:

@@ -1,0 +1,92 @@
+"""What PostgreSQL cannot store is refused at the door, once, for every route.
+
+Why here and not in each handler: PostgreSQL refuses a NUL character in any text value (and a
+Python string holding an unpaired surrogate cannot even be encoded to UTF-8 for it), so a client
+string that carried one reached the store and came back as a 500. Every client string that can
+reach the store enters through one of three doors, and each is checked before any handler runs:
+
+- the URL path (every path parameter): a path naming something no store can hold names nothing,
+  so the answer is 404 `not-found`, whatever the route (or no route) would have been;
+- the query string (names and values): 422 `validation-failed`, the pointer naming the parameter;
+- a JSON body (every string, keys included): 422 `validation-failed` with a JSON Pointer to it.
+
+Headers never reach the store as text: the Idempotency-Key is printable ASCII or refused
+(web/idempotency.py), the API key is hashed, X-Request-Id is used only when it is a short token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from web.problems import NOT_FOUND, VALIDATION_FAILED, ApiProblem, FieldError
+
+#: The JSON escape of NUL: the only way a NUL can be inside a valid JSON document.
+_NUL_ESCAPE = b"\\u0000"
+
+
+def storable(text: str) -> bool:
+    """True when PostgreSQL can store `text`: no NUL, and valid UTF-8 (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _pointer_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def first_unstorable(value: Any, pointer: str = "") -> str | None:
+    """The JSON Pointer of the first string (key or value) in `value` that PostgreSQL refuses."""
+    if isinstance(value, str):
+        return None if storable(value) else pointer
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{pointer}/{_pointer_token(str(key))}"
+            if not storable(str(key)):
+                return here
+            found = first_unstorable(item, here)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_unstorable(item, f"{pointer}/{index}")
+            if found is not None:
+                return found
+    return None
+
+
+def check_path(path: str) -> None:
+    if not storable(path):
+        raise ApiProblem(NOT_FOUND, "no resource is named by a URL holding a NUL character")
+
+
+def check_query(args: Any) -> None:
+    """`args` is the request's MultiDict of query parameters."""
+    for name, value in args.items(multi=True):
+        if not storable(name) or not storable(value):
+            detail = "a query parameter may not hold a NUL character"
+            field = f"/{_pointer_token(name) if storable(name) else ''}"
+            raise ApiProblem(VALIDATION_FAILED, detail, [FieldError(field, detail)])
+
+
+def check_body(body: bytes) -> None:
+    """Refuse a JSON body holding an unstorable string; anything else is the handler's to judge
+    (a malformed body is 400 there, as before)."""
+    if _NUL_ESCAPE not in body:
+        return
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return
+    pointer = first_unstorable(document)
+    if pointer is not None:
+        detail = "a string may not hold a NUL character"
+        raise ApiProblem(
+            VALIDATION_FAILED, f"{pointer or 'the body'}: {detail}", [FieldError(pointer, detail)]
+        )
