@@ -19,13 +19,25 @@ from typing import Annotated, Literal
 import msgspec
 
 from actors.service import CreateCheckout, OrderLine, PaymentView
+from engine.access import SCOPE_MERCHANT_ID_LENGTH_MAX
 from engine.errors import InvalidInput
 from engine.ledger import Entry, Transaction
 from engine.money import format_amount, parse_amount
 from engine.records import Balance, DeadLetter
 from web.problems import VALIDATION_FAILED, ApiProblem, FieldError
 
-ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+#: Every client string is refused with a NUL in it (web/boundary.py); the patterns say so.
+ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00]+$")]
+#: A seller's id names its ledger accounts (`merchant_payable:<id>`), so it holds no ':'.
+SellerId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern="^[^\x00:]+$",
+        description="A seller's id; no ':' (it separates an account from its merchant).",
+    ),
+]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", examples=["EUR"])]
 Amount = Annotated[
     str,
@@ -36,7 +48,43 @@ Amount = Annotated[
         examples=["12.34"],
     ),
 ]
-Url = Annotated[str, msgspec.Meta(pattern="^https?://", max_length=2048)]
+#: An absolute http(s) URL with a host, printable ASCII only (no space, CR, LF or other control
+#: character: it ends up in a Location header and on the PSP's page). `url_problem` adds what a
+#: Python regex cannot say as JSON Schema means it: `$` is the end of the text.
+URL_PATTERN = r"^https?://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][!-~]*)?$"
+URL_LENGTH_MAX = 2048
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=URL_PATTERN,
+        max_length=URL_LENGTH_MAX,
+        description="An absolute http or https URL with a host; printable ASCII only.",
+        examples=["https://shop.example/thanks"],
+    ),
+]
+#: The `?limit=` of every list, as the server enforces it (web/responses.py: page_limit).
+PageLimit = Annotated[int, msgspec.Meta(ge=1, le=100)]
+#: The `?starting_after=` cursor: an id from the previous page.
+Cursor = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00]+$")]
+
+
+#: A merchant id in a path: a seller id as the ledger and the `merchant:<id>` scope know it.
+MERCHANT_ID_PATTERN = "^[^\x00:]+$"
+
+
+def check_merchant_id(merchant_id: str) -> None:
+    """422 unless `merchant_id` could be a seller's id (1..128 characters, no ':')."""
+    if not 1 <= len(merchant_id) <= SCOPE_MERCHANT_ID_LENGTH_MAX or ":" in merchant_id:
+        detail = f"a merchant id has 1..{SCOPE_MERCHANT_ID_LENGTH_MAX} characters and no ':'"
+        raise ApiProblem(VALIDATION_FAILED, detail, [FieldError("/merchant_id", detail)])
+
+
+def url_problem(url: str, pointer: str) -> FieldError | None:
+    """The broken rule of a URL that passed `URL_PATTERN` under Python's `$` (which also
+    matches before a final newline), else None."""
+    if "\n" in url:
+        return FieldError(pointer, "a URL may not contain a line break")
+    return None
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -47,7 +95,7 @@ ENTRY_NO_MAX = 32_767
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
-    seller_id: ExternalId
+    seller_id: SellerId
     amount: Amount
     #: Optional; when given it must equal the payment's currency (one currency per checkout).
     currency: Currency | None = None
@@ -62,13 +110,18 @@ class CreatePaymentIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ListQuery(msgspec.Struct):
-    limit: int | None = None
-    starting_after: str | None = None
+    limit: PageLimit | None = None
+    starting_after: Cursor | None = None
 
 
 class EntriesQuery(msgspec.Struct):
-    limit: int | None = None
-    starting_after: str | None = None
+    limit: PageLimit | None = None
+    #: An entry id (`<transaction_id>:<entry_no>`) or a bare transaction id.
+    starting_after: Cursor | None = None
+
+
+class PageQuery(msgspec.Struct):
+    limit: PageLimit | None = None
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -206,6 +259,10 @@ def to_command(body: CreatePaymentIn) -> CreateCheckout:
         parse_amount("0", body.currency, allow_zero=True)  # the currency itself
     except InvalidInput as exc:
         errors.append(FieldError("/currency", str(exc)))
+    if body.return_url is not None:
+        broken = url_problem(body.return_url, "/return_url")
+        if broken is not None:
+            errors.append(broken)
     for index, order in enumerate(body.orders):
         if order.currency is not None and order.currency != body.currency:
             errors.append(
@@ -310,7 +367,7 @@ def parse_entry_id(text: str) -> tuple[str, int] | None:
     txn_id, colon, number = text.rpartition(":")
     if not colon:
         return (text, ENTRY_NO_MAX)
-    if not txn_id or not number.isdigit() or int(number) > ENTRY_NO_MAX:
+    if not txn_id or not (number.isascii() and number.isdigit()) or int(number) > ENTRY_NO_MAX:
         return None
     return (txn_id, int(number))
 
