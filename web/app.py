@@ -106,6 +106,9 @@ def _hooks(app: QuartTrio, metrics: Metrics) -> None:
         logs.bind(request_id=g.request_id)
         boundary.check_path(request.path)
         boundary.check_query(request.args)
+        if request.url_rule is not None:
+            view = app.view_functions.get(request.url_rule.endpoint)
+            boundary.check_query_names(request.args, view)
         if request.method in ("POST", "PUT", "PATCH"):
             body = await raw_body()  # bounded by MAX_CONTENT_LENGTH (413)
             if contains_card_number(body):

@@ -8,6 +8,8 @@ reach the store enters through one of three doors, and each is checked before an
 - the URL path (every path parameter): a path naming something no store can hold names nothing,
   so the answer is 404 `not-found`, whatever the route (or no route) would have been;
 - the query string (names and values): 422 `validation-failed`, the pointer naming the parameter;
+  a parameter the route does not document (its quart-schema querystring model) is refused the
+  same way, as Stripe refuses unknown parameters, so a typo never silently changes nothing;
 - a JSON body (every string, keys included): 422 `validation-failed` with a JSON Pointer to it.
 
 Headers never reach the store as text: the Idempotency-Key is printable ASCII or refused
@@ -19,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
+from quart_schema.validation import QUART_SCHEMA_QUERYSTRING_ATTRIBUTE
 
 from web.problems import NOT_FOUND, VALIDATION_FAILED, ApiProblem, FieldError
 
@@ -72,6 +76,21 @@ def check_query(args: Any) -> None:
         if not storable(name) or not storable(value):
             detail = "a query parameter may not hold a NUL character"
             field = f"/{_pointer_token(name) if storable(name) else ''}"
+            raise ApiProblem(VALIDATION_FAILED, detail, [FieldError(field, detail)])
+
+
+def check_query_names(args: Any, view: Any) -> None:
+    """Refuse query parameters the view does not document; views hidden from the schema (docs
+    pages, the PSP's webhook) are left alone."""
+    if view is None or getattr(view, QUART_SCHEMA_HIDDEN_ATTRIBUTE, False):
+        return
+    model = getattr(view, QUART_SCHEMA_QUERYSTRING_ATTRIBUTE, None)
+    allowed = set(getattr(model, "__struct_fields__", ()))
+    for name in args:
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            detail = f"unknown query parameter {name!r} (this operation takes: {known})"
+            field = f"/{_pointer_token(name)}"
             raise ApiProblem(VALIDATION_FAILED, detail, [FieldError(field, detail)])
 
 

@@ -14,15 +14,17 @@ payengine; times are integer milliseconds since the Unix epoch (`*_at_ms`).
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal
 
+import iso4217
 import msgspec
 
 from actors.service import CreateCheckout, OrderLine, PaymentView
 from engine.access import SCOPE_MERCHANT_ID_LENGTH_MAX
 from engine.errors import InvalidInput
 from engine.ledger import Entry, Transaction
-from engine.money import format_amount, parse_amount
+from engine.money import AMOUNT_MINOR_MAX, currency_exponent, format_amount, parse_amount
 from engine.records import Balance, DeadLetter
 from web.problems import VALIDATION_FAILED, ApiProblem, FieldError
 
@@ -38,16 +40,42 @@ SellerId = Annotated[
         description="A seller's id; no ':' (it separates an account from its merchant).",
     ),
 ]
-Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", examples=["EUR"])]
+
+
+def _known_currencies() -> dict[str, str]:
+    """Every ISO 4217 code whose exponent payengine knows (funds and metals have none)."""
+    known = {}
+    for currency in iso4217.Currency:
+        try:
+            currency_exponent(currency.code)
+        except InvalidInput:
+            continue
+        known[currency.code] = currency.code
+    return known
+
+
+#: The currencies the server accepts, as an enum so that the schema lists them exactly.
+Currency = enum.StrEnum("Currency", _known_currencies())  # type: ignore[misc]
+#: A positive decimal string in major units with at most 9 integer digits and 4 decimals (no
+#: more than the currency has, which the schema cannot tie to the currency): 50 orders of the
+#: largest amount stay below AMOUNT_MINOR_MAX whatever the exponent, so per-field rules are
+#: the whole story but for the currency's decimals. Never a JSON number.
+AMOUNT_PATTERN = (
+    r"^(0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9])"
+    r"|[1-9][0-9]{0,8}(\.[0-9]{1,4})?)$"
+)
 Amount = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^(0|[1-9][0-9]{0,20})(\.[0-9]{1,4})?$",
-        max_length=40,
-        description="A decimal string in major units; never a JSON number.",
+        pattern=AMOUNT_PATTERN,
+        max_length=14,
+        description="A positive decimal string in major units; never a JSON number.",
         examples=["12.34"],
     ),
 ]
+ORDERS_PER_PAYMENT_MAX = 50
+#: 9 integer digits and at most 4 decimals: the largest cart still fits the amount limit.
+assert ORDERS_PER_PAYMENT_MAX * 10**9 * 10**4 <= AMOUNT_MINOR_MAX
 #: An absolute http(s) URL with a host, printable ASCII only (no space, CR, LF or other control
 #: character: it ends up in a Location header and on the PSP's page). `url_problem` adds what a
 #: Python regex cannot say as JSON Schema means it: `$` is the end of the text.
@@ -105,7 +133,7 @@ class CreatePaymentIn(msgspec.Struct, forbid_unknown_fields=True):
     checkout_id: ExternalId
     buyer: ExternalId
     currency: Currency
-    orders: Annotated[list[OrderIn], msgspec.Meta(min_length=1, max_length=50)]
+    orders: Annotated[list[OrderIn], msgspec.Meta(min_length=1, max_length=ORDERS_PER_PAYMENT_MAX)]
     return_url: Url | None = None
 
 
@@ -114,10 +142,20 @@ class ListQuery(msgspec.Struct):
     starting_after: Cursor | None = None
 
 
+#: An entry id (`<transaction_id>:<entry_no>`, entry_no 0..ENTRY_NO_MAX) or a bare transaction
+#: id, exactly as `parse_entry_id` accepts it.
+ENTRY_CURSOR_PATTERN = (
+    "^([^\x00:]+|[^\x00]+:0*([0-9]{1,4}|[0-2][0-9]{4}|3[01][0-9]{3}|32[0-6][0-9]{2}"
+    "|327[0-5][0-9]|3276[0-7]))$"
+)
+EntryCursor = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=ENTRY_CURSOR_PATTERN)
+]
+
+
 class EntriesQuery(msgspec.Struct):
     limit: PageLimit | None = None
-    #: An entry id (`<transaction_id>:<entry_no>`) or a bare transaction id.
-    starting_after: Cursor | None = None
+    starting_after: EntryCursor | None = None
 
 
 class PageQuery(msgspec.Struct):
@@ -255,10 +293,7 @@ def to_command(body: CreatePaymentIn) -> CreateCheckout:
     """The engine's command for a decoded body; ApiProblem listing every broken money rule."""
     errors: list[FieldError] = []
     lines: list[OrderLine] = []
-    try:
-        parse_amount("0", body.currency, allow_zero=True)  # the currency itself
-    except InvalidInput as exc:
-        errors.append(FieldError("/currency", str(exc)))
+    currency = str(body.currency.value)
     if body.return_url is not None:
         broken = url_problem(body.return_url, "/return_url")
         if broken is not None:
@@ -268,15 +303,13 @@ def to_command(body: CreatePaymentIn) -> CreateCheckout:
             errors.append(
                 FieldError(
                     f"/orders/{index}/currency",
-                    f"order currency {order.currency} differs from the payment's "
-                    f"{body.currency}; one checkout holds one currency",
+                    f"order currency {order.currency.value} differs from the payment's "
+                    f"{currency}; one checkout holds one currency",
                 )
             )
             continue
-        if errors and errors[0].pointer == "/currency":
-            continue
         try:
-            money = parse_amount(order.amount, body.currency)
+            money = parse_amount(order.amount, currency)
         except InvalidInput as exc:
             errors.append(FieldError(f"/orders/{index}/amount", str(exc)))
             continue
@@ -286,7 +319,7 @@ def to_command(body: CreatePaymentIn) -> CreateCheckout:
     return CreateCheckout(
         checkout_id=body.checkout_id,
         buyer_id=body.buyer,
-        currency=body.currency,
+        currency=currency,
         orders=tuple(lines),
         return_url=body.return_url,
     )

@@ -1,8 +1,10 @@
 """The API on a real Hypercorn server in a thread of its own, for tests that speak HTTP over
 real sockets from synchronous code (schemathesis through `requests`, raw sockets).
 
-Memory store, in-process fake PSP, generous rate limits; `running_server()` yields the base URL
-and a storefront and an admin key, and stops the server (0.5 s graceful timeout) on exit.
+The memory store, or PostgreSQL when given a database URL (the store then runs under
+trio-asyncio, as in `payengine serve`); in-process fake PSP; generous rate limits.
+`running_server()` yields the base URL and a storefront and an admin key, and stops the server
+(0.5 s graceful timeout) on exit.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 
 import attrs
 import trio
+import trio_asyncio
 from hypercorn.trio import serve
 
 from engine.store.memory import MemoryStore
+from engine.store.postgres import open_postgres_store
 from payengine.serve import hypercorn_config
 from simulator.fake_psp import FakePsp
 from web.app import create_app
@@ -33,16 +37,18 @@ SERVER_START_TIMEOUT_S = 30.0
 class LiveServer:
     url: str
     keys: dict[str, str]
-    #: The server's store, for tests that check what a refused request did not write.
-    store: MemoryStore
 
 
-def _serve(sock: socket.socket, started: queue.Queue[Any], stop: threading.Event) -> None:
-    store = MemoryStore(checkpoint=trio.lowlevel.checkpoint)
-
+def _serve(
+    sock: socket.socket, started: queue.Queue[Any], stop: threading.Event, dsn: str | None
+) -> None:
     @asynccontextmanager
     async def open_store() -> AsyncIterator[Any]:
-        yield store
+        if dsn is None:
+            yield MemoryStore(checkpoint=trio.lowlevel.checkpoint)
+        else:
+            async with open_postgres_store(dsn) as store:
+                yield store
 
     @asynccontextmanager
     async def open_gateway(clock: Any) -> AsyncIterator[FakePsp]:
@@ -54,6 +60,13 @@ def _serve(sock: socket.socket, started: queue.Queue[Any], stop: threading.Event
     )
 
     async def main() -> None:
+        if dsn is None:
+            await serving()
+        else:
+            async with trio_asyncio.open_loop():
+                await serving()
+
+    async def serving() -> None:
         done = trio.Event()
 
         async def trigger() -> None:
@@ -70,7 +83,7 @@ def _serve(sock: socket.socket, started: queue.Queue[Any], stop: threading.Event
                 _, made[scope] = await create_api_key(
                     runtime.store, runtime.ids, runtime.clock, scope
                 )
-            started.put((made, store))
+            started.put(made)
             while not stop.is_set():
                 await trio.sleep(0.05)
             done.set()
@@ -79,18 +92,18 @@ def _serve(sock: socket.socket, started: queue.Queue[Any], stop: threading.Event
 
 
 @contextmanager
-def running_server() -> Iterator[LiveServer]:
+def running_server(dsn: str | None = None) -> Iterator[LiveServer]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     started: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(sock, started, stop), daemon=True)
+    thread = threading.Thread(target=_serve, args=(sock, started, stop, dsn), daemon=True)
     thread.start()
-    keys, store = started.get(timeout=SERVER_START_TIMEOUT_S)
+    keys = started.get(timeout=SERVER_START_TIMEOUT_S)
     try:
-        yield LiveServer(url, keys, store)
+        yield LiveServer(url, keys)
     finally:
         stop.set()
         thread.join(timeout=SERVER_START_TIMEOUT_S)
