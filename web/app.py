@@ -55,6 +55,8 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
         wiring = attrs.evolve(wiring, make_notifier=webhook_notifier)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.body_size_max_bytes
+    # `//` in a path is 404 like any other path naming nothing, not a 308 with an HTML body.
+    app.url_map.merge_slashes = False
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = LIFESPAN_SHUTDOWN_TIMEOUT_S
     QuartSchema(
         app,
