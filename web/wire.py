@@ -28,16 +28,28 @@ from engine.money import AMOUNT_MINOR_MAX, currency_exponent, format_amount, par
 from engine.records import Balance, DeadLetter
 from web.problems import VALIDATION_FAILED, ApiProblem, FieldError
 
-#: Every client string is refused with a NUL in it (web/boundary.py); the patterns say so.
-ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00]+$")]
+#: External ids (checkout, buyer, seller) are printable ASCII without surrounding spaces. The
+#: engine asks for `str.isprintable()` and no surrounding whitespace, which no portable regex
+#: can state; this narrower rule can, so the schema says exactly what the server accepts.
+EXTERNAL_ID_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+ExternalId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=EXTERNAL_ID_PATTERN,
+        description="Printable ASCII, no leading or trailing space.",
+    ),
+]
 #: A seller's id names its ledger accounts (`merchant_payable:<id>`), so it holds no ':'.
+SELLER_ID_PATTERN = "^[!-9;-~]([ -9;-~]*[!-9;-~])?$"
 SellerId = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        pattern="^[^\x00:]+$",
-        description="A seller's id; no ':' (it separates an account from its merchant).",
+        pattern=SELLER_ID_PATTERN,
+        description="Printable ASCII without ':' (it separates an account from its merchant).",
     ),
 ]
 
