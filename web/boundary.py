@@ -9,7 +9,7 @@ reach the store enters through one of three doors, and each is checked before an
   so the answer is 404 `not-found`, whatever the route (or no route) would have been;
 - the query string (names and values): 422 `validation-failed`, the pointer naming the parameter;
   a parameter the route does not document (its quart-schema querystring model) is refused the
-  same way, as Stripe refuses unknown parameters, so a typo never silently changes nothing;
+  same way, as Stripe refuses unknown parameters, so a misspelt one is an error, not ignored;
 - a JSON body (every string, keys included): 422 `validation-failed` with a JSON Pointer to it.
 
 Headers never reach the store as text: the Idempotency-Key is printable ASCII or refused

@@ -77,7 +77,7 @@ PATH_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "string",
         "minLength": 1,
         "maxLength": SCOPE_MERCHANT_ID_LENGTH_MAX,
-        "pattern": MERCHANT_ID_PATTERN.replace("^[^", "^[^/"),
+        "pattern": MERCHANT_ID_PATTERN,
     },
 }
 

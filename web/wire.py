@@ -109,7 +109,7 @@ Cursor = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\
 
 
 #: A merchant id in a path: a seller id as the ledger and the `merchant:<id>` scope know it.
-MERCHANT_ID_PATTERN = "^[^\x00:]+$"
+MERCHANT_ID_PATTERN = "^[^\x00/:]+$"
 
 
 def check_merchant_id(merchant_id: str) -> None:
