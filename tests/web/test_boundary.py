@@ -30,7 +30,7 @@ from web.problems import PROBLEM_CONTENT_TYPE
 
 pytestmark = pytest.mark.postgres
 
-EXAMPLES = int(os.environ.get("PAYENGINE_BOUNDARY_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("PAYENGINE_BOUNDARY_EXAMPLES", "100"))
 REQUEST_TIMEOUT_S = 30.0
 #: What a request can write; engine work in the background (outbox, PSP registration of an
 #: accepted payment) writes elsewhere or updates rows, so these are counted or hashed.
