@@ -142,7 +142,7 @@ def test_stateful_links_create_then_read_payments(server: LiveServer) -> None:
             if case.operation.path == "/v1/payments/{payment_id}":
                 reads.append(response.status_code)
 
-        sent: dict[str, str] = {}  # noqa: RUF012  (the headers of the call in progress)
+        sent: dict[str, str] = {}  # the headers of the call in progress
 
         def before_call(self, case: schemathesis.Case) -> None:
             # Into the case too, so that the checks judge what was sent (a negative case whose
