@@ -35,6 +35,7 @@ REQUEST_TIMEOUT_S = 30.0
 #: What a request can write; engine work in the background (outbox, PSP registration of an
 #: accepted payment) writes elsewhere or updates rows, so these are counted or hashed.
 WRITTEN_TABLES = ("payments", "payment_orders", "idempotency", "api_keys", "ledger_transactions")
+IDEMPOTENCY = WRITTEN_TABLES.index("idempotency")
 
 NASTY = st.sampled_from(
     [
@@ -193,6 +194,8 @@ def test_any_string_anywhere_is_answered_2xx_or_4xx_problem_and_refusals_write_n
     @example(target=("body", FIELDS[3]), text="a\x00")
     @example(target=("body", FIELDS[6]), text="https://shop.example/\r\nX: y")
     @example(target=("body", FIELDS[7]), text="http://")
+    @example(target=("body", FIELDS[1]), text="buyer-a")  # with the next: one creates c-1,
+    @example(target=("body", FIELDS[1]), text="buyer-b")  # the other is a stored 409
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
@@ -209,7 +212,18 @@ def test_any_string_anywhere_is_answered_2xx_or_4xx_problem_and_refusals_write_n
         if response.status_code >= 400:
             assert media == PROBLEM_CONTENT_TYPE, (target, response.status_code, media)
             assert response.json()["status"] == response.status_code
-            assert _snapshot(dsn) == before, (target, text[:80], response.text[:300])
+            after = _snapshot(dsn)
+            if after[IDEMPOTENCY] != before[IDEMPOTENCY]:
+                # The endpoint's own answer (409 checkout_id_reused) is stored for the key
+                # and replayed, as documented; anything refused before it writes nothing.
+                assert after[IDEMPOTENCY] == before[IDEMPOTENCY] + 1
+                with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+                    replay = client.send(request)
+                assert replay.headers.get("Idempotent-Replayed") == "true", replay.text[:300]
+                assert replay.status_code == response.status_code
+                after = _snapshot(dsn)
+                before = (*before[:IDEMPOTENCY], after[IDEMPOTENCY], *before[IDEMPOTENCY + 1 :])
+            assert after == before, (target, text[:80], response.text[:300])
         else:
             assert media == "application/json", (target, media)
 
