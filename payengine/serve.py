@@ -43,6 +43,7 @@ from payengine.cli import _EXTENSIONS, EXIT_FAILED, EXIT_OK, UsageError, _run, _
 from payengine.config import Config
 from web.gctune import tune_for_serving
 from web.http_gateway import open_http_gateway
+from web.keepalive import keep_alive_safe
 from web.keys import create_api_key
 from web.wire import dead_letter_out, payment_out, trial_balance_out
 
@@ -187,7 +188,10 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
             psp_config = hypercorn_config([f"{options.host}:{options.psp_port}"])
             await nursery.start(
                 lambda task_status: hypercorn_serve(
-                    face, psp_config, shutdown_trigger=trigger, task_status=task_status
+                    keep_alive_safe(face),
+                    psp_config,
+                    shutdown_trigger=trigger,
+                    task_status=task_status,
                 )
             )
             print(f"fake PSP on {psp_url} (hosted pages at {psp_url}/pay/...)", flush=True)

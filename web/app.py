@@ -3,12 +3,15 @@
 `create_app(wiring, settings)` returns a QuartTrio app. Its lifespan task (started in
 quart-trio's `app.nursery` before serving) opens the store, the gateway and the engine
 (web/runtime.py) and holds them until the server shuts down; Hypercorn finishes in-flight
-requests before the lifespan ends. Every request passes, in order: the body size limit (413),
-the card-number guard (400, body never logged), the route's API key and scope check (401/403),
-the per-key rate limit (429), then the handler, where creating POSTs add idempotency. Every
-error leaves as RFC 9457 problem+json, including Quart's own 404/405/413, an unavailable
-database (503 with Retry-After: weather, nothing changed) and any crash (500, logged with the
-request id, never with the body).
+requests before the lifespan ends. Every request passes, in order: the refusal of what
+PostgreSQL cannot store in its path and query (404/422, web/boundary.py), the body size limit
+(413), the card-number guard (400, body never logged), the same refusal in its JSON body (422),
+the route's API key and scope check (401/403), the per-key rate limit (429), then the handler,
+where creating POSTs add idempotency. Every error leaves as RFC 9457 problem+json, including
+Quart's own 404/405/413, an unavailable database (503 with Retry-After: weather, nothing
+changed) and any crash (500, logged with the request id, never with the body).
+The ASGI app is wrapped by web/keepalive.py, so no answer given before the body arrived can
+hang a keep-alive connection.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine.errors import StoreUnavailable
 from web import (
+    boundary,
     deadletters,
     health,
     ledger,
@@ -35,6 +39,7 @@ from web import (
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
 from web.liveness import LIVENESS_EXTENSION, Liveness
+from web.keepalive import keep_alive_safe
 from web.metrics import Metrics, standard_metrics
 from web.notifier import webhook_notifier
 from web.openapi import CompletedOpenAPIProvider
@@ -64,6 +69,8 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
         wiring = attrs.evolve(wiring, make_notifier=webhook_notifier)
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.body_size_max_bytes
+    # `//` in a path is 404 like any other path naming nothing, not a 308 with an HTML body.
+    app.url_map.merge_slashes = False
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = LIFESPAN_SHUTDOWN_TIMEOUT_S
     QuartSchema(
         app,
@@ -86,6 +93,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
     metrics = standard_metrics()
     _lifespan(app, wiring, settings, metrics)
     _hooks(app, metrics)
+    app.asgi_app = keep_alive_safe(app.asgi_app)  # type: ignore[method-assign,assignment]
     return app
 
 
@@ -115,6 +123,11 @@ def _hooks(app: QuartTrio, metrics: Metrics) -> None:
         request_id = logs.usable_request_id(request.headers.get("X-Request-Id"))
         g.request_id = request_id or app.extensions[EXTENSION].ids.new("evt").removeprefix("evt_")
         logs.bind(request_id=g.request_id)
+        boundary.check_path(request.path)
+        boundary.check_query(request.args)
+        if request.url_rule is not None:
+            view = app.view_functions.get(request.url_rule.endpoint)
+            boundary.check_query_names(request.args, view)
         if request.method in ("POST", "PUT", "PATCH"):
             body = await raw_body()  # bounded by MAX_CONTENT_LENGTH (413)
             if contains_card_number(body):
@@ -123,6 +136,7 @@ def _hooks(app: QuartTrio, metrics: Metrics) -> None:
                     CARD_DATA_REFUSED,
                     "card numbers must be entered on the PSP's hosted page, never sent here",
                 )
+            boundary.check_body(body)
 
     @app.after_request
     async def finish(response: Response) -> Response:

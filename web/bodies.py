@@ -1,6 +1,7 @@
 """Reading request bodies: JSON only, decoded straight into msgspec models.
 
-Why here: every creating endpoint must refuse the same things the same way. A malformed body is
+Why here: every creating endpoint must refuse the same things the same way. A body without a
+JSON Content-Type (or with none at all) is 415 `unsupported-media-type`. A malformed body is
 400 `malformed-json`; a well-formed body that breaks the schema (a JSON number where an amount
 string belongs, a missing field, an unknown field, an empty cart) is 422 `validation-failed`
 with a JSON Pointer to the field. Nothing is written before a body has passed.
@@ -37,10 +38,21 @@ def json_pointer(msgspec_path: str) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
+def is_json(content_type: str | None) -> bool:
+    """True for `application/json` and `application/<anything>+json`, parameters aside."""
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 def decode_as(body: bytes, model: type[T]) -> T:
     content_type = request.headers.get("Content-Type")
-    if content_type is not None and "json" not in content_type.split(";")[0].lower():
-        raise ApiProblem(UNSUPPORTED_MEDIA_TYPE, f"send application/json, not {content_type}")
+    if not is_json(content_type):
+        sent = f"not {content_type}" if content_type else "and say so in Content-Type"
+        raise ApiProblem(UNSUPPORTED_MEDIA_TYPE, f"send application/json, {sent}")
     try:
         return msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:

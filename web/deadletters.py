@@ -7,19 +7,20 @@ Idempotency-Key: the answer is 200 `replayed: true` the first time, 404 afterwar
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_schema import document_response, tag
+from quart_schema import document_querystring, document_response, tag
 
 from web.auth import guarded
 from web.problems import NOT_FOUND, ApiProblem, Problem
 from web.responses import json_response, page_limit
 from web.runtime import current
-from web.wire import DeadLetterListOut, ReplayOut, dead_letter_out
+from web.wire import DeadLetterListOut, PageQuery, ReplayOut, dead_letter_out
 
 bp = Blueprint("deadletters", __name__)
 
 
 @bp.get("/v1/dead-letters")
 @tag(["operations"])
+@document_querystring(PageQuery)
 @document_response(DeadLetterListOut, 200)
 @document_response(Problem, 401)
 @document_response(Problem, 403)

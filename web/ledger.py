@@ -20,6 +20,7 @@ from web.wire import (
     TrialBalanceOut,
     account_entry_out,
     balance_out,
+    check_merchant_id,
     parse_entry_id,
     transaction_out,
     trial_balance_out,
@@ -33,9 +34,11 @@ bp = Blueprint("ledger", __name__)
 @document_response(BalanceOut, 200)
 @document_response(Problem, 401)
 @document_response(Problem, 403)
+@document_response(Problem, 422)
 @guarded("admin", "merchant")
 async def merchant_balance(merchant_id: str) -> Response:
     """Available and reserved per currency; a merchant key reads only its own."""
+    check_merchant_id(merchant_id)
     balances = await current().store.list_balances(merchant_id)
     return json_response(balance_out(merchant_id, balances))
 

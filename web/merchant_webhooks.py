@@ -15,16 +15,16 @@ import msgspec
 from quart import Blueprint, Response, g, request
 from quart_schema import document_request, document_response, tag
 
-from engine.access import SCOPE_MERCHANT_ID_LENGTH_MAX, WebhookEndpoint
+from engine.access import WebhookEndpoint
 from web import logs
 from web.auth import guarded
 from web.bodies import decode_as, raw_body
 from web.idempotency import check_key, fingerprint, run_idempotent
 from web.merchant_signing import new_secret
-from web.problems import VALIDATION_FAILED, ApiProblem, FieldError, Problem
+from web.problems import VALIDATION_FAILED, ApiProblem, Problem
 from web.responses import json_response
 from web.runtime import current
-from web.wire import Url
+from web.wire import Url, check_merchant_id, url_problem
 
 bp = Blueprint("merchant_webhooks", __name__)
 
@@ -56,12 +56,6 @@ class WebhookEndpointListOut(msgspec.Struct):
     object: Literal["list"] = "list"
 
 
-def _check_merchant(merchant_id: str) -> None:
-    if not 1 <= len(merchant_id) <= SCOPE_MERCHANT_ID_LENGTH_MAX:
-        detail = f"a merchant id has 1..{SCOPE_MERCHANT_ID_LENGTH_MAX} characters"
-        raise ApiProblem(VALIDATION_FAILED, detail, [FieldError("/merchant_id", detail)])
-
-
 @bp.post("/v1/merchants/<merchant_id>/webhook-endpoints")
 @tag(["merchants"])
 @document_request(WebhookEndpointIn)
@@ -76,13 +70,16 @@ def _check_merchant(merchant_id: str) -> None:
 async def create_webhook_endpoint(merchant_id: str) -> Response:
     """Register (or replace) the merchant's webhook URL; the answer shows the secret once."""
     runtime = current()
-    _check_merchant(merchant_id)
+    check_merchant_id(merchant_id)
     key = check_key(
         request.headers.get("Idempotency-Key"), runtime.settings.idempotency_key_length_max
     )
     logs.bind(idempotency_key=key)
     body = await raw_body()
     url = decode_as(body, WebhookEndpointIn).url
+    broken = url_problem(url, "/url")
+    if broken is not None:
+        raise ApiProblem(VALIDATION_FAILED, broken.detail, [broken])
 
     async def execute() -> Response:
         endpoint = WebhookEndpoint(merchant_id, url, new_secret(), runtime.clock.now_ms())
@@ -110,9 +107,11 @@ async def create_webhook_endpoint(merchant_id: str) -> Response:
 @document_response(WebhookEndpointListOut, 200)
 @document_response(Problem, 401)
 @document_response(Problem, 403)
+@document_response(Problem, 422)
 @guarded("admin", "merchant")
 async def list_webhook_endpoints(merchant_id: str) -> Response:
     """The merchant's endpoint (at most one), without its secret."""
+    check_merchant_id(merchant_id)
     endpoint = await current().store.get_webhook_endpoint(merchant_id)
     data = (
         []

@@ -1,13 +1,22 @@
-"""The OpenAPI document, completed where quart-schema's decorators cannot say it.
+"""The OpenAPI document, completed where quart-schema's decorators cannot say it, and exact.
 
-quart-schema documents every response body as `application/json` and has no per-route way to
-declare a header that a handler reads by hand. Clients generate code from `/openapi.json`, so
-the document must say what the API really does:
+Clients generate code from `/openapi.json`, and schemathesis tests the server against it, so
+the document must say what the API really does, no more and no less:
 
-- every error body is `application/problem+json` (RFC 9457), never `application/json`;
-- the creating POSTs require an `Idempotency-Key` header (the IETF draft), with its rules;
-- `POST /v1/psp/webhooks` requires the PSP's `Stripe-Signature` header;
-- a 429 carries `Retry-After`.
+- every `$ref` resolves: quart-schema 0.25 keeps only a msgspec model's own schema and drops
+  the models it refers to (`OrderIn`, `FieldError`, ...), so `CompletedOpenAPIProvider` puts
+  every referenced model under `components.schemas`;
+- every error body is `application/problem+json` (RFC 9457), never `application/json`, and
+  every status the server can answer is documented: 401/403/429 on every guarded operation,
+  404 on any path parameter (a NUL in the path names nothing, web/boundary.py), 422 on any
+  query parameter, 400/413/422 on every POST, 415 where a JSON body is expected;
+- the constraints the server enforces: path parameters (ledger accounts, merchant ids), the
+  `Idempotency-Key` header (required on creating POSTs, printable ASCII), request bodies
+  `required`, `security: []` on the public health checks;
+- `POST /v1/payments -> GET /v1/payments/{payment_id}` as an OpenAPI link, so tools that
+  follow links (schemathesis's stateful phase) read what they created;
+- `POST /v1/psp/webhooks` requires the PSP's `Stripe-Signature` header; a 429 carries
+  `Retry-After`.
 
 `complete(document)` is a pure function over the generated document, so it is tested alone.
 """
@@ -17,7 +26,23 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import msgspec
+from quart_schema.conversion import MSGSPEC_REF_TEMPLATE
 from quart_schema.openapi import OpenAPIProvider
+
+from engine.access import SCOPE_MERCHANT_ID_LENGTH_MAX
+from engine.ledger import (
+    BANK_CASH,
+    CHARGEBACKS,
+    MERCHANT_PAYABLE,
+    MERCHANT_RESERVED,
+    PLATFORM_REVENUE,
+    PSP_CLEARING,
+    PSP_FEES,
+    REFUNDS_CLEARING,
+)
+from web.problems import Problem
+from web.wire import MERCHANT_ID_PATTERN
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -29,6 +54,41 @@ IDEMPOTENT_OPERATIONS = frozenset(
     }
 )
 SIGNED_OPERATIONS = frozenset({("/v1/psp/webhooks", "post")})
+#: The operations anyone may call: no API key, no rate limit.
+PUBLIC_OPERATIONS = frozenset({("/healthz", "get"), ("/readyz", "get")})
+#: Operations that wait for the engine and answer 503 when it does not answer in time.
+ENGINE_OPERATIONS = frozenset({("/v1/payments", "post")})
+
+#: What the server accepts in a path parameter: a path segment without NUL (web/boundary.py).
+PATH_SEGMENT_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": "^[^\x00/]+$"}
+#: Ledger account names as engine.ledger.account_type accepts them.
+ACCOUNT_LENGTH_MAX = 160
+_FIXED = "|".join(
+    (PSP_CLEARING, BANK_CASH, PLATFORM_REVENUE, PSP_FEES, REFUNDS_CLEARING, CHARGEBACKS)
+)
+PATH_PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "account": {
+        "type": "string",
+        "maxLength": ACCOUNT_LENGTH_MAX,
+        "pattern": f"^({_FIXED}|({MERCHANT_PAYABLE}|{MERCHANT_RESERVED}):[^\x00/]+)$",
+        "description": "An account of the chart: psp_clearing, ..., merchant_payable:<id>.",
+    },
+    "merchant_id": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": SCOPE_MERCHANT_ID_LENGTH_MAX,
+        "pattern": MERCHANT_ID_PATTERN,
+    },
+}
+
+#: The link from a created payment to reading it (OpenAPI 3.1 links; schemathesis follows it).
+PAYMENT_LINKS: dict[str, Any] = {
+    "GetPayment": {
+        "operationId": "get_get_payment",
+        "parameters": {"payment_id": "$response.body#/id"},
+        "description": "Read the payment just created (its `id`).",
+    }
+}
 
 #: Kept in step with WebSettings.idempotency_key_length_max's default.
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
@@ -45,7 +105,12 @@ def _idempotency_parameter(length_max: int) -> dict[str, Any]:
             "Same key and same body: the first response is replayed byte for byte. Same key, "
             "different body: 422. Same key while the first request is in flight: 409."
         ),
-        "schema": {"type": "string", "minLength": 1, "maxLength": length_max},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": length_max,
+            "pattern": "^[!-~]+$",
+        },
     }
 
 
@@ -73,15 +138,78 @@ def _is_problem(content: dict[str, Any]) -> bool:
     return "Problem" in (named, schema.get("title"))
 
 
+PROBLEM_REF: dict[str, Any] = {"$ref": "#/components/schemas/Problem"}
+
+
+def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
+    """The error statuses the server may answer for this operation whatever its handler says
+    (see the module docstring)."""
+    statuses: set[int] = set()
+    if (path, method) not in PUBLIC_OPERATIONS:
+        statuses |= {401, 403, 429}
+    parameters = operation.get("parameters", [])
+    if any(p.get("in") == "path" for p in parameters) or "{" in path:
+        statuses.add(404)
+    if any(p.get("in") == "query" for p in parameters):
+        statuses.add(422)
+    if method == "post":
+        statuses |= {400, 413, 422}
+    if "requestBody" in operation:
+        statuses.add(415)
+    if (path, method) in ENGINE_OPERATIONS:
+        statuses.add(503)
+    return statuses
+
+
+def _add_responses(path: str, method: str, operation: dict[str, Any]) -> None:
+    """Statuses are the keys' type quart-schema uses (int), or str in a parsed document."""
+    responses = operation.setdefault("responses", {})
+    present = {str(status) for status in responses}
+    as_text = any(isinstance(status, str) for status in responses)
+    for status in sorted(_statuses(path, method, operation)):
+        if str(status) not in present:
+            key: int | str = str(status) if as_text else status
+            problem = {"application/json": {"schema": copy.deepcopy(PROBLEM_REF)}}
+            responses[key] = {"description": "", "content": problem}
+
+
+def _constrain_parameters(path: str, operation: dict[str, Any]) -> None:
+    """Path parameters get the server's rules; a query parameter is optional rather than
+    nullable (a query string cannot say null), so `X | None` becomes `X`."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path":
+            schema = PATH_PARAMETER_SCHEMAS.get(parameter["name"], PATH_SEGMENT_SCHEMA)
+            parameter["schema"] = copy.deepcopy(schema)
+        elif parameter.get("in") == "query":
+            schema = parameter.get("schema", {})
+            options = [o for o in schema.get("anyOf", []) if o != {"type": "null"}]
+            if len(options) == 1 and len(schema["anyOf"]) == 2:
+                parameter["schema"] = options[0]
+
+
+def _is_public(path: str, method: str) -> bool:
+    return (path, method) in PUBLIC_OPERATIONS
+
+
 def complete(
     document: dict[str, Any], idempotency_key_length_max: int = IDEMPOTENCY_KEY_LENGTH_MAX
 ) -> dict[str, Any]:
-    """A copy of `document` with the problem media type, the required headers and Retry-After."""
+    """A copy of `document` made complete and exact (see the module docstring)."""
     done = copy.deepcopy(document)
     for path, operations in done.get("paths", {}).items():
         for method, operation in operations.items():
             if not isinstance(operation, dict):
                 continue
+            _constrain_parameters(path, operation)
+            _add_responses(path, method, operation)
+            if "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+            if _is_public(path, method):
+                operation["security"] = []
+            if (path, method) == ("/v1/payments", "post"):
+                for status, response in operation["responses"].items():
+                    if str(status) in ("200", "201"):
+                        response["links"] = copy.deepcopy(PAYMENT_LINKS)
             for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 json_body = content.get("application/json")
@@ -99,8 +227,35 @@ def complete(
     return done
 
 
+def components_of(model: Any) -> dict[str, Any]:
+    """Every schema `model` refers to (itself included), by name, as `$ref`s expect them."""
+    if not (isinstance(model, type) and issubclass(model, msgspec.Struct)):
+        return {}
+    _, components = msgspec.json.schema_components([model], ref_template=MSGSPEC_REF_TEMPLATE)
+    return components
+
+
 class CompletedOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's provider with `complete` applied to what it generates."""
+    """quart-schema's provider with every referenced model under `components.schemas` and
+    `complete` applied to what it generates."""
+
+    def build_querystring_parameters(self, model: Any) -> tuple[list[dict[str, Any]], Any]:
+        parameters, definitions = super().build_querystring_parameters(model)
+        return parameters, {**components_of(model), **definitions}
+
+    def build_request_body(self, model: Any, source: Any) -> tuple[dict[str, Any], Any]:
+        body, definitions = super().build_request_body(model, source)
+        return body, {**components_of(model), **definitions}
+
+    def build_response_object(
+        self, model: Any, headers_model: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        response, definitions = super().build_response_object(model, headers_model)
+        return response, {**components_of(model), **definitions}
 
     def schema(self) -> dict[str, Any]:
-        return complete(super().schema())
+        document = super().schema()
+        document.setdefault("components", {}).setdefault("schemas", {}).update(
+            components_of(Problem)
+        )
+        return complete(document)

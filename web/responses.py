@@ -18,12 +18,19 @@ def json_response(model: Any, status: int = 200, headers: dict[str, str] | None 
     return response
 
 
+#: More digits than any page size needs; a longer `?limit=` is refused without int().
+LIMIT_DIGITS_MAX = 9
+
+
 def page_limit(settings: WebSettings) -> int:
     """`?limit=` within 1..page_size_max (default page_size_default); 422 otherwise."""
     text = request.args.get("limit")
     if text is None:
         return settings.page_size_default
-    if not text.isdigit() or not 1 <= int(text) <= settings.page_size_max:
+    # ASCII digits only (str.isdigit() also holds for '²', which int() refuses), and few of
+    # them (int() refuses more than 4300 digits).
+    digits = text.isascii() and text.isdigit() and len(text) <= LIMIT_DIGITS_MAX
+    if not digits or not 1 <= int(text) <= settings.page_size_max:
         detail = f"limit must be an integer within 1..{settings.page_size_max}"
         raise ApiProblem(VALIDATION_FAILED, detail, [FieldError("/limit", detail)])
     return int(text)

@@ -14,29 +14,117 @@ payengine; times are integer milliseconds since the Unix epoch (`*_at_ms`).
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal
 
+import iso4217
 import msgspec
 
 from actors.service import CreateCheckout, OrderLine, PaymentView
+from engine.access import SCOPE_MERCHANT_ID_LENGTH_MAX
 from engine.errors import InvalidInput
 from engine.ledger import Entry, Transaction
-from engine.money import format_amount, parse_amount
+from engine.money import AMOUNT_MINOR_MAX, currency_exponent, format_amount, parse_amount
 from engine.records import Balance, DeadLetter
 from web.problems import VALIDATION_FAILED, ApiProblem, FieldError
 
-ExternalId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", examples=["EUR"])]
+#: External ids (checkout, buyer, seller) are printable ASCII without surrounding spaces. The
+#: engine asks for `str.isprintable()` and no surrounding whitespace, which no portable regex
+#: can state; this narrower rule can, so the schema says exactly what the server accepts.
+EXTERNAL_ID_PATTERN = "^[!-~]([ -~]*[!-~])?$"
+ExternalId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=EXTERNAL_ID_PATTERN,
+        description="Printable ASCII, no leading or trailing space.",
+    ),
+]
+#: A seller's id names its ledger accounts (`merchant_payable:<id>`), so it holds no ':'.
+SELLER_ID_PATTERN = "^[!-9;-~]([ -9;-~]*[!-9;-~])?$"
+SellerId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern=SELLER_ID_PATTERN,
+        description="Printable ASCII without ':' (it separates an account from its merchant).",
+    ),
+]
+
+
+def _known_currencies() -> dict[str, str]:
+    """Every ISO 4217 code whose exponent payengine knows (funds and metals have none)."""
+    known = {}
+    for currency in iso4217.Currency:
+        try:
+            currency_exponent(currency.code)
+        except InvalidInput:
+            continue
+        known[currency.code] = currency.code
+    return known
+
+
+#: The currencies the server accepts, as an enum so that the schema lists them exactly.
+Currency = enum.StrEnum("Currency", _known_currencies())  # type: ignore[misc]
+#: A positive decimal string in major units with at most 9 integer digits and 4 decimals (no
+#: more than the currency has, which the schema cannot tie to the currency): 50 orders of the
+#: largest amount stay below AMOUNT_MINOR_MAX whatever the exponent, so per-field rules are
+#: the whole story but for the currency's decimals. Never a JSON number.
+AMOUNT_PATTERN = (
+    r"^(0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9])"
+    r"|[1-9][0-9]{0,8}(\.[0-9]{1,4})?)$"
+)
 Amount = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^(0|[1-9][0-9]{0,20})(\.[0-9]{1,4})?$",
-        max_length=40,
-        description="A decimal string in major units; never a JSON number.",
+        pattern=AMOUNT_PATTERN,
+        max_length=14,
+        description="A positive decimal string in major units; never a JSON number.",
         examples=["12.34"],
     ),
 ]
-Url = Annotated[str, msgspec.Meta(pattern="^https?://", max_length=2048)]
+ORDERS_PER_PAYMENT_MAX = 50
+#: 9 integer digits and at most 4 decimals: the largest cart still fits the amount limit.
+assert ORDERS_PER_PAYMENT_MAX * 10**9 * 10**4 <= AMOUNT_MINOR_MAX
+#: An absolute http(s) URL with a host, printable ASCII only (no space, CR, LF or other control
+#: character: it ends up in a Location header and on the PSP's page). `url_problem` adds what a
+#: Python regex cannot say as JSON Schema means it: `$` is the end of the text.
+URL_PATTERN = r"^https?://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][!-~]*)?$"
+URL_LENGTH_MAX = 2048
+Url = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=URL_PATTERN,
+        max_length=URL_LENGTH_MAX,
+        description="An absolute http or https URL with a host; printable ASCII only.",
+        examples=["https://shop.example/thanks"],
+    ),
+]
+#: The `?limit=` of every list, as the server enforces it (web/responses.py: page_limit).
+PageLimit = Annotated[int, msgspec.Meta(ge=1, le=100)]
+#: The `?starting_after=` cursor: an id from the previous page.
+Cursor = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00]+$")]
+
+
+#: A merchant id in a path: a seller id as the ledger and the `merchant:<id>` scope know it.
+MERCHANT_ID_PATTERN = "^[^\x00/:]+$"
+
+
+def check_merchant_id(merchant_id: str) -> None:
+    """422 unless `merchant_id` could be a seller's id (1..128 characters, no ':')."""
+    if not 1 <= len(merchant_id) <= SCOPE_MERCHANT_ID_LENGTH_MAX or ":" in merchant_id:
+        detail = f"a merchant id has 1..{SCOPE_MERCHANT_ID_LENGTH_MAX} characters and no ':'"
+        raise ApiProblem(VALIDATION_FAILED, detail, [FieldError("/merchant_id", detail)])
+
+
+def url_problem(url: str, pointer: str) -> FieldError | None:
+    """The broken rule of a URL that passed `URL_PATTERN` under Python's `$` (which also
+    matches before a final newline), else None."""
+    if "\n" in url:
+        return FieldError(pointer, "a URL may not contain a line break")
+    return None
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -47,7 +135,7 @@ ENTRY_NO_MAX = 32_767
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
-    seller_id: ExternalId
+    seller_id: SellerId
     amount: Amount
     #: Optional; when given it must equal the payment's currency (one currency per checkout).
     currency: Currency | None = None
@@ -57,18 +145,33 @@ class CreatePaymentIn(msgspec.Struct, forbid_unknown_fields=True):
     checkout_id: ExternalId
     buyer: ExternalId
     currency: Currency
-    orders: Annotated[list[OrderIn], msgspec.Meta(min_length=1, max_length=50)]
+    orders: Annotated[list[OrderIn], msgspec.Meta(min_length=1, max_length=ORDERS_PER_PAYMENT_MAX)]
     return_url: Url | None = None
 
 
 class ListQuery(msgspec.Struct):
-    limit: int | None = None
-    starting_after: str | None = None
+    limit: PageLimit | None = None
+    starting_after: Cursor | None = None
+
+
+#: An entry id (`<transaction_id>:<entry_no>`, entry_no 0..ENTRY_NO_MAX) or a bare transaction
+#: id, exactly as `parse_entry_id` accepts it.
+ENTRY_CURSOR_PATTERN = (
+    "^([^\x00:]+|[^\x00]+:0*([0-9]{1,4}|[0-2][0-9]{4}|3[01][0-9]{3}|32[0-6][0-9]{2}"
+    "|327[0-5][0-9]|3276[0-7]))$"
+)
+EntryCursor = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=ENTRY_CURSOR_PATTERN)
+]
 
 
 class EntriesQuery(msgspec.Struct):
-    limit: int | None = None
-    starting_after: str | None = None
+    limit: PageLimit | None = None
+    starting_after: EntryCursor | None = None
+
+
+class PageQuery(msgspec.Struct):
+    limit: PageLimit | None = None
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -202,24 +305,23 @@ def to_command(body: CreatePaymentIn) -> CreateCheckout:
     """The engine's command for a decoded body; ApiProblem listing every broken money rule."""
     errors: list[FieldError] = []
     lines: list[OrderLine] = []
-    try:
-        parse_amount("0", body.currency, allow_zero=True)  # the currency itself
-    except InvalidInput as exc:
-        errors.append(FieldError("/currency", str(exc)))
+    currency = str(body.currency.value)
+    if body.return_url is not None:
+        broken = url_problem(body.return_url, "/return_url")
+        if broken is not None:
+            errors.append(broken)
     for index, order in enumerate(body.orders):
         if order.currency is not None and order.currency != body.currency:
             errors.append(
                 FieldError(
                     f"/orders/{index}/currency",
-                    f"order currency {order.currency} differs from the payment's "
-                    f"{body.currency}; one checkout holds one currency",
+                    f"order currency {order.currency.value} differs from the payment's "
+                    f"{currency}; one checkout holds one currency",
                 )
             )
             continue
-        if errors and errors[0].pointer == "/currency":
-            continue
         try:
-            money = parse_amount(order.amount, body.currency)
+            money = parse_amount(order.amount, currency)
         except InvalidInput as exc:
             errors.append(FieldError(f"/orders/{index}/amount", str(exc)))
             continue
@@ -229,7 +331,7 @@ def to_command(body: CreatePaymentIn) -> CreateCheckout:
     return CreateCheckout(
         checkout_id=body.checkout_id,
         buyer_id=body.buyer,
-        currency=body.currency,
+        currency=currency,
         orders=tuple(lines),
         return_url=body.return_url,
     )
@@ -310,7 +412,7 @@ def parse_entry_id(text: str) -> tuple[str, int] | None:
     txn_id, colon, number = text.rpartition(":")
     if not colon:
         return (text, ENTRY_NO_MAX)
-    if not txn_id or not number.isdigit() or int(number) > ENTRY_NO_MAX:
+    if not txn_id or not (number.isascii() and number.isdigit()) or int(number) > ENTRY_NO_MAX:
         return None
     return (txn_id, int(number))
 

@@ -1,117 +1,211 @@
-"""schemathesis against /openapi.json over real HTTP: no 5xx, every response matches the
-schema. Bounded: `EXAMPLES_PER_OPERATION_MAX` generated cases per operation.
+"""schemathesis against /openapi.json over real HTTP (Hypercorn in a thread): every check
+schemathesis has, on every operation, then its stateful phase over the schema's links
+(create payment -> get payment). No 5xx, no response outside the schema, and payments really
+get created.
 
-The server runs in a thread of its own (trio + Hypercorn, memory store, in-process fake PSP),
-since schemathesis calls it synchronously through `requests`.
+One check is waived where a rule JSON Schema cannot state refuses a schema-valid request: a
+`POST /v1/payments` body may be refused (422) for the cart's cross-field rules (each seller
+once, an order's optional currency equal to the payment's, no more decimals than the currency
+has), and any body holding 13-19 digits that pass the Luhn check is refused by the card guard
+(400 card-data-refused). Every other schema-valid request must be accepted.
+
+Bounded for CI: `EXAMPLES_PER_OPERATION` cases per operation and `STATEFUL_STEPS_MAX` steps.
+The full run of issue 13 (500 examples per operation, on PostgreSQL):
+
+    PAYENGINE_SCHEMATHESIS_EXAMPLES=500 PAYENGINE_SCHEMATHESIS_STORE=postgres \\
+        .venv/bin/python -m pytest tests/web/test_schemathesis.py -s
+
+It prints how many payments were created.
 """
 
 from __future__ import annotations
 
-import queue
-import socket
-import threading
+import contextlib
+import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
-import trio
-from hypercorn.trio import serve
-from hypothesis import HealthCheck, given, settings
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Flaky
+from schemathesis.core.failures import FailureGroup
+from schemathesis.generation.stateful.state_machine import APIStateMachine
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from engine.store.memory import MemoryStore
-from payengine.serve import hypercorn_config
-from simulator.fake_psp import FakePsp
-from web.app import create_app
-from web.keys import create_api_key
-from web.runtime import EXTENSION, Runtime, Wiring
-from web.settings import WebSettings
+from tests import pgfixtures
+from tests.web.liveserver import LiveServer, running_server
 
-EXAMPLES_PER_OPERATION_MAX = 25
-SERVER_START_TIMEOUT_S = 30.0
-
-
-def _server(sock: socket.socket, keys: queue.Queue[Any], stop: threading.Event) -> None:
-    @asynccontextmanager
-    async def open_store() -> AsyncIterator[Any]:
-        yield MemoryStore(checkpoint=trio.lowlevel.checkpoint)
-
-    @asynccontextmanager
-    async def open_gateway(clock: Any) -> AsyncIterator[FakePsp]:
-        yield FakePsp(clock)
-
-    app = create_app(
-        Wiring(open_store=open_store, open_gateway=open_gateway),
-        WebSettings(rate_limit_per_s=10_000.0, rate_limit_burst_max=10_000),
-    )
-
-    async def main() -> None:
-        done = trio.Event()
-
-        async def trigger() -> None:
-            await done.wait()
-
-        async with trio.open_nursery() as nursery:
-            config = hypercorn_config([f"fd://{sock.detach()}"], graceful_timeout_s=0.5)
-            nursery.start_soon(lambda: serve(app, config, shutdown_trigger=trigger))
-            while EXTENSION not in app.extensions:
-                await trio.sleep(0.01)
-            runtime: Runtime = app.extensions[EXTENSION]
-            made = {}
-            for scope in ("storefront", "admin"):
-                _, made[scope] = await create_api_key(
-                    runtime.store, runtime.ids, runtime.clock, scope
-                )
-            keys.put(made)
-            while not stop.is_set():
-                await trio.sleep(0.05)
-            done.set()
-
-    trio.run(main)
+EXAMPLES_PER_OPERATION = int(os.environ.get("PAYENGINE_SCHEMATHESIS_EXAMPLES", "25"))
+STORE = os.environ.get("PAYENGINE_SCHEMATHESIS_STORE", "memory")
+#: From this many examples on, the run must create at least one payment per 50 examples.
+FULL_RUN_EXAMPLES = 100
+#: Stateful scenarios run; each is a short chain of calls following the links.
+STATEFUL_SCENARIOS = max(30, EXAMPLES_PER_OPERATION // 2)
+STATEFUL_STEPS_MAX = 10
+#: Hypothesis runs of the state machine, each ended early by Flaky at worst (see the test).
+STATEFUL_RUNS_MAX = 20
+REQUEST_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, dict[str, str]]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    keys: queue.Queue[Any] = queue.Queue()
-    stop = threading.Event()
-    thread = threading.Thread(target=_server, args=(sock, keys, stop), daemon=True)
-    thread.start()
-    made = keys.get(timeout=SERVER_START_TIMEOUT_S)
-    yield url, made
-    stop.set()
-    thread.join(timeout=SERVER_START_TIMEOUT_S)
+def server() -> Iterator[LiveServer]:
+    if STORE == "memory":
+        with running_server() as live:
+            yield live
+        return
+    dsn, name = pgfixtures.create_database_sync("embedded")
+    try:
+        with running_server(dsn) as live:
+            yield live
+    finally:
+        pgfixtures.drop_database_sync("embedded", name)
 
 
-def test_api_conforms_to_its_openapi_schema(server: tuple[str, dict[str, str]]) -> None:
-    url, keys = server
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+def _headers(server: LiveServer, path: str) -> dict[str, str]:
+    scope = "storefront" if path.startswith("/v1/payments") else "admin"
+    return {
+        "Authorization": f"Bearer {server.keys[scope]}",
+        "Idempotency-Key": str(uuid.uuid4()),
+    }
+
+
+#: Operations whose schema-valid requests may break a cross-field rule (see the docstring).
+CROSS_FIELD_RULES = frozenset({("POST", "/v1/payments")})
+
+
+CARD_DATA_REFUSED = "https://payengine.dev/problems/card-data-refused"
+
+
+def _waived(method: str, path: str, response: Any) -> list[Any]:
+    """Checks not to run: positive acceptance where a rule the schema cannot state refused a
+    schema-valid request (a cart's cross-field rules; 13-19 digits passing Luhn anywhere in a
+    body, which the card guard refuses before parsing, docs/api.md)."""
+    if (method.upper(), path) in CROSS_FIELD_RULES:
+        return [positive_data_acceptance]
+    if response.status_code == 400 and CARD_DATA_REFUSED in response.text:
+        return [positive_data_acceptance]
+    return []
+
+
+def _payments_created(server: LiveServer) -> int:
+    """Payments in the store, counted through the API's own paging."""
+    headers = {"Authorization": f"Bearer {server.keys['admin']}"}
+    count, after = 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if after is not None:
+            params["starting_after"] = after
+        page = requests.get(
+            f"{server.url}/v1/payments", params=params, headers=headers, timeout=REQUEST_TIMEOUT_S
+        ).json()
+        count += len(page["data"])
+        if not page["has_more"]:
+            return count
+        after = page["data"][-1]["id"]
+
+
+def test_api_conforms_to_its_openapi_schema_under_every_check(server: LiveServer) -> None:
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 8
+    assert len(operations) >= 12
     for operation in operations:
-        _check_operation(url, operation, keys)
+        _check_operation(server, operation)
+    created = _payments_created(server)
+    print(f"\nschemathesis: {created} payments created")
+    if EXAMPLES_PER_OPERATION >= FULL_RUN_EXAMPLES:  # too few examples in CI to count on
+        assert created >= EXAMPLES_PER_OPERATION // 50
 
 
-def _check_operation(url: str, operation: Any, keys: dict[str, str]) -> None:
-    key = keys["storefront"] if operation.path.startswith("/v1/payments") else keys["admin"]
-
+def _check_operation(server: LiveServer, operation: Any) -> None:
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION_MAX,
+        max_examples=EXAMPLES_PER_OPERATION,
         deadline=None,
         suppress_health_check=list(HealthCheck),
         database=None,
     )
     def check(case: schemathesis.Case) -> None:
-        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())}
-        response = case.call(base_url=url, headers=headers)
+        headers = _headers(server, operation.path)
+        response = case.call(base_url=server.url, headers=headers, timeout=REQUEST_TIMEOUT_S)
         assert response.status_code < 500, (case.method, case.path, response.text)
-        case.validate_response(response, checks=[response_schema_conformance])
+        case.validate_response(
+            response,
+            headers=headers,
+            excluded_checks=_waived(operation.method, operation.path, response),
+        )
 
     check()
+
+
+def test_stateful_links_create_then_read_payments(server: LiveServer) -> None:
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    reads: list[int] = []  # statuses of GET /v1/payments/{payment_id}
+    failures: list[str] = []
+    scenarios = [0]
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def teardown(self) -> None:
+            scenarios[0] += 1
+            super().teardown()
+
+        def after_call(self, response: Any, case: schemathesis.Case) -> None:
+            super().after_call(response, case)
+            if case.operation.path == "/v1/payments/{payment_id}":
+                reads.append(response.status_code)
+
+        sent: dict[str, str] = {}  # the headers of the call in progress
+
+        def before_call(self, case: schemathesis.Case) -> None:
+            # Into the case too, so that the checks judge what was sent (a negative case whose
+            # key or token is replaced here is no longer negative), and to the checks as the
+            # caller's own headers (so that a real key is not taken for a generated one).
+            self.sent = _headers(server, case.operation.path)
+            case.headers = {**(case.headers or {}), **self.sent}
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": server.url, "headers": self.sent, "timeout": REQUEST_TIMEOUT_S}
+
+        def validate_response(  # type: ignore[override]
+            self, response: Any, case: schemathesis.Case, **kwargs: Any
+        ) -> None:
+            # Collected rather than raised: hypothesis would replay the scenario to report
+            # it, and against a server that kept the first run's state the replay differs
+            # (FlakyStrategyDefinition), hiding the failure itself.
+            try:
+                assert response.status_code < 500, response.text
+                case.validate_response(
+                    response,
+                    headers=self.sent,
+                    excluded_checks=_waived(case.method, case.operation.path, response),
+                    transport_kwargs=kwargs or None,
+                )
+            except (AssertionError, FailureGroup) as failure:
+                failures.append(f"{case.method} {case.formatted_path}: {failure}"[:2000])
+
+    assert issubclass(Workflow, APIStateMachine)
+    # A scenario's rules depend on what the server answered, and the server keeps its state:
+    # when hypothesis meets a choice sequence again it may find other rules and stop with
+    # Flaky. As schemathesis's own runner does, that ends a run, not the test (failures are
+    # collected above, whatever hypothesis does); runs go on until enough scenarios ran.
+    attempts = 0
+    while scenarios[0] < STATEFUL_SCENARIOS and attempts < STATEFUL_RUNS_MAX:
+        attempts += 1
+        with contextlib.suppress(Flaky):
+            Workflow.run(
+                settings=settings(
+                    max_examples=STATEFUL_SCENARIOS - scenarios[0],
+                    stateful_step_count=STATEFUL_STEPS_MAX,
+                    phases=[Phase.explicit, Phase.generate],  # no shrinking: server has state
+                    deadline=None,
+                    suppress_health_check=list(HealthCheck),
+                    database=None,
+                )
+            )
+    print(f"\nstateful: {scenarios[0]} scenarios in {attempts} runs")
+    print(f"\nstateful: {len(reads)} payments read by link, {reads.count(200)} found")
+    print(f"payments created in all: {_payments_created(server)}")
+    assert failures == [], "\n\n".join(failures[:5])
+    assert 200 in reads, "the create -> get link never led to a payment"
