@@ -38,8 +38,8 @@ from web import (
 )
 from web.bodies import raw_body
 from web.cardguard import contains_card_number
-from web.liveness import LIVENESS_EXTENSION, Liveness
 from web.keepalive import keep_alive_safe
+from web.liveness import LIVENESS_EXTENSION, Liveness
 from web.metrics import Metrics, standard_metrics
 from web.notifier import webhook_notifier
 from web.openapi import CompletedOpenAPIProvider
