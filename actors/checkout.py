@@ -329,6 +329,8 @@ class CheckoutActor:
     async def _check_completion(self) -> str:
         payment = self.payment
         assert payment is not None
+        if "crash_in_completion_check" in self.ctx.faults:  # planted bug, test-only seam
+            raise RuntimeError("planted: completion check crashed")
         if payment.status is not PaymentStatus.AUTHORIZED:
             return payment.status.value
         orders = await self.ctx.store.get_orders(payment.payment_id)

@@ -355,6 +355,8 @@ class OrderActor:
         """A late or duplicate event about a settled order: keep it, change nothing."""
         order = self.order
         assert order is not None
+        if "crash_on_late_event" in self.ctx.faults:  # planted bug, test-only seam
+            raise RuntimeError(f"planted: late event {event.event_id} crashed the order actor")
         try:
             async with self.ctx.store.unit_of_work() as uow:
                 await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))

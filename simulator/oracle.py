@@ -22,6 +22,10 @@ Invariants (names are stable: tests and reports refer to them):
 - `idempotent_replies`: the same checkout sent again gets the same payment.
 - `messages_consumed_or_dead_lettered`: after quiescence no outbox delivery is pending.
 - `forged_webhooks_rejected`: a webhook with a bad signature never reaches the engine.
+- `no_server_errors`: no client request raises in the engine (a 500); an outage's
+  StoreUnavailable is a 503 and allowed.
+- `actors_never_crash`: the supervisor never restarts an actor (expected failures are values;
+  a crash is a broken invariant even when the restart hides it).
 
 The flow invariants (commission recomputed, state changes announced, a payment's status agrees
 with its orders, authorized sessions honoured, orders fail only on the PSP's word, charged buyers
@@ -219,6 +223,12 @@ def check_final(
             mismatch.append(
                 f"order {order_id} {order.amount} is {order.status} but the PSP "
                 + ("captured it" if was_captured else "never captured it")
+            )
+        elif was_captured and order.psp_capture_id != psp.captures[order_id].capture_id:
+            # Refunds and reconciliation find the capture by this id.
+            mismatch.append(
+                f"order {order_id} records capture {order.psp_capture_id}, the PSP's is "
+                f"{psp.captures[order_id].capture_id}"
             )
     if mismatch:
         found.append(

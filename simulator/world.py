@@ -41,6 +41,7 @@ import trio
 
 from actors.clock import TrioClock
 from actors.engine import Engine, open_engine
+from actors.runtime import AskTimeout
 from engine.errors import StoreUnavailable
 from engine.ids import Ids
 from engine.limits import EngineConfig
@@ -289,8 +290,18 @@ class SimWorld:
         async def run() -> None:
             try:
                 box.append(await call(inc.engine))
+            except (StoreUnavailable, AskTimeout) as exc:  # the API answers these 503
+                # (web/app.py, web/webhooks.py): an outage, or an actor busy past the deadline.
+                self.note("http_503", type(exc).__name__)
             except Exception as exc:  # the server answered 500; Cancelled is never caught
                 self.note("http_500", type(exc).__name__)
+                self.violate(
+                    Violation(
+                        "no_server_errors",
+                        "a request raised in the engine: the client got a 500",
+                        (f"{type(exc).__name__}: {exc}"[:300],),
+                    )
+                )
             finally:
                 done.set()
 
@@ -351,6 +362,7 @@ class SimWorld:
                     )
                 )
             if self.inc is not None:  # the last incarnation's restarts (crashed ones add theirs)
+                self._check_actor_crashes()
                 self.stats.actor_restarts += self.inc.engine.system.statistics().restarts
             root.cancel_scope.cancel()
         self.settlement.settle_final(self.clock.now_ms())
@@ -405,7 +417,15 @@ class SimWorld:
                     await trio.sleep_forever()
             # Crashed: everything not committed is gone; the actors' memory with it.
             if incarnation is not None:
-                self.stats.actor_restarts += incarnation.engine.system.statistics().restarts
+                restarts = incarnation.engine.system.statistics().restarts
+                self.stats.actor_restarts += restarts
+                if restarts and self.violation is None:
+                    self.violate(
+                        Violation(
+                            "actors_never_crash",
+                            f"{restarts} actor restart(s) in incarnation {incarnation.number}",
+                        )
+                    )
             self.inc = None
             self._inc_scope = None
             self._up = trio.Event()
@@ -520,11 +540,30 @@ class SimWorld:
         return min(ms, f.psp_latency_ms_max) / 1000.0
 
     # --- the oracle during the run ------------------------------------------------------------
+    def _check_actor_crashes(self) -> None:
+        """An actor crashes only on a broken invariant (expected failures are values): the
+        supervisor restarting one, or stopping a crash loop, is a bug the run must report even
+        when the restart hid it."""
+        inc = self.inc
+        if inc is None:
+            return
+        stats = inc.engine.system.statistics()
+        if stats.restarts or stats.crash_loops:
+            loops = [f"crash loop {c.kind} {c.key}: {c.last_error}" for c in stats.crash_loops]
+            self.violate(
+                Violation(
+                    "actors_never_crash",
+                    f"{stats.restarts} actor restart(s), {len(stats.crash_loops)} crash loop(s)",
+                    tuple(loops[:5]),
+                )
+            )
+
     async def _oracle_ticker(self) -> None:
         while True:
             await trio.sleep(ORACLE_INTERVAL_S)
             self.settlement.settle_through(self.clock.now_ms())  # at each UTC midnight
             # One committed instant (no checkpoint in between), every row, as a snapshot holds.
+            self._check_actor_crashes()
             trial, balances = self.store.books()
             found = check_psp_keys(self.psp, self.store.committed_orders())
             found += check_books(trial, balances)

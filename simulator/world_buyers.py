@@ -45,6 +45,8 @@ class Buyers:
         self.active = 0
         #: checkout id -> the payment id of the first answer.
         self.replies: dict[str, str] = {}
+        #: Checkout ids whose payment an answer said it created (at most one answer may).
+        self.created: set[str] = set()
 
     async def arrive(self, clients: trio.Nursery) -> None:
         """Start buyers in `clients` until the traffic phase ends (or a violation stops it)."""
@@ -157,6 +159,20 @@ class Buyers:
             )
             return
         payment_id = reply.payment.payment_id
+        if reply.created:
+            # One request created the payment; every other answer replays it (200, not 201).
+            if command.checkout_id in self.created:
+                world.idempotency_breaks.append(
+                    f"{command.checkout_id}: a second answer says it created {payment_id}"
+                )
+                world.violate(
+                    Violation(
+                        "idempotent_replies",
+                        "a repeated checkout was answered as newly created",
+                        tuple(world.idempotency_breaks[-1:]),
+                    )
+                )
+            self.created.add(command.checkout_id)
         first = self.replies.setdefault(command.checkout_id, payment_id)
         world.note("checkout", command.checkout_id, payment_id, reply.payment.status.value)
         if first != payment_id:

@@ -53,6 +53,10 @@ CASES = [
     ("event_recorded_before_effect", "crash_sweep", {"webhook_effect_committed"}, 0.25),
     # A refund's retry after a lost answer under a new key: a second refund at the PSP.
     ("refund_key_regenerated_on_retry", "refund_storm", {"at_most_one_psp_refund_per_refund"}),
+    # A crash the supervisor hides behind a restart is still a bug: the webhook's asker gets
+    # a 500 (no_server_errors); a crash in a told message has no asker (actors_never_crash).
+    ("crash_on_late_event", "duplicate_webhooks", {"no_server_errors"}),
+    ("crash_in_completion_check", "happy_path", {"actors_never_crash"}),
     # Twelve unknown outcomes in a row need a correlated outage.
     ("fail_after_unknown_outcomes", "psp_outage", {"orders_fail_only_on_psp_word"}, 0.5),
 ]
