@@ -96,7 +96,7 @@ def select(db_path: Path, tree: Path, sample: int | None) -> tuple[int, dict[str
         for item in db.pending_work_items:
             (spec,) = item.mutations
             target = by_path[str(spec.module_path)]
-            reason = skip_reason(tree, target, spec.start_pos, spec.end_pos)
+            reason = skip_reason(tree, target, spec.operator_name, spec.start_pos, spec.end_pos)
             if reason is None:
                 kept.append(item)
                 continue

@@ -7,7 +7,10 @@ as survivors. `EXCLUDED` says why each other file is out.
 
 Noise, skipped before any mutant runs (`skip_reason`): mutants inside type annotations (never
 evaluated: every module has `from __future__ import annotations`), docstrings, logging calls,
-an assert's message, and `if TYPE_CHECKING:` blocks.
+an assert's message, `if TYPE_CHECKING:` blocks, code that runs only when a test-only seam is on
+(`"seam" in self.ctx.faults and ...`: the seam's own test stays a target, since flipping it
+plants the bug), and cosmic-ray's binary-operator mutants of a `*` or `**` that is not an
+operator (`def f(a, *, b)`, `f(**kw)`): they do not compile, so they say nothing.
 """
 
 from __future__ import annotations
@@ -98,11 +101,55 @@ class FileIndex:
 
     noise: tuple[tuple[str, Span], ...]
     targeted: tuple[Span, ...] | None  # None: the whole file
+    #: The spans of the binary operations of each operator (cosmic-ray's names: Add, Mul, ...).
+    binops: dict[str, tuple[Span, ...]]
+
+
+#: ast's operator class names where cosmic-ray's differ.
+_CR_OPERATOR = {"Mult": "Mul", "MatMult": "MatMul"}
+
+
+def _binop_spans(tree: ast.Module) -> dict[str, tuple[Span, ...]]:
+    spans: dict[str, list[Span]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp | ast.AugAssign):
+            name = type(node.op).__name__
+            spans.setdefault(_CR_OPERATOR.get(name, name), []).append(_span(node))
+    return {name: tuple(found) for name, found in spans.items()}
+
+
+def _is_seam_test(node: ast.AST) -> bool:
+    """`"seam" in <...>.faults`: true only when a test switched the seam on."""
+    return (
+        isinstance(node, ast.Compare)
+        and len(node.ops) == 1
+        and isinstance(node.ops[0], ast.In)
+        and isinstance(node.comparators[0], ast.Attribute)
+        and node.comparators[0].attr == "faults"
+    )
+
+
+def _has_seam_test(node: ast.AST) -> bool:
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        return any(_is_seam_test(value) for value in node.values)
+    return _is_seam_test(node)
+
+
+def _seam_spans(node: ast.AST) -> list[Span]:
+    """What runs, or matters, only when a seam is on."""
+    if isinstance(node, ast.BoolOp) and _has_seam_test(node):
+        return [_span(v) for v in node.values if not _is_seam_test(v)]
+    if isinstance(node, ast.If) and _has_seam_test(node.test):
+        return [_span(stmt) for stmt in node.body]
+    if isinstance(node, ast.IfExp) and _has_seam_test(node.test):
+        return [_span(node.body)]
+    return []
 
 
 def _noise_spans(tree: ast.Module) -> list[tuple[str, Span]]:
     found: list[tuple[str, Span]] = []
     for node in ast.walk(tree):
+        found += [("test-only seam", span) for span in _seam_spans(node)]
         if isinstance(node, ast.arg) and node.annotation is not None:
             found.append(("annotation", _span(node.annotation)))
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
@@ -148,19 +195,26 @@ def index(root: Path, target: Target) -> FileIndex:
         missing = set(target.only) - defs.keys()
         assert not missing, f"{target.path} has no {sorted(missing)}: update mutation/targets.py"
         targeted = tuple(defs[name] for name in target.only)
-    return FileIndex(tuple(_noise_spans(tree)), targeted)
+    return FileIndex(tuple(_noise_spans(tree)), targeted, _binop_spans(tree))
 
 
 def _within(inner: Span, outer: Span) -> bool:
     return outer[0] <= inner[0] and inner[1] <= outer[1]
 
 
-def skip_reason(root: Path, target: Target, start: Position, end: Position) -> str | None:
-    """Why the mutant at `start`-`end` of `target` is not counted, or None when it is."""
+def skip_reason(
+    root: Path, target: Target, operator: str, start: Position, end: Position
+) -> str | None:
+    """Why `operator`'s mutant at `start`-`end` of `target` is not counted, or None when it is."""
     idx = index(root, target)
     span = (start, end)
     if idx.targeted is not None and not any(_within(span, t) for t in idx.targeted):
         return "outside the targeted definitions"
+    prefix = "core/ReplaceBinaryOperator_"
+    if operator.startswith(prefix):
+        replaced = operator.removeprefix(prefix).split("_")[0]
+        if not any(_within(span, op) for op in idx.binops.get(replaced, ())):
+            return "not an operator"
     for reason, noise in idx.noise:
         if _within(span, noise):
             return reason

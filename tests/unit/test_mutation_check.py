@@ -108,11 +108,26 @@ def test_noise_and_untargeted_code_are_skipped(tmp_path: Path) -> None:
         "    return a * 2\n"
         "def other(a):\n"
         "    return a - 1\n"
+        "def seamed(self, a, *, b):\n"
+        '    if "bug" in self.faults and a > 0:\n'
+        "        return 7\n"
+        "    return a\n"
     )
     (tmp_path / "m.py").write_text(source)
-    target = Target("m.py", only=("kept",))
-    assert skip_reason(tmp_path, target, (3, 12), (3, 22)) == "annotation"
-    assert skip_reason(tmp_path, target, (4, 21), (4, 26)) == "logging call"
-    assert skip_reason(tmp_path, target, (5, 17), (5, 22)) == "assert message"
-    assert skip_reason(tmp_path, target, (6, 11), (6, 16)) is None
-    assert skip_reason(tmp_path, target, (8, 11), (8, 16)) == "outside the targeted definitions"
+    target = Target("m.py", only=("kept", "seamed"))
+
+    def reason(operator: str, start: tuple[int, int], end: tuple[int, int]) -> str | None:
+        return skip_reason(tmp_path, target, f"core/{operator}", start, end)
+
+    assert reason("ReplaceBinaryOperator_BitOr_Add", (3, 16), (3, 17)) == "annotation"
+    assert reason("ReplaceBinaryOperator_Add_Sub", (4, 23), (4, 24)) == "logging call"
+    assert reason("ReplaceBinaryOperator_Sub_Add", (5, 19), (5, 20)) == "assert message"
+    assert reason("ReplaceBinaryOperator_Mul_Add", (6, 13), (6, 14)) is None
+    assert reason("NumberReplacer", (6, 15), (6, 16)) is None
+    assert reason("ReplaceBinaryOperator_Sub_Add", (8, 13), (8, 14)) == (
+        "outside the targeted definitions"
+    )
+    assert reason("ReplaceBinaryOperator_Mul_Add", (9, 20), (9, 21)) == "not an operator"
+    assert reason("AddNot", (10, 7), (10, 27)) is None  # flipping the seam plants its bug
+    assert reason("ReplaceComparisonOperator_Gt_Lt", (10, 32), (10, 37)) == "test-only seam"
+    assert reason("NumberReplacer", (11, 15), (11, 16)) == "test-only seam"
