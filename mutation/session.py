@@ -112,14 +112,17 @@ def select(db_path: Path, tree: Path, sample: int | None) -> tuple[int, dict[str
             )
         )
         if sample is not None and sample < len(kept):
-            chosen = {i.job_id for i in random.Random(SAMPLE_SEED).sample(kept, sample)}
+            # A seeded shuffle, then the first `sample`: a smaller sample is a prefix of a
+            # larger one, so SAMPLE=150 runs the first 150 mutants of SAMPLE=250.
+            random.Random(SAMPLE_SEED).shuffle(kept)
+            chosen = {i.job_id for i in kept[:sample]}
             left_out = [i.job_id for i in kept if i.job_id not in chosen]
             db.set_multiple_results(
                 left_out,
                 WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not in the sample"),
             )
             skipped["not in the sample"] = len(left_out)
-            kept = [i for i in kept if i.job_id in chosen]
+            kept = kept[:sample]
     return len(kept), skipped
 
 
