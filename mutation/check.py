@@ -46,6 +46,8 @@ SEEDS: tuple[int, ...] = (1, 2)
 SCALE = 0.1
 #: The first word of the line the report reads back from the check's output.
 VERDICT_PREFIX = "mutation-check:"
+#: How the verdict line reports the actor restarts of the runs.
+RESTARTS_LABEL = "actor_restarts="
 
 EXIT_HELD = 0
 EXIT_INVARIANT = 1
@@ -69,12 +71,19 @@ class CheckResult:
     #: The violated invariant, or the exception's last line.
     detail: str = ""
     skipped: tuple[str, ...] = ()
+    #: Actor crashes the supervisor absorbed (restarts) over the runs. Not a kill: no invariant
+    #: says an actor must not crash. Reported so the lead sees which survivors such an
+    #: invariant would kill (the unmutated runs restart none).
+    actor_restarts: int = 0
 
     def line(self) -> str:
         """The verdict line the report parses: `mutation-check: <verdict> <where>: <detail>`."""
         where = "" if self.scenario is None else f" {self.scenario} --seed {self.seed}"
         detail = f": {self.detail}" if self.detail else f": {self.runs} runs"
-        return f"{VERDICT_PREFIX} {self.verdict.value}{where}{detail}"
+        return (
+            f"{VERDICT_PREFIX} {self.verdict.value}{where}{detail}"
+            f" {RESTARTS_LABEL}{self.actor_restarts}"
+        )
 
     @property
     def exit_code(self) -> int:
@@ -113,7 +122,7 @@ def run_check(
     except Exception as exc:
         return CheckResult(Verdict.CRASH, 0, "import", 0, _last_line(exc))
     skipped: list[str] = []
-    runs = 0
+    runs = restarts = 0
     loaded = 0
     for name in scenarios:
         try:
@@ -129,13 +138,20 @@ def run_check(
                 result = run_scenario(scenario, seed, seams=seams, trace_states=False)
             except Exception as exc:
                 return CheckResult(Verdict.CRASH, runs, name, seed, _last_line(exc), tuple(skipped))
+            restarts += int(result.stats.get("actor_restarts", 0))
             if result.violation is not None:
                 return CheckResult(
-                    Verdict.INVARIANT, runs, name, seed, str(result.violation), tuple(skipped)
+                    Verdict.INVARIANT,
+                    runs,
+                    name,
+                    seed,
+                    str(result.violation),
+                    tuple(skipped),
+                    restarts,
                 )
     if not loaded:
         raise NoScenario(f"none of {', '.join(scenarios)} loads")
-    return CheckResult(Verdict.HELD, runs, skipped=tuple(skipped))
+    return CheckResult(Verdict.HELD, runs, skipped=tuple(skipped), actor_restarts=restarts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import attrs
 
-from mutation.check import VERDICT_PREFIX, Verdict
+from mutation.check import RESTARTS_LABEL, VERDICT_PREFIX, Verdict
 
 
 class Outcome(enum.StrEnum):
@@ -39,6 +39,12 @@ class Mutant:
     after: str
     #: The check's verdict line (which scenario and seed killed it, and why).
     verdict: str
+
+    @property
+    def actor_restarts(self) -> int:
+        """The actor crashes the check's runs absorbed (0 when not reported)."""
+        _, found, rest = self.verdict.partition(RESTARTS_LABEL)
+        return int(rest.split()[0]) if found and rest else 0
 
     def describe(self) -> str:
         op = self.operator.removeprefix("core/")
@@ -125,6 +131,13 @@ def render(mutants: Iterable[Mutant]) -> str:
     survivors = [m for m in mutants if m.outcome is Outcome.SURVIVED]
     lines.append(f"survivors ({len(survivors)}):")
     lines += [f"  {m.describe()}" for m in survivors]
+    crashed_actors = [m for m in survivors if m.actor_restarts]
+    if crashed_actors:
+        lines.append(
+            f"survivors that crashed an actor ({len(crashed_actors)}; the supervisor restarted "
+            "it and no invariant noticed):"
+        )
+        lines += [f"  {m.describe()}  [{m.actor_restarts} restarts]" for m in crashed_actors]
     crashes = [m for m in mutants if m.outcome is Outcome.CRASH]
     if crashes:
         lines.append(f"killed only by a crash ({len(crashes)}):")

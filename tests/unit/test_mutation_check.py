@@ -15,7 +15,7 @@ import pytest
 import simulator.runner
 from mutation import check
 from mutation.check import CheckResult, NoScenario, Verdict, run_check
-from mutation.report import Outcome, outcome_of
+from mutation.report import Mutant, Outcome, outcome_of
 from mutation.targets import TARGETS, Target, index, skip_reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,7 @@ def test_the_check_holds_on_the_unmutated_tree() -> None:
     assert result.exit_code == check.EXIT_HELD
     loaded = len(check.SCENARIOS) - len(result.skipped)
     assert loaded >= 1 and result.runs == loaded
+    assert result.actor_restarts == 0  # the report's "survivors that crashed an actor" rely on it
     assert len(notes) == len(result.skipped)
 
 
@@ -51,6 +52,10 @@ def test_a_run_that_raises_is_killed_by_a_crash(monkeypatch: pytest.MonkeyPatch)
     result = run_check(scenarios=("happy_path",), note=lambda _: None)
     assert result == CheckResult(
         Verdict.CRASH, 1, "happy_path", check.SEEDS[0], "ZeroDivisionError: division by zero"
+    )
+    assert result.line() == (
+        "mutation-check: crash happy_path --seed 1: ZeroDivisionError: division by zero"
+        " actor_restarts=0"
     )
     assert result.exit_code == check.EXIT_CRASH
 
@@ -131,3 +136,12 @@ def test_noise_and_untargeted_code_are_skipped(tmp_path: Path) -> None:
     assert reason("AddNot", (10, 7), (10, 27)) is None  # flipping the seam plants its bug
     assert reason("ReplaceComparisonOperator_Gt_Lt", (10, 32), (10, 37)) == "test-only seam"
     assert reason("NumberReplacer", (11, 15), (11, 16)) == "test-only seam"
+
+
+def test_a_survivor_reports_the_actor_crashes_its_runs_absorbed() -> None:
+    def mutant(verdict: str) -> Mutant:
+        return Mutant("actors/order.py", 1, "core/AddNot", 0, Outcome.SURVIVED, "a", "b", verdict)
+
+    assert mutant("mutation-check: held: 18 runs actor_restarts=7").actor_restarts == 7
+    assert mutant("mutation-check: held: 18 runs actor_restarts=0").actor_restarts == 0
+    assert mutant("").actor_restarts == 0
