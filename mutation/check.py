@@ -99,6 +99,9 @@ class NoScenario(Exception):
 
 
 def _last_line(exc: BaseException) -> str:
+    """The exception's last line; for a trio nursery's ExceptionGroup, its first leaf's."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return text.splitlines()[-1] if text else type(exc).__name__
 

@@ -60,6 +60,18 @@ def test_a_run_that_raises_is_killed_by_a_crash(monkeypatch: pytest.MonkeyPatch)
     assert result.exit_code == check.EXIT_CRASH
 
 
+def test_a_crash_names_the_exception_inside_a_nursery_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise ExceptionGroup("Exceptions from Trio nursery", [KeyError("order_1")])
+
+    monkeypatch.setattr(simulator.runner, "run_scenario", broken)
+    result = run_check(scenarios=("happy_path",), note=lambda _: None)
+    assert result.verdict is Verdict.CRASH
+    assert result.detail == "KeyError: 'order_1'"
+
+
 def test_a_scenario_not_shipped_is_skipped_with_a_note() -> None:
     notes: list[str] = []
     result = run_check(scenarios=("no_such_scenario", "happy_path"), seeds=(1,), note=notes.append)
