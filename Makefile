@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv test-store-service
+.PHONY: demo test lint bench clean venv test-store-service mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,22 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The simulator's mutation score (docs/scenarios.md "Mutation score"): cosmic-ray over actors/
+# and the money-moving engine/, each mutant judged by the simulator alone. SAMPLE=N runs a
+# deterministic sample of N mutants; JOBS=N workers (default: every core).
+MUTATION_STAMP := $(VENV)/.installed-mutation
+
+$(MUTATION_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
+	touch $(MUTATION_STAMP)
+
+mutation: $(MUTATION_STAMP)
+	$(BIN)/python -m mutation $(if $(SAMPLE),--sample $(SAMPLE)) $(if $(JOBS),--jobs $(JOBS))
+
 # The store conformance suite against the machine's PostgreSQL service.
 test-store-service: $(STAMP)
 	PAYENGINE_TEST_SERVICE_URL=$${PAYENGINE_TEST_SERVICE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 	  $(BIN)/python -m pytest -q tests/store
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .mutation
