@@ -35,6 +35,7 @@ SCENARIOS: tuple[str, ...] = (
     "crash_restart",
     "crash_sweep",
     "psp_outage",
+    "refund_storm",
     "risk_review",
     "hot_seller",
     "swarm",
