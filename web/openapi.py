@@ -241,6 +241,14 @@ class CompletedOpenAPIProvider(OpenAPIProvider):
 
     def build_querystring_parameters(self, model: Any) -> tuple[list[dict[str, Any]], Any]:
         parameters, definitions = super().build_querystring_parameters(model)
+        # quart-schema leaves `required` out: a model field without a default is required.
+        if isinstance(model, type) and issubclass(model, msgspec.Struct):
+            info = msgspec.inspect.type_info(model)
+            assert isinstance(info, msgspec.inspect.StructType)
+            required = {f.encode_name for f in info.fields if f.required}
+            for parameter in parameters:
+                if parameter.get("name") in required:
+                    parameter["required"] = True
         return parameters, {**components_of(model), **definitions}
 
     def build_request_body(self, model: Any, source: Any) -> tuple[dict[str, Any], Any]:

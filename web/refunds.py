@@ -48,6 +48,7 @@ from web.problems import (
 )
 from web.responses import cursor, json_response, page_limit
 from web.runtime import current
+from web.wire import Cursor, PageLimit
 
 bp = Blueprint("refunds", __name__)
 
@@ -87,7 +88,9 @@ _REJECTIONS = {
     "creation_key_reused": REFUND_KEY_REUSED,
 }
 
-OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+#: PostgreSQL cannot store a NUL (web/boundary.py refuses it), so the schema says so too.
+OrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00]+$")]
+QueryOrderId = OrderId
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", examples=["EUR"])]
 #: A sign is allowed so that a negative amount gets refund-amount-not-positive, not a pattern.
 SignedAmount = Annotated[
@@ -99,7 +102,7 @@ SignedAmount = Annotated[
         examples=["12.34"],
     ),
 ]
-Reason = Annotated[str, msgspec.Meta(max_length=500)]
+Reason = Annotated[str, msgspec.Meta(max_length=500, pattern="^[^\\x00]*$")]
 
 
 class CreateRefundIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,9 +114,9 @@ class CreateRefundIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RefundsQuery(msgspec.Struct):
-    order_id: str
-    limit: int | None = None
-    starting_after: str | None = None
+    order_id: QueryOrderId
+    limit: PageLimit | None = None
+    starting_after: Cursor | None = None
 
 
 class RefundOut(msgspec.Struct):

@@ -7,7 +7,9 @@ One check is waived where a rule JSON Schema cannot state refuses a schema-valid
 `POST /v1/payments` body may be refused (422) for the cart's cross-field rules (each seller
 once, an order's optional currency equal to the payment's, no more decimals than the currency
 has), and any body holding 13-19 digits that pass the Luhn check is refused by the card guard
-(400 card-data-refused). Every other schema-valid request must be accepted.
+(400 card-data-refused). A `POST /v1/refunds` may be refused for what only the stored order
+can say (it exists; its currency, so the decimals an amount may have) or for a non-positive
+amount. Every other schema-valid request must be accepted.
 
 Bounded for CI: `EXAMPLES_PER_OPERATION` cases per operation and `STATEFUL_STEPS_MAX` steps.
 The full run of issue 13 (500 examples per operation, on PostgreSQL):
@@ -73,7 +75,11 @@ def _headers(server: LiveServer, path: str) -> dict[str, str]:
 
 
 #: Operations whose schema-valid requests may break a cross-field rule (see the docstring).
-CROSS_FIELD_RULES = frozenset({("POST", "/v1/payments")})
+#: Operations whose schema-valid bodies may be refused by rules JSON Schema cannot state: a
+#: cart's cross-field rules; a refund's, which depend on the stored order (it exists, its
+#: currency and so the decimals an amount may have) or on a value rule left to the server for
+#: a clearer error than a pattern's (a positive amount: "-0" matches the decimal pattern).
+CROSS_FIELD_RULES = frozenset({("POST", "/v1/payments"), ("POST", "/v1/refunds")})
 
 
 CARD_DATA_REFUSED = "https://payengine.dev/problems/card-data-refused"
