@@ -66,6 +66,9 @@ class Traffic:
     #: all that is left or a random part, after up to `refund_delay_s_max`; `refund_twice_p`
     #: of those send a second refund request at the same instant (racing the first). 0: off,
     #: and the run draws nothing for refunds (existing scenarios keep their trace).
+    #: A client bug: the share of buyers whose client later sends another cart under the same
+    #: checkout id; it must be refused (checkout_id_reused), never answered with a payment.
+    checkout_id_reuse_p: float = 0.0
     refund_p: float = 0.0
     refund_partial_p: float = 0.5
     refund_twice_p: float = 0.2

@@ -40,9 +40,10 @@ After quiescence (`check_flows_final`):
 And at each webhook answer (`check_webhook_answer`, called by the world's endpoint):
 
 - `webhook_effect_committed`: a PSP event answered 2xx has its effect committed at that moment:
-  a session outcome has moved its payment off AWAITING_PAYMENT, a capture outcome has made its
-  order final. Otherwise a crash between recording and applying loses the effect for good:
-  the PSP, answered 2xx, never sends it again.
+  its event id is recorded (so a redelivery is recognised), a session outcome has moved its
+  payment off AWAITING_PAYMENT, a capture outcome has made its order final. Otherwise a
+  crash between recording and applying loses the effect for good: the PSP, answered 2xx,
+  never sends it again.
 """
 
 from __future__ import annotations

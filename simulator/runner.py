@@ -158,6 +158,7 @@ def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
         refund_partial_p=round(rng.uniform(0.0, 1.0), 4),
         refund_twice_p=round(rng.uniform(0.0, 0.5), 4),
         refund_delay_s_max=round(rng.uniform(1.0, 3600.0), 1),
+        checkout_id_reuse_p=round(rng.uniform(0.0, 0.05), 4) if rng.random() < 0.3 else 0.0,
     )
 
 

@@ -166,6 +166,10 @@ class SimStore(MemoryStore):
         """The committed payments themselves (as `committed_orders`)."""
         return self._t.payments
 
+    def has_psp_event(self, event_id: str) -> bool:
+        """Whether a PSP event with this id is committed (recorded for deduplication)."""
+        return event_id in self._t.psp_events
+
     def committed_orders_of(self, payment_id: str) -> list[PaymentOrder]:
         t = self._t
         return [t.orders[oid] for oid in t.orders_by_payment.get(payment_id, ())]

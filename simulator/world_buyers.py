@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from actors.service import CreateCheckout, PaymentView, Rejection
@@ -106,6 +107,8 @@ class Buyers:
         if reply is None or isinstance(reply, Rejection):
             return
         payment = reply.payment
+        if tr.checkout_id_reuse_p > 0 and rng.random() < tr.checkout_id_reuse_p:
+            await self._reuse_checkout_id(command)
         if payment.status is PaymentStatus.REJECTED_BY_RISK:
             stats.rejections[payment.failure_reason or "risk"] += 1
             return
@@ -148,6 +151,37 @@ class Buyers:
             self.world.stats.client_retries += 1
             await trio.sleep(min(CLIENT_RETRY_S_MAX, 0.5 * 2**attempt))
         return None
+
+    async def _reuse_checkout_id(self, command: CreateCheckout) -> None:
+        """A buggy client sends another cart (one minor unit more) under a used checkout id:
+        the answer must be the refusal `checkout_id_reused`, never a payment."""
+        world = self.world
+        first = command.orders[0]
+        other = attrs.evolve(
+            command,
+            orders=(attrs.evolve(first, amount_minor=first.amount_minor + 1), *command.orders[1:]),
+        )
+        world.stats.buyer_outcomes["checkout_id_reused"] += 1
+        for attempt in range(1, CLIENT_ATTEMPTS_MAX + 1):
+            reply = await world.request(lambda engine: engine.service.create_checkout(other))
+            if reply is not None:
+                break
+            await trio.sleep(min(CLIENT_RETRY_S_MAX, 0.5 * 2**attempt))
+        else:
+            return
+        if isinstance(reply, Rejection) and reply.reason == "checkout_id_reused":
+            return
+        answer = reply.reason if isinstance(reply, Rejection) else reply.payment.payment_id
+        world.idempotency_breaks.append(
+            f"{command.checkout_id}: another cart under this id was answered {answer}"
+        )
+        world.violate(
+            Violation(
+                "idempotent_replies",
+                "a checkout id reused for another cart was not refused",
+                tuple(world.idempotency_breaks[-1:]),
+            )
+        )
 
     def _check_reply(self, command: CreateCheckout, reply: PaymentView | Rejection) -> None:
         world = self.world

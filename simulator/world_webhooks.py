@@ -144,6 +144,9 @@ class WebhookDelivery:
             problem = check_webhook_answer(
                 event.kind, event.reference, store.committed_payments(), store.committed_orders()
             )
+            if problem is None and not store.has_psp_event(event.event_id):
+                # Unrecorded, a redelivery would be applied again: dedup needs the id kept.
+                problem = f"{event.kind} {event.event_id} answered 2xx but not recorded"
             if problem is not None:
                 world.violate(
                     Violation(
