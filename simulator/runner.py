@@ -144,6 +144,11 @@ def swarm_faults(seed: int) -> Faults:
         db_outage_interval_s=round(rng.uniform(600.0, 3600.0), 1) if rng.random() < 0.3 else 0.0,
         db_outage_s_max=round(rng.uniform(10.0, 300.0), 1),
     )
+    # Pending PSP refunds, from a stream of their own (added with the refund traffic).
+    refund_pending_p = round(stream(seed, "swarm_traffic_psp").uniform(0.0, 0.3), 4)
+    psp = faults.psp_unavailable_p + faults.psp_hang_p + faults.psp_timeout_after_p
+    if psp + faults.psp_decline_p + refund_pending_p <= 1:
+        faults = attrs.evolve(faults, psp_refund_pending_p=refund_pending_p)
     return swarm_settlement_faults(faults, seed)
 
 
@@ -167,12 +172,8 @@ def resolve(scenario: Scenario, seed: int) -> Scenario:
     money-out traffic."""
     if not scenario.swarm:
         return scenario
-    faults = swarm_faults(seed)
-    refund_pending_p = round(stream(seed, "swarm_traffic_psp").uniform(0.0, 0.3), 4)
-    psp = faults.psp_unavailable_p + faults.psp_hang_p + faults.psp_timeout_after_p
-    if psp + faults.psp_decline_p + refund_pending_p <= 1:
-        faults = attrs.evolve(faults, psp_refund_pending_p=refund_pending_p)
-    return attrs.evolve(scenario, faults=faults, traffic=swarm_traffic(scenario.traffic, seed))
+    traffic = swarm_traffic(scenario.traffic, seed)
+    return attrs.evolve(scenario, faults=swarm_faults(seed), traffic=traffic)
 
 
 @contextmanager

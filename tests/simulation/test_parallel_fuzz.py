@@ -44,18 +44,18 @@ def test_a_seed_under_fuzz_has_the_hash_of_scenario_run_swarm(
 
 
 def test_the_parallel_fuzzer_reports_the_lowest_failing_seed_of_a_planted_bug() -> None:
-    # With new_key_on_retry planted, seeds 17..22 of this short swarm pass and 23 fails
-    # (checked below with one process): two workers must report 23, not a later seed.
+    # With new_key_on_retry planted, seeds 22..27 of this short swarm pass and 28 fails
+    # (checked below with one process): two workers must report 28, not a later seed.
     base = attrs.evolve(load_scenario("swarm"), duration_s=SHORT_S)
     seams = frozenset({"new_key_on_retry"})
-    alone = fuzz(base, 10, 17, seams=seams, shrink_failure=False)
-    assert alone.failure is not None and alone.failure.seed == 23
-    outcome = fuzz_parallel(base, 10, 17, jobs=2, seams=seams, shrink_failure=False)
+    alone = fuzz(base, 10, 22, seams=seams, shrink_failure=False)
+    assert alone.failure is not None and alone.failure.seed == 28
+    outcome = fuzz_parallel(base, 10, 22, jobs=2, seams=seams, shrink_failure=False)
     assert outcome.failure is not None
-    assert outcome.failure.seed == 23
+    assert outcome.failure.seed == 28
     assert outcome.failure.violation == alone.failure.violation
     assert outcome.failure.trace_hash == alone.failure.trace_hash
-    assert outcome.failure.replay == "payengine scenario run swarm --seed 23"
+    assert outcome.failure.replay == "payengine scenario run swarm --seed 28"
 
 
 def test_jobs_below_one_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
