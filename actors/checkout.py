@@ -334,13 +334,12 @@ class CheckoutActor:
         if payment.status is not PaymentStatus.AUTHORIZED:
             return payment.status.value
         orders = await self.ctx.store.get_orders(payment.payment_id)
-        early = "completed_before_orders_final" in self.ctx.faults  # planted bug, test seam
         done = all(
-            o.status is OrderStatus.FAILED
-            or (o.status is OrderStatus.SUCCESS and o.booked)
-            or (early and o.status is OrderStatus.EXECUTING)
+            o.status is OrderStatus.FAILED or (o.status is OrderStatus.SUCCESS and o.booked)
             for o in orders
         )
+        if "completed_before_orders_final" in self.ctx.faults:  # planted bug, test-only seam
+            done = all(o.status is not OrderStatus.NOT_STARTED for o in orders)
         if not done:
             return "waiting"
         succeeded = any(o.status is OrderStatus.SUCCESS for o in orders)

@@ -273,7 +273,7 @@ class OrderActor:
             order.seller_id, order.amount, self.ctx.config.commission_bps
         )
         if "commission_rounded_to_cent" in self.ctx.faults:  # planted bug, test-only seam
-            entries = _cent_rounded_capture_entries(order, self.ctx.config.commission_bps)
+            entries = _planted_cent_rounded_capture_entries(order, self.ctx.config.commission_bps)
         await uow.post_transaction(
             Transaction(
                 txn_id=self.ctx.ids.new("txn"),
@@ -399,7 +399,7 @@ class OrderActor:
         self.ctx.tell_later(delay_s, ORDER, self.order_id, message)
 
 
-def _cent_rounded_capture_entries(order: PaymentOrder, rate_bps: int) -> tuple[Entry, ...]:
+def _planted_cent_rounded_capture_entries(order: PaymentOrder, rate_bps: int) -> tuple[Entry, ...]:
     """Planted bug (test-only seam): the commission computed in major units and cut to two
     decimals, whatever the currency has (JPY floored to the yen, BHD to 10 fils)."""
     exponent = currency_exponent(order.currency)

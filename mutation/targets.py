@@ -150,6 +150,10 @@ def _noise_spans(tree: ast.Module) -> list[tuple[str, Span]]:
     found: list[tuple[str, Span]] = []
     for node in ast.walk(tree):
         found += [("test-only seam", span) for span in _seam_spans(node)]
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+            "_planted_"
+        ):  # a planted bug's own code, called only from inside a seam's test
+            found.append(("test-only seam", _span(node)))
         if isinstance(node, ast.arg) and node.annotation is not None:
             found.append(("annotation", _span(node.annotation)))
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:

@@ -112,6 +112,8 @@ class FakePsp:
         self.by_nonce: dict[str, str] = {}
         self.captures: dict[str, Capture] = {}
         self.capture_calls: Counter[str] = Counter()
+        #: Registration calls by nonce (the payment id), answered or not.
+        self.register_calls: Counter[str] = Counter()
         self.captures_by_id: dict[str, Capture] = {}
         self.refund_book = RefundBook(clock, self.captures_by_id, self._new_id, self._emit)
         #: Every refund request by idempotency key (the book's own dict).
@@ -185,6 +187,7 @@ class FakePsp:
         self, nonce: str, amount: Money, return_url: str | None
     ) -> Registration:
         action = self._next_action("register")
+        self.register_calls[nonce] += 1
         await self._before(action, "register")
         session_id = self.by_nonce.get(nonce)
         if session_id is None:

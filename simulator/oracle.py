@@ -205,6 +205,7 @@ def check_final(
     idempotency_breaks: Iterable[str],
     forged_accepted: int,
     notified: Collection[tuple[str, str]] | None = None,
+    register_attempts_max: int | None = None,
 ) -> list[Violation]:
     """Every invariant over the final state; empty when the run proved exactly-once.
 
@@ -294,6 +295,15 @@ def check_final(
                 f"{snap.pending_deliveries} outbox deliveries still pending after quiescence",
             )
         )
+    if snap.dead_letters:
+        # The simulation's subscribers (a recording notifier, analytics) accept every message:
+        # a dead letter here is a handler that failed, i.e. a bug.
+        found.append(
+            violation(
+                "messages_consumed_or_dead_lettered",
+                f"{snap.dead_letters} dead letter(s); every subscriber here accepts every message",
+            )
+        )
     if forged_accepted:
         found.append(
             violation(
@@ -301,7 +311,9 @@ def check_final(
                 f"{forged_accepted} webhook(s) with a forged signature were accepted",
             )
         )
-    for invariant, detail, objects in check_flows_final(snap.payments, snap.orders, psp, notified):
+    for invariant, detail, objects in check_flows_final(
+        snap.payments, snap.orders, psp, notified, register_attempts_max=register_attempts_max
+    ):
         found.append(violation(invariant, detail, objects))
     if snap.refunds or psp.refunds:
         for invariant, detail, objects in check_refunds_final(

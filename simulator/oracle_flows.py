@@ -33,6 +33,8 @@ After quiescence (`check_flows_final`):
   failure.
 - `charged_buyers_completed`: a buyer with any capture at the PSP ends with a COMPLETED payment
   (refunds will add "or refunded"): never charged and told FAILED or EXPIRED.
+- `retries_spent_before_giving_up`: a checkout FAILED because the PSP never answered its
+  registration had `register_attempts_max` registration calls at the PSP first.
 - `merchants_notified`: the merchants' notifier received every captured order's
   `order.succeeded`, every PSP-declined order's `order.failed`, and every final payment's
   `payment.<status>`.
@@ -60,6 +62,7 @@ from simulator.fake_psp import FakePsp
 
 FLOW_INVARIANTS = (
     "commission_recomputed",
+    "retries_spent_before_giving_up",
     "state_changes_announced",
     "payment_status_agrees_with_orders",
     "authorized_sessions_honoured",
@@ -236,6 +239,8 @@ def check_flows_final(
     orders: Mapping[str, PaymentOrder],
     psp: FakePsp,
     notified: Collection[tuple[str, str]] | None,
+    *,
+    register_attempts_max: int | None = None,
 ) -> list[tuple[str, str, list[str]]]:
     """(invariant, detail, offending objects) for every final flow invariant that broke.
 
@@ -327,6 +332,23 @@ def check_flows_final(
         found.append(
             ("charged_buyers_completed", "a charged buyer's payment did not complete", charged)
         )
+
+    if register_attempts_max is not None:
+        early = [
+            f"payment {p.payment_id} after {psp.register_calls[p.payment_id]} registration call(s)"
+            for p in payments.values()
+            if p.status is PaymentStatus.FAILED
+            and (p.failure_reason or "").startswith("psp_registration_failed")
+            and psp.register_calls[p.payment_id] < register_attempts_max
+        ]
+        if early:
+            found.append(
+                (
+                    "retries_spent_before_giving_up",
+                    f"a checkout failed on registration before {register_attempts_max} tries",
+                    sorted(early),
+                )
+            )
 
     if notified is None:
         return found

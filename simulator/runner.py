@@ -229,6 +229,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             idempotency_breaks=world.idempotency_breaks,
             forged_accepted=world.forged_accepted,
             notified=world.notified,
+            register_attempts_max=world.config.register_attempts_max,
         )
         for v in found:
             verdicts[v.invariant] = f"violated: {v}"
