@@ -17,7 +17,9 @@ At every commit (`check_commit`, with the unit of work that just committed):
   and every
   announcement in a unit is such a change. Orders that end together with their payment (its
   checkout closed, or risk refused it) are announced by the payment's message, which names
-  every order to each seller. Alerts (`ALERT_TOPICS`) are not state changes.
+  every order to each seller. Alerts (`ALERT_TOPICS`) are not state changes; the two of
+  pay-in are written exactly when a recorded PSP event contradicts a final state (money
+  authorized for a closed checkout; a capture outcome against its final order).
 - `payment_status_agrees_with_orders`: a COMPLETED payment's orders are all final, its captured
   ones booked, at least one captured; a FAILED, EXPIRED or REJECTED payment has no captured
   order and no order still open; a payment awaiting its buyer has no started order; an
@@ -56,7 +58,7 @@ import attrs
 
 from engine.gateway import CaptureStatus, PspEventKind, SessionStatus
 from engine.ledger import MERCHANT_PAYABLE, PLATFORM_REVENUE, PSP_CLEARING, Transaction
-from engine.records import OutboxMessage, Payment, PaymentOrder, Refund
+from engine.records import OutboxMessage, Payment, PaymentOrder, PspEvent, Refund
 from engine.states import OrderStatus, PaymentStatus, RefundStatus, is_terminal
 from simulator.fake_psp import FakePsp
 
@@ -126,6 +128,10 @@ class CommitView:
     orders: Sequence[Change]
     outbox: Sequence[OutboxMessage]
     txns: Sequence[Transaction]
+    #: The PSP events the unit recorded, and the committed payments and orders after it.
+    events: Sequence[PspEvent] = ()
+    committed_payments: Mapping[str, Payment] = attrs.Factory(dict)
+    committed_orders: Mapping[str, PaymentOrder] = attrs.Factory(dict)
     refunds: Sequence[Change] = ()
 
 
@@ -191,13 +197,48 @@ def check_announcements(view: CommitView) -> list[str]:
         refund_topic = ANNOUNCED_REFUND.get(refund.status)
         if change.before is not refund.status and refund_topic:
             expected.append((refund_topic, refund.refund_id))
-    written = [(m.topic, m.key) for m in view.outbox if m.topic not in ALERT_TOPICS]
+    expected += _alerts_due(view)
+    written = [
+        (m.topic, m.key)
+        for m in view.outbox
+        if m.topic not in ALERT_TOPICS or m.topic in CHECKED_ALERTS
+    ]
     bad: list[str] = []
     for topic, key in sorted(set(expected) | set(written)):
         want, got = expected.count((topic, key)), written.count((topic, key))
         if want != got:
             bad.append(f"{topic} {key}: {got} message(s) for {want} state change(s)")
     return bad
+
+
+#: Alerts written exactly when a recorded PSP event contradicts a final state.
+CHECKED_ALERTS = frozenset({"payment.authorized_after_close", "order.conflicting_psp_event"})
+_CONTRADICTS = {
+    "capture.succeeded": OrderStatus.FAILED,
+    "capture.failed": OrderStatus.SUCCESS,
+}
+
+
+def _alerts_due(view: CommitView) -> list[tuple[str, str]]:
+    """The alerts the unit's recorded PSP events call for: money authorized for a checkout
+    already closed; a capture outcome contradicting its final order. A row the unit itself
+    changed was not final before it, so only rows the unit left alone can be contradicted."""
+    changed = {c.after.payment_id for c in view.payments if isinstance(c.after, Payment)}
+    changed |= {c.after.order_id for c in view.orders if isinstance(c.after, PaymentOrder)}
+    due: list[tuple[str, str]] = []
+    for event in view.events:
+        reference = str(event.payload.get("reference", ""))
+        if reference in changed:
+            continue
+        if event.kind == PspEventKind.SESSION_AUTHORIZED.value:
+            payment = view.committed_payments.get(reference)
+            if payment is not None and is_terminal(payment.status):
+                due.append(("payment.authorized_after_close", reference))
+        elif event.kind in _CONTRADICTS:
+            order = view.committed_orders.get(reference)
+            if order is not None and order.status is _CONTRADICTS[event.kind]:
+                due.append(("order.conflicting_psp_event", reference))
+    return due
 
 
 def check_payment_orders(payment: Payment, orders: Collection[PaymentOrder]) -> str | None:
@@ -381,6 +422,7 @@ SESSION_EVENTS = frozenset(
     }
 )
 CAPTURE_OUTCOMES = frozenset({PspEventKind.CAPTURE_SUCCEEDED})
+CAPTURE_EVENTS = frozenset({PspEventKind.CAPTURE_SUCCEEDED, PspEventKind.CAPTURE_FAILED})
 
 
 def check_webhook_answer(
@@ -405,4 +447,26 @@ def check_webhook_answer(
         order = orders.get(reference)
         if order is not None and not is_terminal(order.status):
             return f"{kind} for order {reference} answered 2xx, order still {order.status}"
+    return None
+
+
+def status_before_event(
+    kind: PspEventKind,
+    reference: str,
+    payments: Mapping[str, Payment],
+    orders: Mapping[str, PaymentOrder],
+) -> str | None:
+    """The status of the event's aggregate when the event can already apply, else None.
+
+    Read before the engine handles the event: statuses only move forward, so an event that
+    could apply then can apply when the engine answers, and must not be bounced.
+    """
+    if kind in SESSION_EVENTS:
+        payment = payments.get(reference)
+        if payment is not None and payment.status is not PaymentStatus.CREATED:
+            return str(payment.status)
+    elif kind in CAPTURE_EVENTS:
+        order = orders.get(reference)
+        if order is not None and order.status is not OrderStatus.NOT_STARTED:
+            return str(order.status)
     return None

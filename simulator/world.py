@@ -230,7 +230,7 @@ class SimWorld:
             for order_id, order in uow._orders.items():
                 if order.booked and captured_now(before[1][order_id], order):
                     self.refunds.order_captured(order)
-        if not uow._payments and not uow._orders and not uow._outbox and not uow._txns:
+        if not (uow._payments or uow._orders or uow._outbox or uow._txns or uow._psp_events):
             return []
         found: list[Violation] = []
         store = self.store
@@ -250,6 +250,9 @@ class SimWorld:
             outbox=uow._outbox,
             txns=uow._txns,
             refunds=[Change(refunds_before[k], r) for k, r in uow._refunds.rows.items()],
+            events=uow._psp_events,
+            committed_payments=store.committed_payments(),
+            committed_orders=orders,
         )
         bad = check_announcements(view)
         if bad:

@@ -26,7 +26,7 @@ from engine.gateway import PspNotification
 from simulator.determinism import stream
 from simulator.fake_psp import parse_event
 from simulator.oracle import Violation
-from simulator.oracle_flows import check_webhook_answer
+from simulator.oracle_flows import check_webhook_answer, status_before_event
 from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
 from simulator.store import SimStore
 
@@ -135,11 +135,26 @@ class WebhookDelivery:
         except (ValueError, KeyError):
             world.stats.webhook_answers["400"] += 1
             return 400
+        store = world.store
+        before = None
+        if isinstance(store, SimStore):  # the event's aggregate, before the engine sees it
+            before = status_before_event(
+                event.kind, event.reference, store.committed_payments(), store.committed_orders()
+            )
         outcome = await world.request(lambda engine: engine.service.handle_psp_event(event))
+        if outcome == "retry_later" and before is not None:
+            # Bouncing is for an event that cannot apply yet (its checkout's session or its
+            # order not started); one that could was bounced, and the PSP gives up in 3 days.
+            world.violate(
+                Violation(
+                    "webhook_effect_committed",
+                    "a webhook that could apply was answered retry_later",
+                    (f"{event.kind} {event.event_id} for {event.reference} ({before})",),
+                )
+            )
         world.stats.webhook_answers[outcome or "connection_lost"] += 1
         if outcome is None or outcome == "retry_later":
             return 503
-        store = world.store
         if isinstance(store, SimStore):  # committed rows readable at this instant
             problem = check_webhook_answer(
                 event.kind, event.reference, store.committed_payments(), store.committed_orders()
