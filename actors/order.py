@@ -250,7 +250,9 @@ class OrderActor:
                 order,
                 status=status,
                 psp_capture_id=result.capture_id or order.psp_capture_id,
-                failure_reason=None if target is OrderStatus.SUCCESS else result.reason,
+                failure_reason=(
+                    None if target is OrderStatus.SUCCESS else result.reason or result.status.value
+                ),
                 ledger_booked=booked,
                 wallet_booked=booked,
                 updated_at_ms=self.ctx.clock.now_ms(),

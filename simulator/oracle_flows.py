@@ -20,16 +20,18 @@ At every commit (`check_commit`, with the unit of work that just committed):
   every order to each seller. Alerts (`ALERT_TOPICS`) are not state changes; the two of
   pay-in are written exactly when a recorded PSP event contradicts a final state (money
   authorized for a closed checkout; a capture outcome against its final order).
-- `payment_status_agrees_with_orders`: a COMPLETED payment's orders are all final, its captured
-  ones booked, at least one captured; a FAILED, EXPIRED or REJECTED payment has no captured
-  order and no order still open; a payment awaiting its buyer has no started order; an
-  AUTHORIZED one has no unstarted order.
+- `payment_status_agrees_with_orders`: a COMPLETED payment has no failure reason and a failed
+  one has one (and so does every FAILED order, and no other); a COMPLETED payment's orders are
+  all final, its captured ones booked, at least one captured; a FAILED, EXPIRED or REJECTED
+  payment has no captured order and no order still open; a payment awaiting its buyer has no
+  started order; an AUTHORIZED one has no unstarted order.
 
 After quiescence (`check_flows_final`):
 
 - `authorized_sessions_honoured`: a checkout whose session the PSP authorized ends COMPLETED,
   or FAILED because every order failed on its own; never EXPIRED, and no order of it failed
-  together with the payment (nothing voids an authorization yet).
+  together with the payment (nothing voids an authorization yet). A declined session's
+  checkout ends FAILED, an expired one's EXPIRED.
 - `orders_fail_only_on_psp_word`: an order that failed on its own (not with its payment) did
   so because the PSP declined its capture key. Silence (timeouts, an outage) is never a
   failure.
@@ -241,13 +243,27 @@ def _alerts_due(view: CommitView) -> list[tuple[str, str]]:
     return due
 
 
+_FAILED_PAYMENTS = (PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.REJECTED_BY_RISK)
+#: What a final PSP session says its checkout ended as (an authorized one: see below).
+_SESSION_ENDS = {
+    SessionStatus.DECLINED: PaymentStatus.FAILED,
+    SessionStatus.EXPIRED: PaymentStatus.EXPIRED,
+}
+
+
 def check_payment_orders(payment: Payment, orders: Collection[PaymentOrder]) -> str | None:
     """What is wrong between a payment's status and its committed orders, or None."""
     status = payment.status
     captured = [o for o in orders if o.status is OrderStatus.SUCCESS]
     started = [o for o in orders if o.status is not OrderStatus.NOT_STARTED]
     problem = ""
-    if status is PaymentStatus.COMPLETED:
+    if status is PaymentStatus.COMPLETED and payment.failure_reason is not None:
+        problem = f"COMPLETED with a failure reason ({payment.failure_reason})"
+    elif status in _FAILED_PAYMENTS and not payment.failure_reason:
+        problem = f"{status} without a failure reason"
+    elif any((o.status is OrderStatus.FAILED) != bool(o.failure_reason) for o in orders):
+        problem = "an order's failure reason does not match its status"
+    elif status is PaymentStatus.COMPLETED:
         if not captured:
             problem = "COMPLETED with no captured order"
         elif any(not is_terminal(o.status) for o in orders):
@@ -300,6 +316,12 @@ def check_flows_final(
         if payment is None:
             continue
         mine = by_payment.get(payment.payment_id, [])
+        ends_as = _SESSION_ENDS.get(session.status)
+        if ends_as is not None and payment.status is not ends_as:
+            abandoned.append(
+                f"payment {payment.payment_id} {payment.status} but session "
+                f"{session.session_id} is {session.status}"
+            )
         if session.status is SessionStatus.AUTHORIZED:
             # FAILED is right only when every order failed on its own (whether the PSP said so
             # is `orders_fail_only_on_psp_word`'s question), never with its payment.
