@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from engine.gateway import CaptureStatus, PspEventKind, SessionStatus
 from engine.ledger import Transaction, TransactionKind, capture_entries
 from engine.money import Money, split_bps
-from engine.records import OutboxMessage, Payment, PaymentOrder
+from engine.records import OutboxMessage, Payment, PaymentOrder, PspEvent
 from engine.states import OrderStatus, PaymentStatus
 from simulator.fake_psp import Capture, FakePsp, Session
 from simulator.oracle_flows import (
@@ -114,8 +114,19 @@ def test_each_state_change_has_exactly_one_message_in_its_unit() -> None:
     assert check_announcements(no_change) == [
         "order.succeeded ord_1: 1 message(s) for 0 state change(s)"
     ]
+    # An alert is written exactly when a recorded PSP event contradicts a final state.
     alert = CommitView([], [], [_message("order.conflicting_psp_event", "ord_1")], [])
-    assert check_announcements(alert) == []
+    assert check_announcements(alert) == [
+        "order.conflicting_psp_event ord_1: 1 message(s) for 0 state change(s)"
+    ]
+    late = PspEvent("evt_1", "capture.succeeded", {"reference": "ord_1"}, T0)
+    failed = {"ord_1": _order("ord_1", OrderStatus.FAILED, reason="declined")}
+    due = CommitView([], [], [], [], events=[late], committed_orders=failed)
+    assert check_announcements(due) == [
+        "order.conflicting_psp_event ord_1: 0 message(s) for 1 state change(s)"
+    ]
+    answered = attrs.evolve(due, outbox=[_message("order.conflicting_psp_event", "ord_1")])
+    assert check_announcements(answered) == []
 
 
 def test_orders_that_end_with_their_payment_are_announced_by_the_payments_message() -> None:
@@ -134,15 +145,19 @@ def test_orders_that_end_with_their_payment_are_announced_by_the_payments_messag
 def test_a_payments_status_must_agree_with_its_orders() -> None:
     done = _order("a", OrderStatus.SUCCESS, booked=True)
     open_ = _order("b", OrderStatus.EXECUTING)
-    failed = _order("c", OrderStatus.FAILED)
+    failed = _order("c", OrderStatus.FAILED, reason="declined")
     completed = _payment(PaymentStatus.COMPLETED)
+    assert "reason" in (
+        check_payment_orders(completed, [done, attrs.evolve(failed, failure_reason=None)]) or ""
+    )
+    assert "reason" in (check_payment_orders(_payment(PaymentStatus.FAILED), [failed]) or "")
     assert check_payment_orders(completed, [done, failed]) is None
     assert "still open" in (check_payment_orders(completed, [done, open_]) or "")
     assert "not booked" in (
         check_payment_orders(completed, [attrs.evolve(done, ledger_booked=False)]) or ""
     )
     assert "no captured" in (check_payment_orders(completed, [failed]) or "")
-    failed_payment = _payment(PaymentStatus.FAILED)
+    failed_payment = _payment(PaymentStatus.FAILED, reason="every_order_failed")
     assert check_payment_orders(failed_payment, [failed]) is None
     assert "captured" in (check_payment_orders(failed_payment, [done, failed]) or "")
     awaiting = _payment(PaymentStatus.AWAITING_PAYMENT)
