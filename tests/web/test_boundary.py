@@ -34,7 +34,14 @@ EXAMPLES = int(os.environ.get("PAYENGINE_BOUNDARY_EXAMPLES", "100"))
 REQUEST_TIMEOUT_S = 30.0
 #: What a request can write; engine work in the background (outbox, PSP registration of an
 #: accepted payment) writes elsewhere or updates rows, so these are counted or hashed.
-WRITTEN_TABLES = ("payments", "payment_orders", "idempotency", "api_keys", "ledger_transactions")
+WRITTEN_TABLES = (
+    "payments",
+    "payment_orders",
+    "idempotency",
+    "api_keys",
+    "ledger_transactions",
+    "refunds",
+)
 IDEMPOTENCY = WRITTEN_TABLES.index("idempotency")
 
 NASTY = st.sampled_from(
@@ -81,6 +88,7 @@ PATHS = (
     ("GET", "/v1/merchants/{}/webhook-endpoints", "admin"),
     ("POST", "/v1/merchants/{}/webhook-endpoints", "admin"),
     ("POST", "/v1/dead-letters/{}/replay", "admin"),
+    ("GET", "/v1/refunds/{}", "admin"),
 )
 QUERIES = (
     ("/v1/payments", "starting_after", "storefront"),
@@ -88,6 +96,9 @@ QUERIES = (
     ("/v1/ledger/accounts/psp_clearing/entries", "starting_after", "admin"),
     ("/v1/ledger/accounts/psp_clearing/entries", "limit", "admin"),
     ("/v1/dead-letters", "limit", "admin"),
+    ("/v1/refunds", "order_id", "admin"),
+    ("/v1/refunds?order_id=ord_1", "starting_after", "admin"),
+    ("/v1/refunds?order_id=ord_1", "limit", "admin"),
 )
 FIELDS = (
     ("/checkout_id",),
@@ -98,7 +109,12 @@ FIELDS = (
     ("/orders/0/currency",),
     ("/return_url",),
     ("/url",),  # the merchant webhook endpoint's
+    ("refund", "/order_id"),  # POST /v1/refunds
+    ("refund", "/amount"),
+    ("refund", "/currency"),
+    ("refund", "/reason"),
 )
+REFUND: dict[str, Any] = {"order_id": "ord_1", "amount": "1.00", "reason": "returned"}
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +162,15 @@ def _request(server: LiveServer, target: tuple[Any, ...], text: str) -> httpx.Re
         body = json.dumps({"url": "https://m.example/hooks"}) if method == "POST" else None
     elif kind == "query":
         _, path, name, scope = target
-        url, method, body = f"{server.url}{path}?{name}={_segment(text)}", "GET", None
+        joiner = "&" if "?" in path else "?"
+        url, method, body = f"{server.url}{path}{joiner}{name}={_segment(text)}", "GET", None
     else:
-        _, (pointer,) = target
-        if pointer == "/url":
+        _, field = target
+        pointer = field[-1]
+        if field[0] == "refund":
+            url, scope = f"{server.url}/v1/refunds", "admin"
+            document = {**REFUND, pointer.strip("/"): text}
+        elif pointer == "/url":
             url, scope = f"{server.url}/v1/merchants/m-1/webhook-endpoints", "admin"
             document: Any = {"url": text}
         else:
