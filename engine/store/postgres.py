@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -59,6 +60,8 @@ from engine.store import pg_refunds as rq
 from engine.store.pg_errors import map_error
 from engine.store.pg_unit import PostgresUnitOfWork
 from engine.store.port import EntryCursor, Store, UnitOfWork
+
+log = logging.getLogger("payengine.store")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -101,6 +104,9 @@ class PostgresLimits:
 _GOING_AWAY_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
+#: What asyncpg's InternalClientError says of a protocol left mid-operation by a lost
+#: connection (units use their connection one statement at a time, so nothing else says it).
+_BUSY_AFTER_LOSS_SIGN = "another operation"
 #: What asyncpg's InterfaceError says when the connection under it was lost.
 _LOST_CONNECTION_SIGNS = ("connection is closed", "released back to the pool")
 
@@ -122,6 +128,12 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
         # other misuse is a bug.
         if not any(sign in str(exc) for sign in _LOST_CONNECTION_SIGNS):
             return None
+    elif isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # A connection the server dropped while an operation was under way: asyncpg's
+        # protocol is left mid-operation ("cannot switch to state ...; another operation is
+        # in progress") and every later statement on it fails so. The pool replaces it.
+        if _BUSY_AFTER_LOSS_SIGN not in str(exc):
+            return None
     elif not isinstance(exc, OSError):
         return None
     return StoreUnavailable(f"database unreachable: {type(exc).__name__}: {exc}")
@@ -137,7 +149,12 @@ class _Bridge:
     async def run(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             result = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args, **kwargs)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+            OSError,
+        ) as exc:
             mapped = map_error(exc) or unavailable(exc)
             if mapped is None:
                 raise
@@ -154,14 +171,45 @@ async def _open_bridge() -> AsyncIterator[_Bridge]:
     """
     loop = trio_asyncio.current_loop.get()
     if loop is not None:
+        tolerate_lost_connections(loop)
         yield _Bridge(loop)
         return
     try:
         async with trio_asyncio.open_loop() as own_loop:
+            tolerate_lost_connections(own_loop)
             yield _Bridge(own_loop)
     except BaseExceptionGroup as group:
         _raise_sole_error(group)
         raise
+
+
+def tolerate_lost_connections(loop: Any) -> None:
+    """Make a lost connection's leftover asyncio error weather on `loop`, not a crash.
+
+    When PostgreSQL drops a connection (a restart, a failover, `pg_terminate_backend`),
+    asyncpg may leave a future holding `ConnectionError('unexpected connection_lost() call')`
+    that nobody awaits; asyncio reports it to the loop's exception handler, and trio-asyncio's
+    default handler raises every such report into its nursery, which ends the process's
+    loop: the whole engine, for an outage the pool survives by reconnecting. Errors that say
+    the database did not answer (`unavailable`) are logged instead; anything else still goes
+    to trio-asyncio's handler, which raises it.
+    """
+    if getattr(loop, "_payengine_tolerates_lost_connections", False):
+        return
+
+    def handle(loop: Any, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, BaseException) and unavailable(exc) is not None:
+            log.warning(
+                "asyncpg: %s: %r (a lost connection; the pool reconnects)",
+                context.get("message", "error"),
+                exc,
+            )
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+    loop._payengine_tolerates_lost_connections = True
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -384,3 +384,36 @@ async def test_terminated_connections_are_store_unavailable_then_the_pool_reconn
         async with store.unit_of_work() as uow:
             await uow.insert_payment(payment, orders)
         assert await store.get_payment(payment.payment_id) is not None
+
+
+def test_a_lost_connections_leftover_asyncio_error_is_logged_not_raised() -> None:
+    """asyncpg may leave `ConnectionError('unexpected connection_lost() call')` in a future
+    nobody awaits when the server drops a connection; trio-asyncio's default handler would
+    raise it into the loop's nursery and end the engine. Other errors still go to it."""
+    from engine.store.postgres import tolerate_lost_connections
+
+    class Loop:
+        def __init__(self) -> None:
+            self.handler: Any = None
+            self.passed_on: list[dict[str, Any]] = []
+
+        def set_exception_handler(self, handler: Any) -> None:
+            self.handler = handler
+
+        def default_exception_handler(self, context: dict[str, Any]) -> None:
+            self.passed_on.append(context)
+
+    loop = Loop()
+    tolerate_lost_connections(loop)
+    lost = {
+        "message": "Future exception was never retrieved",
+        "exception": ConnectionError("unexpected connection_lost() call"),
+    }
+    loop.handler(loop, lost)
+    assert loop.passed_on == []
+    bug = {"message": "Future exception was never retrieved", "exception": ValueError("bug")}
+    loop.handler(loop, bug)
+    assert loop.passed_on == [bug]
+    first = loop.handler
+    tolerate_lost_connections(loop)  # once per loop
+    assert loop.handler is first
