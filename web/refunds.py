@@ -16,9 +16,7 @@ is raised, which releases the claim (the engine wrote nothing either).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Literal
 
 import msgspec
 import trio
@@ -32,13 +30,11 @@ from engine.errors import InvalidInput
 from engine.money import format_amount, parse_amount
 from engine.records import PaymentOrder, Refund
 from web import logs
-from web.auth import authenticate
+from web.auth import guarded
 from web.bodies import decode_as, raw_body
 from web.idempotency import check_key, fingerprint, run_idempotent
 from web.problems import (
-    FORBIDDEN,
     NOT_FOUND,
-    RATE_LIMITED,
     UNAVAILABLE,
     VALIDATION_FAILED,
     ApiProblem,
@@ -52,7 +48,6 @@ from web.wire import Cursor, PageLimit
 
 bp = Blueprint("refunds", __name__)
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 REFUND_ORDER_NOT_FOUND = ProblemType(
     "refund-order-not-found", 422, "The order to refund does not exist"
@@ -154,29 +149,9 @@ def refund_out(refund: Refund) -> RefundOut:
     )
 
 
-def guarded_refunds(handler: F) -> F:
-    """`web.auth.guarded` for refunds: storefront, admin and every merchant key may call (a
-    merchant key's orders are filtered by `_sees`, as the route names no merchant), then the
-    per-key rate limit, before the handler and so before idempotency."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        runtime = current()
-        key = await authenticate(runtime)
-        if key.scope not in ("storefront", "admin") and key.merchant_id is None:
-            raise ApiProblem(FORBIDDEN, f"a {key.scope.split(':')[0]} key may not do this")
-        wait_s = runtime.limiter.take(key.key_id, runtime.clock.monotonic())
-        if wait_s > 0:
-            runtime.metrics.inc("rate_limited_total")
-            raise ApiProblem(
-                RATE_LIMITED,
-                "this API key is over its request rate; retry after the given seconds",
-                headers={"Retry-After": runtime.limiter.retry_after_header(wait_s)},
-            )
-        g.api_key = key
-        return await handler(*args, **kwargs)
-
-    return cast(F, wrapper)
+#: Storefront, admin and every merchant key may call (a merchant key's orders are filtered by
+#: `_sees`, as the route names no merchant); then the per-key rate limit, before idempotency.
+guarded_refunds = guarded("storefront", "admin", "any_merchant")
 
 
 def _sees(key: ApiKey, order: PaymentOrder | None) -> bool:
