@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv test-store-service mutation
+.PHONY: demo test lint bench clean venv test-store-service mutation test-reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ mutation: $(MUTATION_STAMP)
 test-store-service: $(STAMP)
 	PAYENGINE_TEST_SERVICE_URL=$${PAYENGINE_TEST_SERVICE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 	  $(BIN)/python -m pytest -q tests/store
+
+# The real stack under real faults (issue 14; docs/operations.md "Reliability tests"): the long
+# nemesis (>= 30 SIGKILLs, pg_terminate_backend, database restarts, a slow database), the soak
+# (SOAK_S, default 600 s) and the failover of a pg_auto_failover pair (scripts/ha/, which
+# installs its Debian packages when missing). Prints a summary of each. Their fast versions run
+# in `make test`.
+test-reliability: $(STAMP)
+	scripts/ha/install.sh
+	PAYENGINE_RELIABILITY=1 SOAK_S=$${SOAK_S:-600} $(BIN)/python -m pytest -q -s tests/reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .mutation
