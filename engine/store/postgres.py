@@ -128,6 +128,8 @@ def unavailable(exc: BaseException) -> StoreUnavailable | None:
         # other misuse is a bug.
         if not any(sign in str(exc) for sign in _LOST_CONNECTION_SIGNS):
             return None
+    elif isinstance(exc, asyncpg.exceptions.TargetServerAttributeNotMatched):
+        pass  # a multi-host DSN's hosts answer, none read-write (yet): a failover under way
     elif isinstance(exc, asyncpg.exceptions.InternalClientError):
         # A connection the server dropped while an operation was under way: asyncpg's
         # protocol is left mid-operation ("cannot switch to state ...; another operation is

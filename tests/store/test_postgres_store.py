@@ -347,6 +347,7 @@ async def test_migration_0004_keeps_claims_made_before_owners_existed(kind: str)
         (asyncpg.exceptions.InterfaceError("connection is closed"), True),
         (asyncpg.exceptions.InterfaceError("connection has been released back to the pool"), True),
         (asyncpg.exceptions.InterfaceError("another operation is in progress"), False),
+        (asyncpg.exceptions.TargetServerAttributeNotMatched("no read-write host"), True),
         (asyncpg.exceptions.QueryCanceledError("statement timeout"), False),
         (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
         (asyncpg.exceptions.UndefinedTableError("no such table"), False),
