@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,27 +141,24 @@ def run(plan: Plan) -> Report:
     with real_stack() as (db, proxy, psp, engine):
         load = Load(engine.url, engine.keys["storefront"], plan.clients, plan.seed)
         load.start()
+        sampling = threading.Event()
+        sampler = threading.Thread(
+            target=_sample_until, args=(sampling, plan.sample_every_s, report, db, engine)
+        )
+        sampler.start()
         faults = _faults(plan, rng)
         deadline = started + plan.duration_s
-        next_sample = time.monotonic()
-        for i, fault in enumerate(faults):
-            # Spread what is left of the faults over what is left of the time.
-            left = max(0.0, deadline - time.monotonic())
-            pause = min(rng.uniform(*plan.pause_s), left / max(1, len(faults) - i))
-            until = time.monotonic() + pause
-            while time.monotonic() < until:
-                engine.supervise()
-                if time.monotonic() >= next_sample:
-                    _sample(report, db, engine)
-                    next_sample += plan.sample_every_s
-                time.sleep(min(0.1, max(0.0, until - time.monotonic())))
-            _inflict(fault, plan, report, db, proxy, engine)
-        while time.monotonic() < deadline:
-            engine.supervise()
-            if time.monotonic() >= next_sample:
-                _sample(report, db, engine)
-                next_sample += plan.sample_every_s
-            time.sleep(0.1)
+        try:
+            for i, fault in enumerate(faults):
+                # Spread what is left of the faults over what is left of the time.
+                left = max(0.0, deadline - time.monotonic())
+                pause = min(rng.uniform(*plan.pause_s), left / max(1, len(faults) - i))
+                _supervise_until(engine, time.monotonic() + pause)
+                _inflict(fault, plan, report, db, proxy, engine)
+            _supervise_until(engine, deadline)
+        finally:
+            sampling.set()
+            sampler.join()
         load.finish()
         engine.wait_ready()
         report.verdict = check_all(
@@ -198,6 +196,20 @@ def _inflict(
         report.slow_phases += 1
     else:
         raise AssertionError(fault)
+
+
+def _supervise_until(engine: Engine, until: float) -> None:
+    while (left := until - time.monotonic()) > 0:
+        engine.supervise()
+        time.sleep(min(0.1, left))
+
+
+def _sample_until(
+    done: threading.Event, every_s: float, report: Report, db: Database, engine: Engine
+) -> None:
+    while not done.is_set():
+        _sample(report, db, engine)
+        done.wait(every_s)
 
 
 def _sample(report: Report, db: Database, engine: Engine) -> None:
