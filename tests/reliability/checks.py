@@ -20,7 +20,7 @@ import httpx
 import stripe
 
 from tests.reliability.load import Acknowledged
-from tests.reliability.stack import PSP_API_KEY, Database
+from tests.reliability.stack import PSP_API_KEY, Sql
 
 #: How long the acknowledged payments may take to end after the last fault.
 SETTLE_TIMEOUT_S = 180.0
@@ -37,12 +37,12 @@ class Verdict:
     settle_s: float = 0.0
 
 
-def _statuses(db: Database, ids: list[str]) -> dict[str, str]:
+def _statuses(db: Sql, ids: list[str]) -> dict[str, str]:
     rows = db.fetch("SELECT payment_id, status FROM payments WHERE payment_id = ANY($1)", ids)
     return {r["payment_id"]: r["status"] for r in rows}
 
 
-def wait_settled(db: Database, acked: Sequence[Acknowledged], verdict: Verdict) -> dict[str, str]:
+def wait_settled(db: Sql, acked: Sequence[Acknowledged], verdict: Verdict) -> dict[str, str]:
     ids = [a.payment_id for a in acked]
     started = time.monotonic()
     statuses = _statuses(db, ids)
@@ -56,7 +56,7 @@ def wait_settled(db: Database, acked: Sequence[Acknowledged], verdict: Verdict) 
 
 
 def check_all(
-    db: Database, api_url: str, admin_key: str, psp_url: str, acked: Sequence[Acknowledged]
+    db: Sql, api_url: str, admin_key: str, psp_url: str, acked: Sequence[Acknowledged]
 ) -> Verdict:
     verdict = Verdict(acknowledged=len(acked))
     statuses = wait_settled(db, acked, verdict)
@@ -112,7 +112,7 @@ def check_all(
     return verdict
 
 
-def wallet_mismatches(db: Database) -> list[str]:
+def wallet_mismatches(db: Sql) -> list[str]:
     ledger: dict[tuple[str, str, str], int] = {}
     for r in db.fetch(
         "SELECT account, currency, sum(amount_minor) AS total FROM ledger_entries"

@@ -24,7 +24,7 @@ import psutil
 
 from tests.reliability.checks import Verdict, check_all
 from tests.reliability.load import Load
-from tests.reliability.stack import Database, Engine, LatencyProxy, Psp
+from tests.reliability.stack import Database, Engine, LatencyProxy, Psp, free_port
 
 
 @attrs.frozen
@@ -103,13 +103,9 @@ def real_stack() -> Iterator[tuple[Database, LatencyProxy, Psp, Engine]]:
     engine: Engine | None = None
     psp: Psp | None = None
     try:
-        from tests.reliability.stack import free_port
-
         engine_port = free_port()
         psp = Psp(engine_port)
-        engine = Engine(proxy.dsn(), psp)
-        engine.port = engine_port
-        engine.url = f"http://127.0.0.1:{engine_port}"
+        engine = Engine(proxy.dsn(), psp, engine_port)
         engine.start(print_keys=True)
         engine.wait_ready()
         yield db, proxy, psp, engine

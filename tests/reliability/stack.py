@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import httpx
@@ -50,6 +50,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Sql(Protocol):
+    """Something the checks can read the engine's database through."""
+
+    def fetch(self, sql: str, *args: Any) -> list[Any]: ...
+
+
+def fetch(dsn: str, sql: str, *args: Any) -> list[Any]:
+    """The rows of one statement on `dsn`, on a fresh connection (from any thread)."""
+
+    async def go() -> list[Any]:
+        conn = await asyncpg.connect(dsn, timeout=30)
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return _run_asyncio(go())
+
+
 # --- the database --------------------------------------------------------------------------------
 
 
@@ -67,14 +86,7 @@ class Database:
         self.dsn = database.start_embedded(self.data_dir)
 
     def fetch(self, sql: str, *args: Any) -> list[Any]:
-        async def go() -> list[Any]:
-            conn = await asyncpg.connect(self.dsn, timeout=30)
-            try:
-                return list(await conn.fetch(sql, *args))
-            finally:
-                await conn.close()
-
-        return _run_asyncio(go())
+        return fetch(self.dsn, sql, *args)
 
     def terminate_backends(self) -> int:
         """`pg_terminate_backend` of every session on the engine's database."""
@@ -238,9 +250,9 @@ class Psp:
 class Engine:
     """`payengine serve` on a fixed port, started again after each kill as a supervisor would."""
 
-    def __init__(self, dsn: str, psp: Psp) -> None:
+    def __init__(self, dsn: str, psp: Psp, port: int) -> None:
         self.dsn = dsn
-        self.port = free_port()
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
         self._psp = psp
         self.child: Child | None = None
