@@ -85,6 +85,9 @@ class Report:
                 f"min {min(self.connections)}, max {max(self.connections)}, "
                 f"last {self.connections[-1]}"
             )
+            step = max(1, len(self.rss_mib) // 8)
+            trace = ", ".join(f"{r:.0f}" for r in self.rss_mib[::step])
+            lines.append(f"engine RSS trace (MiB, every {step} samples): {trace}")
         for name, items in (
             ("lost", v.lost),
             ("doubled", v.doubled),
