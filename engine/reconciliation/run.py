@@ -73,6 +73,9 @@ class ReconRun:
     counts: Mapping[str, int]
     #: class -> currency -> minor units.
     money: Mapping[str, Mapping[str, int]]
+    #: PSP batch (payout) id -> (currency, net minor units) the file says it pays: what a bank
+    #: deposit naming the batch must be. Empty for a bank statement.
+    batches: Mapping[str, tuple[str, int]] = attrs.Factory(dict)
 
     @property
     def clean(self) -> bool:
@@ -90,6 +93,7 @@ class ReconRun:
             "summary": {
                 "counts": dict(self.counts),
                 "money": {k: dict(v) for k, v in self.money.items()},
+                "batches": {k: list(v) for k, v in self.batches.items()},
             },
         }
 
@@ -110,6 +114,7 @@ class ReconRun:
             money={
                 str(k): {str(c): int(m) for c, m in v.items()} for k, v in summary["money"].items()
             },
+            batches={str(k): (str(c), int(m)) for k, (c, m) in summary.get("batches", {}).items()},
         )
 
 
@@ -207,12 +212,26 @@ def build_run(
         len(settlement.lines),
         counts,
         money,
+        batches_of(settlement),
     )
     items = tuple(
         _stored(run_id, seq, item, now_ms)
         for seq, item in enumerate(i for i in matching.items if i.klass is not ItemClass.MATCHED)
     )
     return run, items
+
+
+def batches_of(settlement: Settlement) -> dict[str, tuple[str, int]]:
+    """Per PSP batch, the net its lines pay (a batch is one currency; a file of a batch in two
+    currencies is not a batch a deposit can pay, and is left out)."""
+    nets: dict[str, dict[str, int]] = {}
+    if settlement.source is Format.CAMT053:
+        return {}
+    for line in settlement.lines:
+        if line.batch is not None:
+            per = nets.setdefault(line.batch, {})
+            per[line.currency] = per.get(line.currency, 0) + line.net.minor
+    return {b: next(iter(per.items())) for b, per in sorted(nets.items()) if len(per) == 1}
 
 
 def _stored(run_id: str, seq: int, item: Item, now_ms: int) -> ReconItem:

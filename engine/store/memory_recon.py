@@ -54,6 +54,15 @@ class MemoryRecon:
         run_id = self._recon.by_hash.get(file_hash)
         return None if run_id is None else self._recon.runs[run_id]
 
+    async def get_recon_run_by_batch(self, batch: str) -> ReconRun | None:
+        await self._cp()
+        for run_id in sorted(
+            self._recon.runs, key=lambda i: (self._recon.runs[i].created_at_ms, i)
+        ):
+            if batch in self._recon.runs[run_id].batches:
+                return self._recon.runs[run_id]
+        return None
+
     async def get_recon_item(self, item_id: str) -> ReconItem | None:
         await self._cp()
         return self._recon.items.get(item_id)

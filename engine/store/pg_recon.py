@@ -64,6 +64,15 @@ async def get_run_by_hash(db: Executor, file_hash: str) -> ReconRun | None:
     return None if row is None else ReconRun.from_row(row)
 
 
+async def get_run_by_batch(db: Executor, batch: str) -> ReconRun | None:
+    row = await db.fetchrow(
+        f"SELECT {RUN_COLUMNS} FROM recon_runs WHERE summary->'batches' ? $1"
+        " ORDER BY created_at_ms, run_id LIMIT 1",
+        batch,
+    )
+    return None if row is None else ReconRun.from_row(row)
+
+
 async def get_item(db: Executor, item_id: str) -> ReconItem | None:
     row = await db.fetchrow(f"SELECT {ITEM_COLUMNS} FROM recon_items WHERE item_id = $1", item_id)
     return None if row is None else ReconItem.from_row(row)
@@ -120,6 +129,9 @@ class PostgresRecon:
 
     async def get_recon_run_by_hash(self, file_hash: str) -> ReconRun | None:
         return await self._read(get_run_by_hash, file_hash)
+
+    async def get_recon_run_by_batch(self, batch: str) -> ReconRun | None:
+        return await self._read(get_run_by_batch, batch)
 
     async def get_recon_item(self, item_id: str) -> ReconItem | None:
         return await self._read(get_item, item_id)

@@ -302,6 +302,10 @@ class ReconStore(Protocol):
 
     async def get_recon_run_by_hash(self, file_hash: str) -> ReconRun | None: ...
 
+    async def get_recon_run_by_batch(self, batch: str) -> ReconRun | None:
+        """The earliest run whose file paid PSP batch `batch` (its `batches` name it)."""
+        ...
+
     async def get_recon_item(self, item_id: str) -> ReconItem | None: ...
 
     async def list_recon_items(
@@ -320,3 +324,7 @@ class ReconStore(Protocol):
         """Resolve an open item with `note` (an already resolved one is returned unchanged);
         None when no such item exists."""
         ...
+
+
+class ReconciledStore(Store, ReconStore, Protocol):
+    """A store that also keeps reconciliation runs (both shipped stores are)."""

@@ -52,6 +52,9 @@ async def test_a_run_is_kept_with_its_items_and_read_back(store: Store) -> None:
     assert await store.record_recon_run(run, items) == run
     assert await store.get_recon_run(run.run_id) == run
     assert await store.get_recon_run_by_hash(run.file_hash) == run
+    assert run.batches == {"po_1": ("USD", 1000 + 999 + 5)}
+    assert await store.get_recon_run_by_batch("po_1") == run
+    assert await store.get_recon_run_by_batch("po_2") is None
     assert run.status is RunStatus.NEEDS_REVIEW
     assert run.counts == {"matched": 1, "auto_fixed": 0, "manual_review": 1, "investigate": 2}
     assert run.money["manual_review"] == {"USD": 999}
