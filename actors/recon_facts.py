@@ -3,8 +3,8 @@
 Read from committed state: each capture line's order (amount, status, the run that settled it),
 each refund line's refund, each deposit's PSP batch (the run that read that batch), and, with a
 window, every capture and refund payment booked in [start, end) that no file has settled yet:
-the movements the file must contain (the lead's rule: each missing one is flagged once, by the
-run whose window holds its booking).
+the movements the file must contain (each missing one is flagged once, by the run whose window
+holds its booking; a movement an earlier run already named is not expected again).
 
 A settlement posted by the very run being repeated (after a crash between posting and
 recording) does not count as "settled by an earlier file".
@@ -130,4 +130,11 @@ async def _expected(
                 capture = captures.get(ref)
                 if capture is not None and capture.settled_by is None:
                     due.append(ref)
-    return due
+    # A movement an earlier run already named (its line differed, or it was missing) is not
+    # expected again: each discrepancy is flagged once.
+    return [ref for ref in due if not await _named_before(store, ref, run_id)]
+
+
+async def _named_before(store: Store, reference: str, run_id: str) -> bool:
+    items = await store.list_recon_items(PAGE_SIZE_MAX, reference=reference)
+    return any(item.run_id != run_id for item in items)

@@ -134,6 +134,9 @@ class Faults:
     #: fault like the four above), and the report's shape: "stripe" or "adyen".
     settlement_fee_altered_p: float = 0.0
     settlement_format: str = "stripe"
+    #: A capture whose every word the PSP withholds (answer and webhook lost, retries and
+    #: status queries failing) until its nightly report has been reconciled.
+    psp_capture_unheard_p: float = 0.0
 
 
 @attrs.frozen

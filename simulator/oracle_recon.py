@@ -9,8 +9,9 @@ Invariants (violation names):
   equals the truth: one item per injected line fault (simulator/recon_faults.py), one per bank
   deposit that cannot agree with its batch as the PSP sent it, plus, and only for lines the
   engine had not booked when their run started, an auto_fixed `capture_not_heard` /
-  `refund_not_heard` (a lost webhook that the file repaired; none is required, since the
-  engine's own status poll may have won the race).
+  `refund_not_heard` (a lost webhook that the file repaired; not required, since the engine's
+  own status poll may have won the race), except that a capture the PSP withheld every word
+  of (`psp_capture_unheard_p`) until its report was reconciled must come back auto_fixed.
 - `recon_damaged_files_refused`: every damaged file, and only those, was refused.
 - `recon_settled_once`: the settled references are exactly the clean report's lines less those
   a fault withheld (dropped, or altered amount, currency or fee), each settled once at the
@@ -65,11 +66,20 @@ def _deposit_truth(day: DayTruth) -> list[Key]:
 def expected_items(desk: ReconDesk) -> Counter[Key]:
     truth: Counter[Key] = Counter()
     for day in desk.days:
+        altered = set()
         for fault in day.injected:
             if fault.fault in EXPECTED:
                 klass, reason = EXPECTED[fault.fault]
                 truth[(fault.reference, klass, reason)] += 1
+            if fault.fault in WITHHELD:
+                altered.add(fault.reference)
         truth.update(_deposit_truth(day))
+        # A capture the PSP withheld every word of, reported by this day's file: the run must
+        # repair it (a lost webhook), unless its line was dropped or altered.
+        for line in day.clean:
+            ref = line.reference
+            if ref in desk.heard_by_file and ref not in altered:
+                truth[(ref, ItemClass.AUTO_FIXED, Reason.CAPTURE_NOT_HEARD)] += 1
     return truth
 
 

@@ -333,6 +333,7 @@ class SimWorld:
             on_fault=self.fault,
             note=self.note,
         )
+        self.psp.withhold = self.settlement.withholder(lambda: self.faults_on)
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)
@@ -352,6 +353,7 @@ class SimWorld:
             async with trio.open_nursery() as clients:
                 await self.buyers.arrive(clients)
                 self.faults_on = False
+                self.psp.hear()  # withheld captures: the PSP answers again
                 self._end_outage()
                 self._end_db_outage()
                 self.note("faults_off")

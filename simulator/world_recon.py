@@ -57,6 +57,8 @@ class Delivery:
     #: The bookings a PSP report must contain (None for a bank statement).
     window: Window | None
     damaged: bool = False
+    #: The index in `days` of the PSP report's day (None for a bank statement).
+    day: int | None = None
 
 
 @attrs.frozen
@@ -112,6 +114,24 @@ class ReconDesk:
         self.files: list[tuple[str, bytes, bool]] = []
         self._bank_balance: Counter[str] = Counter()
         self._bank_seq = 0
+        self._rng_unheard = stream(seed, "capture_unheard")
+        self._unheard_p = faults.psp_capture_unheard_p
+        #: Withheld captures a reconciled report made the PSP answer for again: each must come
+        #: back auto_fixed `capture_not_heard` (unless its line was altered or dropped).
+        self.heard_by_file: set[str] = set()
+
+    def withholder(self, faults_on: Callable[[], bool]) -> Callable[[str], bool]:
+        """The fake PSP's `withhold` hook: the `psp_capture_unheard_p` fault (faults on)."""
+
+        def withhold(key: str) -> bool:
+            if self._unheard_p <= 0 or not faults_on():
+                return False
+            if self._rng_unheard.random() >= self._unheard_p:
+                return False
+            self.on_fault("psp_capture_unheard", key)
+            return True
+
+        return withhold
 
     # --- producing files ---------------------------------------------------------------------
     def _next_end(self) -> int:
@@ -132,8 +152,10 @@ class ReconDesk:
         if self.rng.random() < self.plan.file_damaged_p:
             self.on_fault(f"settlement_{ReconFault.FILE_DAMAGED.value}", tag)
             injected.append(Injected(ReconFault.FILE_DAMAGED, file_id))
-            self.pending.append(Delivery(file_id, damaged(data, self.rng), window, damaged=True))
-        self.pending.append(Delivery(file_id, data, window))
+            self.pending.append(
+                Delivery(file_id, damaged(data, self.rng), window, damaged=True, day=len(self.days))
+            )
+        self.pending.append(Delivery(file_id, data, window, day=len(self.days)))
         deposits: dict[str, Money] = {}
         for line in clean:
             assert line.batch is not None
@@ -204,6 +226,10 @@ class ReconDesk:
             self.records.append(record)
             self.files.append((delivery.file_id, delivery.data, delivery.damaged))
             self.pending.pop(0)
+            if delivery.day is not None and record.error is None:
+                # The report is in: the PSP's API catches up on that day's captures.
+                day = self.days[delivery.day]
+                self.heard_by_file.update(self.psp.hear(line.reference for line in day.clean))
             self.note("recon", delivery.file_id, record.run_id or "refused", len(record.items))
 
     async def _run(self, engine: Engine, *, delivery: Delivery) -> RunRecord:

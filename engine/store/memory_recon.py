@@ -75,6 +75,7 @@ class MemoryRecon:
         run_id: str | None = None,
         klass: str | None = None,
         status: str | None = None,
+        reference: str | None = None,
     ) -> list[ReconItem]:
         await self._cp()
         assert 0 < limit <= PAGE_SIZE_MAX, f"limit {limit} is outside 1..{PAGE_SIZE_MAX}"
@@ -85,6 +86,7 @@ class MemoryRecon:
             and (run_id is None or item.run_id == run_id)
             and (klass is None or item.klass.value == klass)
             and (status is None or item.status.value == status)
+            and (reference is None or item.reference == reference)
         ]
         return chosen[:limit]
 

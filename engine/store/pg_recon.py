@@ -85,18 +85,21 @@ async def list_items(
     run_id: str | None,
     klass: str | None,
     status: str | None,
+    reference: str | None,
 ) -> list[ReconItem]:
     assert 0 < limit <= PAGE_SIZE_MAX, f"limit {limit} is outside 1..{PAGE_SIZE_MAX}"
     rows = await db.fetch(
         f"SELECT {ITEM_COLUMNS} FROM recon_items"
         " WHERE ($2::text IS NULL OR item_id > $2) AND ($3::text IS NULL OR run_id = $3)"
         " AND ($4::text IS NULL OR class = $4) AND ($5::text IS NULL OR status = $5)"
+        " AND ($6::text IS NULL OR reference = $6)"
         " ORDER BY item_id LIMIT $1",
         limit,
         after,
         run_id,
         klass,
         status,
+        reference,
     )
     return [ReconItem.from_row(row) for row in rows]
 
@@ -144,8 +147,9 @@ class PostgresRecon:
         run_id: str | None = None,
         klass: str | None = None,
         status: str | None = None,
+        reference: str | None = None,
     ) -> list[ReconItem]:
-        return await self._read(list_items, limit, after, run_id, klass, status)
+        return await self._read(list_items, limit, after, run_id, klass, status, reference)
 
     async def resolve_recon_item(self, item_id: str, note: str, now_ms: int) -> ReconItem | None:
         return await self._read(resolve_item, item_id, note, now_ms)

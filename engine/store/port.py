@@ -316,8 +316,10 @@ class ReconStore(Protocol):
         run_id: str | None = None,
         klass: str | None = None,
         status: str | None = None,
+        reference: str | None = None,
     ) -> list[ReconItem]:
-        """Items ascending by id, strictly after `after`, filtered by run, class and status."""
+        """Items ascending by id, strictly after `after`, filtered by run, class, status and
+        the reference they name."""
         ...
 
     async def resolve_recon_item(self, item_id: str, note: str, now_ms: int) -> ReconItem | None:

@@ -107,6 +107,10 @@ async def test_items_filter_by_class_and_status_and_page_by_id(store: Store) -> 
     rest = await store.list_recon_items(100, page[-1].item_id)
     assert page + rest == everything
     assert [i.item_id for i in everything] == sorted(i.item_id for i in everything)
+    named = await store.list_recon_items(100, reference="ord_x")
+    assert [(i.run_id, i.reference) for i in named] == sorted(
+        [(first.run_id, "ord_x"), (second.run_id, "ord_x")]
+    )
 
 
 async def test_an_open_item_is_resolved_once(store: Store) -> None:

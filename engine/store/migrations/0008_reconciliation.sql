@@ -56,3 +56,5 @@ CREATE TABLE recon_items (
 );
 
 CREATE INDEX recon_items_status_idx ON recon_items (status, class, item_id);
+-- Reconciliation asks whether an earlier run already named a reference (flagged once).
+CREATE INDEX recon_items_reference_idx ON recon_items (reference, item_id);
