@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import trio
 
 from actors.engine import Engine
 from actors.reconciler import Outcome, Reconciler, Window
@@ -114,6 +115,10 @@ class ReconDesk:
         self.files: list[tuple[str, bytes, bool]] = []
         self._bank_balance: Counter[str] = Counter()
         self._bank_seq = 0
+        #: One drain at a time (the minute tick and the run's end may both drain).
+        self._draining = trio.Lock()
+        #: The run ended: the final files are out, the tick makes no more.
+        self._closed = False
         self._rng_unheard = stream(seed, "capture_unheard")
         self._unheard_p = faults.psp_capture_unheard_p
         #: Withheld captures a reconciled report made the PSP answer for again: each must come
@@ -204,6 +209,8 @@ class ReconDesk:
     # --- reconciling them --------------------------------------------------------------------
     async def tick(self, now_ms: int) -> None:
         """Produce the file of every day that ended at or before `now_ms`, then run what waits."""
+        if self._closed:
+            return
         while self._next_end() <= now_ms:
             self._produce(self._next_end())
         await self.drain()
@@ -212,12 +219,17 @@ class ReconDesk:
         """The run ends: the remaining days, then the partial one `now_ms` falls in."""
         while self._next_end() <= now_ms:
             self._produce(self._next_end())
-        if now_ms > self.cutoff_ms or not self.days:
-            self._produce(max(now_ms, self.cutoff_ms + 1))
+        if now_ms >= self.cutoff_ms or not self.days:
+            self._produce(max(now_ms + 1, self.cutoff_ms + 1))
+        self._closed = True
         await self.drain()
 
     async def drain(self) -> None:
         """Run the waiting files in order; stop at the first the engine could not take."""
+        async with self._draining:
+            await self._drain()
+
+    async def _drain(self) -> None:
         while self.pending:
             delivery = self.pending[0]
             record = await self.request(functools.partial(self._run, delivery=delivery))
