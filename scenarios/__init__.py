@@ -137,6 +137,9 @@ class Faults:
     #: A capture whose every word the PSP withholds (answer and webhook lost, retries and
     #: status queries failing) until its nightly report has been reconciled.
     psp_capture_unheard_p: float = 0.0
+    #: How often the PSP closes a settlement batch and sends its report (and the bank its
+    #: statement): a day by default; Adyen, for one, can close several batches a day.
+    settlement_interval_s: float = 86_400.0
 
 
 @attrs.frozen
@@ -291,6 +294,8 @@ def _check_relations(s: Scenario) -> None:
         raise ScenarioError("faults.psp_latency_ms_median must not exceed psp_latency_ms_max")
     content = f.settlement_row_dropped_p + f.settlement_row_duplicated_p
     content += f.settlement_fee_altered_p
+    if not 60 <= f.settlement_interval_s <= DURATION_S_MAX:
+        raise ScenarioError("faults.settlement_interval_s must be within 60..604800")
     if f.settlement_format not in ("stripe", "adyen"):
         raise ScenarioError("faults.settlement_format must be stripe or adyen")
     if content + f.settlement_amount_altered_p + f.settlement_currency_altered_p > 1:

@@ -1,11 +1,12 @@
 """The nightly reconciliation of a simulated world: the fake PSP's report and the fake bank's
 statements, written in the real formats, damaged by the plan, and run through the reconciler.
 
-At each virtual UTC midnight (and once more when the run ends, for the partial last day) the
-desk writes the day's PSP report (Stripe-shaped, or Adyen's per `settlement_format`) from the
-fake PSP's books, injects the plan's discrepancies (simulator/recon_faults.py) and records them
-as ground truth, then writes the bank's camt.053 statement per currency: one deposit per PSP
-payout (batch) of the day, of the batch's true net. Each file is then reconciled inside the
+At each settlement cutoff (every virtual UTC midnight, or every `settlement_interval_s`), and
+once more when the run ends for the partial last batch, the desk writes the batch's PSP report
+(Stripe-shaped, or Adyen's per `settlement_format`) from the fake PSP's books, injects the
+plan's discrepancies (simulator/recon_faults.py) and records them as ground truth, then writes
+the bank's camt.053 statement per currency: one deposit per PSP payout (batch), of the batch's
+true net. Each file is then reconciled inside the
 current engine incarnation (a request, so a crash or a database outage interrupts it like any
 other; the desk tries again at the next tick, and the reconciler is idempotent). A damaged
 report is refused with a located error, and the PSP sends it again undamaged.
@@ -108,6 +109,7 @@ class ReconDesk:
         self.on_fault = on_fault
         self.note = note
         self.cutoff_ms = start_ms
+        self.interval_ms = round(faults.settlement_interval_s * 1000)
         self.days: list[DayTruth] = []
         self.pending: list[Delivery] = []
         self.records: list[RunRecord] = []
@@ -140,11 +142,12 @@ class ReconDesk:
 
     # --- producing files ---------------------------------------------------------------------
     def _next_end(self) -> int:
-        return (self.cutoff_ms // DAY_MS + 1) * DAY_MS
+        return (self.cutoff_ms // self.interval_ms + 1) * self.interval_ms
 
     def _produce(self, end_ms: int) -> None:
         start_ms = self.cutoff_ms
-        tag = dt.datetime.fromtimestamp(start_ms / 1000, tz=dt.UTC).strftime("%Y%m%d")
+        moment = dt.datetime.fromtimestamp(start_ms / 1000, tz=dt.UTC)
+        tag = moment.strftime("%Y%m%d" if self.interval_ms % DAY_MS == 0 else "%Y%m%dT%H%M%S")
         clean = psp_lines(self.psp, start_ms, end_ms, tag, self.format)
         sent, injected = corrupt_lines(
             clean, self.rng, self.plan, tag=tag, source=self.format, booked_at_ms=start_ms
