@@ -27,7 +27,7 @@ from actors.messages import ORDER, REFUND, QueryCapture, QueryRefund
 from actors.recon_facts import Window, ledger_facts
 from engine.errors import DuplicateKey
 from engine.ids import Ids
-from engine.ledger import Transaction
+from engine.ledger import Entry, Transaction, TransactionKind
 from engine.ports import Clock
 from engine.reconciliation import Format, Settlement, parse
 from engine.reconciliation.match import Action, Item, ItemClass, Matching, match
@@ -148,7 +148,7 @@ class Reconciler:
         self,
         run_id: str,
         line_number: int,
-        posting: tuple[Any, str, tuple[Any, ...]] | None,
+        posting: tuple[TransactionKind, str, tuple[Entry, ...]] | None,
         item: Item,
     ) -> int:
         if posting is None:

@@ -360,7 +360,7 @@ class SimWorld:
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
                     await self._wait_quiet()
                     # The last (partial) day's files, reconciled; their repairs run to quiet.
-                    await self._reconcile_final()
+                    await self.settlement.final(self.clock.now_ms(), retry_s=QUIET_POLL_S)
                     await self._wait_quiet()
                 # Also at the bound: a buyer still waiting (a risk review of hours) must not
                 # keep a real-time run going past it.
@@ -381,12 +381,6 @@ class SimWorld:
                 self._check_actor_crashes()
                 self.stats.actor_restarts += self.inc.engine.system.statistics().restarts
             root.cancel_scope.cancel()
-
-    async def _reconcile_final(self) -> None:
-        await self.settlement.final(self.clock.now_ms())
-        while self.settlement.pending:  # the engine was down: it comes back
-            await trio.sleep(QUIET_POLL_S)
-            await self.settlement.drain()
 
     async def _wait_quiet(self) -> None:
         while True:

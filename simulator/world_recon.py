@@ -218,14 +218,18 @@ class ReconDesk:
             self._produce(self._next_end())
         await self.drain()
 
-    async def final(self, now_ms: int) -> None:
-        """The run ends: the remaining days, then the partial one `now_ms` falls in."""
+    async def final(self, now_ms: int, *, retry_s: float) -> None:
+        """The run ends: the remaining batches, then the partial one `now_ms` falls in, all
+        reconciled (every `retry_s` while the engine is down)."""
         while self._next_end() <= now_ms:
             self._produce(self._next_end())
         if now_ms >= self.cutoff_ms or not self.days:
             self._produce(max(now_ms + 1, self.cutoff_ms + 1))
         self._closed = True
         await self.drain()
+        while self.pending:  # the engine was down: it comes back
+            await trio.sleep(retry_s)
+            await self.drain()
 
     async def drain(self) -> None:
         """Run the waiting files in order; stop at the first the engine could not take."""
