@@ -2,7 +2,7 @@
 
 Figures for N captured orders at the in-process fake PSP (no latency, no faults, virtual
 time): captures (the baseline), a partial refund of each, the same refund again (an
-idempotent replay), a refusal (more than is left), and the settlement file of the day with a
+idempotent replay), a refusal (more than is left), and the Stripe report of the day with a
 capture and a refund row per order. The ratios to captures say what refunds cost next to
 the call the engine already makes per order; the fake PSP must never be the bottleneck of a
 simulated day.
@@ -18,15 +18,9 @@ import trio
 from actors.clock import TrioClock
 from engine.gateway import CaptureStatus, PspRefundStatus
 from engine.money import Money
+from engine.reconciliation import parse, write_stripe
 from simulator.fake_psp import FakePsp
-from simulator.settlement import (
-    SettlementFile,
-    build_settlement,
-    date_of_ms,
-    movements_of_psp,
-    render_settlement,
-)
-from simulator.settlement_parse import parse_settlement
+from simulator.psp_reports import DAY_MS, psp_lines
 from simulator.virtual_clock import virtual_clock
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -61,11 +55,11 @@ async def _run(orders: int) -> dict[str, float]:
         assert refused.refund_id is None
     seconds["refusal"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    data = render_settlement(build_settlement(movements_of_psp(psp), date_of_ms(EPOCH_MS)))
+    data = write_stripe(psp_lines(psp, EPOCH_MS, EPOCH_MS + DAY_MS, "20260101"))
     seconds["settlement file"] = time.perf_counter() - t0
-    parsed = parse_settlement(data)
-    assert isinstance(parsed, SettlementFile) and len(parsed.rows) == 2 * orders
-    assert parsed.totals()["USD"].gross_minor == orders * (amount.minor - part.minor)
+    parsed = parse(data)
+    assert len(parsed.lines) == 2 * orders
+    assert parsed.totals[0].gross.minor == orders * (amount.minor - part.minor)
     return seconds
 
 

@@ -67,3 +67,10 @@ class Ids:
         self._last_ms = now_ms
         assert 0 <= now_ms < 1 << 50
         return f"{prefix}_{_encode_id(now_ms, self._last_random)}"
+
+
+def first_id_at(prefix: str, now_ms: int) -> str:
+    """The smallest id `prefix` can have at `now_ms`: a paging cursor that skips what is older
+    (reconciliation pages the ledger from a window's start)."""
+    assert prefix in PREFIXES and 0 <= now_ms < 1 << 50, (prefix, now_ms)
+    return f"{prefix}_{_encode_id(now_ms, 0)}"

@@ -149,10 +149,11 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 
 
 def _register_extensions() -> None:
-    from payengine import psp_cli, scenario_cli
+    from payengine import psp_cli, recon_cli, scenario_cli
 
     _EXTENSIONS.append(scenario_cli.register)
     _EXTENSIONS.append(psp_cli.register)
+    _EXTENSIONS.append(recon_cli.register)  # reconcile (issue 12)
 
 
 _register_extensions()

@@ -149,9 +149,11 @@ def report(result: Any) -> str:
     if "settlement" in stats:
         st = stats["settlement"]
         lines.append(
-            f"settlement {st['files']} file(s), {st['rows']} row(s), "
-            f"{st['corrupted_files']} corrupted: "
+            f"settlement {st['files']} file(s) reconciled, {st['rows']} row(s), "
+            f"{st['refused']} refused; injected: "
             + (", ".join(f"{k} {v}" for k, v in st["corruptions"].items()) or "none")
+            + "; items: "
+            + (", ".join(f"{k} {v}" for k, v in st["items"].items()) or "none")
         )
     if "refunds" in stats:
         rf = stats["refunds"]
@@ -238,7 +240,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     if args.settlement_dir:
-        from simulator.settlement_desk import write_settlement_files
+        from simulator.world_recon import write_settlement_files
 
         write_settlement_files(result.settlement_files, Path(args.settlement_dir))
     return EXIT_OK if result.ok else EXIT_VIOLATED

@@ -130,6 +130,16 @@ class Faults:
     settlement_trailer_missing_p: float = 0.0
     settlement_truncated_p: float = 0.0
     settlement_garbage_p: float = 0.0
+    #: Reconciliation (issue 12, simulator/recon_faults.py): a line's fee altered (a content
+    #: fault like the four above), and the report's shape: "stripe" or "adyen".
+    settlement_fee_altered_p: float = 0.0
+    settlement_format: str = "stripe"
+    #: A capture whose every word the PSP withholds (answer and webhook lost, retries and
+    #: status queries failing) until its nightly report has been reconciled.
+    psp_capture_unheard_p: float = 0.0
+    #: How often the PSP closes a settlement batch and sends its report (and the bank its
+    #: statement): a day by default; Adyen, for one, can close several batches a day.
+    settlement_interval_s: float = 86_400.0
 
 
 @attrs.frozen
@@ -283,6 +293,11 @@ def _check_relations(s: Scenario) -> None:
     if f.psp_latency_ms_median > f.psp_latency_ms_max:
         raise ScenarioError("faults.psp_latency_ms_median must not exceed psp_latency_ms_max")
     content = f.settlement_row_dropped_p + f.settlement_row_duplicated_p
+    content += f.settlement_fee_altered_p
+    if not 60 <= f.settlement_interval_s <= DURATION_S_MAX:
+        raise ScenarioError("faults.settlement_interval_s must be within 60..604800")
+    if f.settlement_format not in ("stripe", "adyen"):
+        raise ScenarioError("faults.settlement_format must be stripe or adyen")
     if content + f.settlement_amount_altered_p + f.settlement_currency_altered_p > 1:
         raise ScenarioError("faults: the per-row settlement_*_p must not add up to more than 1")
     transport = f.settlement_trailer_missing_p + f.settlement_truncated_p + f.settlement_garbage_p

@@ -39,8 +39,15 @@ from simulator.corruption import (
     corrupt_bytes,
     corrupt_rows,
 )
-from simulator.settlement import DAY_MS, date_of_ms, day_start_ms, format_booked_at
-from simulator.settlement_parse import parse_booked_at, parse_date, transport_damage
+from simulator.statement_text import (
+    DAY_MS,
+    date_of_ms,
+    day_start_ms,
+    format_booked_at,
+    parse_booked_at,
+    parse_date,
+    transport_damage,
+)
 
 FORMAT_VERSION = "1"
 _REF_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")

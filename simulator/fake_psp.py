@@ -5,7 +5,7 @@ on the idempotency key (a repeated key returns the first result and never captur
 twice; a refund key reused with another capture or amount raises `IdempotencyKeyReused`, a real
 PSP's 400), and every outcome is also announced by a webhook. It records what a real PSP's books
 would show (`captures`, `capture_calls`, `refunds`), which is what the oracle and the settlement
-files (simulator/settlement.py) are built from.
+reports (simulator/psp_reports.py) are built from.
 
 Refunds (Stripe-like, in parts, refused with a `RefundRefusal`, maybe PENDING until
 `refund_succeeds` / `refund_fails`) are booked by the PSP's `RefundBook`
@@ -25,7 +25,7 @@ import enum
 import json
 import secrets
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 import trio
@@ -132,6 +132,18 @@ class FakePsp:
         self.latency: Callable[[str], float] | None = None
         self.hang_s = 3600.0
         self.webhook_secret = b"whsec_simulated"
+        #: Decides, for a new capture, that the PSP withholds every word of it (the answer and
+        #: the webhook are lost, retries and status queries fail) until `hear` (reconciliation's
+        #: lost-webhook fault: only the nightly report tells).
+        self.withhold: Callable[[str], bool] | None = None
+        self.unheard: set[str] = set()
+
+    def hear(self, keys: Iterable[str] | None = None) -> list[str]:
+        """The PSP answers again for `keys` (default: every withheld capture); returns those
+        that were withheld. The lost webhooks stay lost."""
+        chosen = sorted(self.unheard if keys is None else self.unheard.intersection(keys))
+        self.unheard.difference_update(chosen)
+        return chosen
 
     # --- scripting ---------------------------------------------------------------------------
     def script(self, operation: str, *actions: str) -> None:
@@ -220,6 +232,8 @@ class FakePsp:
         action = self._next_action("capture")
         self.capture_calls[idempotency_key] += 1
         await self._before(action, "capture")
+        if idempotency_key in self.unheard:
+            raise GatewayUnavailable("PSP does not answer for this capture (withheld)")
         if action is Action.FAILED_ATTEMPT and idempotency_key not in self.captures:
             self._emit(PspEventKind.CAPTURE_FAILED, idempotency_key, reason="attempt_failed")
             await trio.lowlevel.checkpoint()
@@ -245,6 +259,14 @@ class FakePsp:
             )
             self.captures[idempotency_key] = existing
             self.captures_by_id[existing.capture_id] = existing
+            if (
+                status is CaptureStatus.CAPTURED
+                and self.withhold is not None
+                and self.withhold(idempotency_key)
+            ):
+                self.unheard.add(idempotency_key)
+                await trio.lowlevel.checkpoint()
+                raise GatewayUnavailable("PSP captured; its answer and webhook are lost")
             self._emit(
                 PspEventKind.CAPTURE_SUCCEEDED
                 if status is CaptureStatus.CAPTURED
@@ -260,6 +282,8 @@ class FakePsp:
 
     async def query_capture(self, idempotency_key: str) -> CaptureResult:
         await self._before(self._next_action("query"), "query")
+        if idempotency_key in self.unheard:
+            raise GatewayUnavailable("PSP does not answer for this capture (withheld)")
         existing = self.captures.get(idempotency_key)
         if existing is None:
             return CaptureResult(CaptureStatus.NOT_FOUND)

@@ -26,7 +26,9 @@ import trio
 from scenarios import Faults, Scenario, Traffic
 from simulator.determinism import deterministic_scheduling, stream
 from simulator.oracle import INVARIANTS, Violation, check_final, summarize
-from simulator.settlement_desk import swarm_settlement_faults
+from simulator.oracle_recon import INVARIANTS as RECON_INVARIANTS
+from simulator.oracle_recon import check_recon
+from simulator.recon_faults import swarm_settlement_faults
 from simulator.virtual_clock import virtual_clock
 from simulator.world import SimWorld
 
@@ -220,7 +222,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
     """
     concrete, seed = world.scenario, world.seed
     snap = world.store.snapshot()
-    verdicts = {name: "held" for name in INVARIANTS}
+    verdicts = {name: "held" for name in (*INVARIANTS, *RECON_INVARIANTS)}
     violation = world.violation
     if violation is None:
         found = check_final(
@@ -231,6 +233,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             notified=world.notified,
             register_attempts_max=world.config.register_attempts_max,
         )
+        found += check_recon(world.settlement, snap)
         for v in found:
             verdicts[v.invariant] = f"violated: {v}"
         completed = snap_completed = sum(
@@ -248,7 +251,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
         violation = found[0] if found else None
     else:
         verdicts[violation.invariant] = f"violated: {violation}"
-        for name in INVARIANTS:
+        for name in (*INVARIANTS, *RECON_INVARIANTS):
             if name != violation.invariant:
                 verdicts[name] = "not checked (run stopped)"
     stats = attrs.asdict(world.stats)

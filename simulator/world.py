@@ -62,10 +62,10 @@ from simulator.oracle_flows import (
 )
 from simulator.oracle_refunds import check_psp_refund_keys
 from simulator.progress import ProgressInstrument
-from simulator.settlement_desk import SettlementDesk
 from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
+from simulator.world_recon import ReconDesk
 from simulator.world_refunds import MerchantRefunds, captured_now
 from simulator.world_webhooks import WebhookDelivery
 
@@ -165,7 +165,7 @@ class SimWorld:
         self.clock: TrioClock
         self.psp: FakePsp
         self.ids: Ids
-        self.settlement: SettlementDesk
+        self.settlement: ReconDesk  # the nightly files and their reconciliation
         self.progress: Callable[[SimWorld], None] | None = None
         self.virtual_s = 0.0
 
@@ -324,7 +324,16 @@ class SimWorld:
         self.psp.chooser = self._choose
         self.psp.latency = self._latency
         self.psp.hang_s = 3600.0
-        self.settlement = SettlementDesk.of_world(self.psp, self.seed, self.plan, self.fault)
+        self.settlement = ReconDesk(
+            self.psp,
+            self.seed,
+            self.plan,
+            start_ms=self.clock.now_ms(),
+            request=self.request,
+            on_fault=self.fault,
+            note=self.note,
+        )
+        self.psp.withhold = self.settlement.withholder(lambda: self.faults_on)
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)
@@ -344,10 +353,14 @@ class SimWorld:
             async with trio.open_nursery() as clients:
                 await self.buyers.arrive(clients)
                 self.faults_on = False
+                self.psp.hear()  # withheld captures: the PSP answers again
                 self._end_outage()
                 self._end_db_outage()
                 self.note("faults_off")
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
+                    await self._wait_quiet()
+                    # The last (partial) day's files, reconciled; their repairs run to quiet.
+                    await self.settlement.final(self.clock.now_ms(), retry_s=QUIET_POLL_S)
                     await self._wait_quiet()
                 # Also at the bound: a buyer still waiting (a risk review of hours) must not
                 # keep a real-time run going past it.
@@ -368,7 +381,6 @@ class SimWorld:
                 self._check_actor_crashes()
                 self.stats.actor_restarts += self.inc.engine.system.statistics().restarts
             root.cancel_scope.cancel()
-        self.settlement.settle_final(self.clock.now_ms())
 
     async def _wait_quiet(self) -> None:
         while True:
@@ -564,7 +576,7 @@ class SimWorld:
     async def _oracle_ticker(self) -> None:
         while True:
             await trio.sleep(ORACLE_INTERVAL_S)
-            self.settlement.settle_through(self.clock.now_ms())  # at each UTC midnight
+            await self.settlement.tick(self.clock.now_ms())  # at each UTC midnight
             # One committed instant (no checkpoint in between), every row, as a snapshot holds.
             self._check_actor_crashes()
             trial, balances = self.store.books()

@@ -33,7 +33,7 @@ import attrs
 
 from engine.money import Money
 from engine.reconciliation.line import LineKind, Settlement, SettlementLine
-from engine.states import OrderStatus
+from engine.states import OrderStatus, RefundStatus
 
 
 class ItemClass(enum.StrEnum):
@@ -57,7 +57,10 @@ class Reason(enum.StrEnum):
     DUPLICATE_REFERENCE = "duplicate_reference"
     ALREADY_SETTLED = "already_settled"
     MISSING_FROM_FILE = "missing_from_file"
-    KIND_NOT_RECONCILED = "kind_not_reconciled"  # refunds, disputes, payouts: not yet
+    KIND_NOT_RECONCILED = "kind_not_reconciled"  # disputes, payouts: not yet
+    REFUND_NOT_HEARD = "refund_not_heard"  # the PSP paid a refund; we never learned it
+    REFUNDED_BUT_FAILED = "refunded_but_failed"
+    DEPOSIT_DIFFERS = "deposit_differs"  # the bank credited another sum than the batch's net
 
 
 class Action(enum.StrEnum):
@@ -66,6 +69,7 @@ class Action(enum.StrEnum):
     POST_SETTLEMENT = "post_settlement"  # Dr bank net / Dr psp_fees fee / Cr psp_clearing gross
     COMPLETE_ORDER = "complete_order"  # the order actor asks the PSP, books, then settle
     POST_FEE = "post_fee"  # Dr psp_fees / Cr psp_clearing
+    QUERY_REFUND = "query_refund"  # the refund actor asks the PSP, books, then settle
     NONE = "none"
 
 
@@ -77,6 +81,17 @@ class Capture:
     amount: Money
     status: OrderStatus
     #: The batch (file) that already settled it, if one did.
+    settled_by: str | None = None
+
+
+@attrs.frozen
+class RefundFact:
+    """What the ledger knows of one refund the PSP may settle (`amount` is positive)."""
+
+    refund_id: str
+    order_id: str
+    amount: Money
+    status: RefundStatus
     settled_by: str | None = None
 
 
@@ -94,6 +109,12 @@ class LedgerFacts:
     expected: Collection[str] = ()
     fee_bps: int | None = None
     fee_fixed_minor: Mapping[str, int] = attrs.Factory(dict)
+    #: The refunds the file's refund lines name, and the expected ones (`expected` names them
+    #: too; a missing refund is expected at minus its amount).
+    refunds: Mapping[str, RefundFact] = attrs.Factory(dict)
+    #: PSP batch (payout) id -> the net the PSP's file of that batch said it would pay: what a
+    #: bank deposit referencing the batch must be.
+    batches: Mapping[str, Money] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -137,13 +158,21 @@ class Matching:
 
 
 def expected_fee(gross: Money, facts: LedgerFacts) -> Money | None:
-    """The contracted fee for a capture of `gross`, rounded half up to a minor unit."""
+    """The contracted fee for a capture of `gross`, rounded half up to a minor unit, and never
+    more than the gross."""
     if facts.fee_bps is None:
         return None
-    variable, remainder = divmod(gross.minor * facts.fee_bps, 10_000)
+    return contract_fee(gross, facts.fee_bps, facts.fee_fixed_minor)
+
+
+def contract_fee(gross: Money, fee_bps: int, fee_fixed_minor: Mapping[str, int]) -> Money:
+    """`fee_bps` of `gross` (half up) plus the currency's fixed part, capped at the gross."""
+    assert gross.minor >= 0, gross
+    variable, remainder = divmod(gross.minor * fee_bps, 10_000)
     if 2 * remainder >= 10_000:
         variable += 1
-    return Money(variable + facts.fee_fixed_minor.get(gross.currency, 0), gross.currency)
+    fee = variable + fee_fixed_minor.get(gross.currency, 0)
+    return Money(min(fee, gross.minor), gross.currency)
 
 
 def _on_line(
@@ -204,6 +233,62 @@ def _capture_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> I
     return _on_line(review, Reason.CAPTURED_BUT_FAILED, Action.NONE, line, expected, detail)
 
 
+def _refund_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> Item:
+    ref = line.reference
+    if ref in seen:
+        detail = "the reference is on an earlier line of this file"
+        return _on_line(
+            ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, detail=detail
+        )
+    seen.add(ref)
+    refund = facts.refunds.get(ref)
+    if refund is None:
+        return _on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+    expected = Money(-refund.amount.minor, refund.amount.currency)
+    if refund.settled_by is not None:
+        detail = f"settled by {refund.settled_by}"
+        return _on_line(
+            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
+        )
+    review = ItemClass.MANUAL_REVIEW
+    if line.currency != expected.currency:
+        return _on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+    if line.gross != expected:
+        return _on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+    if facts.fee_bps is not None and line.fee.minor != 0:
+        detail = f"fee {line.fee}, contract 0 on a refund"
+        return _on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
+    if refund.status is RefundStatus.SUCCEEDED:
+        return _on_line(
+            ItemClass.MATCHED, Reason.AS_EXPECTED, Action.POST_SETTLEMENT, line, expected
+        )
+    if refund.status in (RefundStatus.REQUESTED, RefundStatus.SUBMITTED):
+        return _on_line(
+            ItemClass.AUTO_FIXED, Reason.REFUND_NOT_HEARD, Action.QUERY_REFUND, line, expected
+        )
+    detail = f"the refund is {refund.status}"
+    return _on_line(review, Reason.REFUNDED_BUT_FAILED, Action.NONE, line, expected, detail)
+
+
+def _deposit_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> Item:
+    """A bank deposit names the PSP batch (payout) it pays: it must be that batch's net."""
+    ref = line.reference
+    if ref in seen:
+        detail = "the reference is on an earlier line of this file"
+        return _on_line(
+            ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, detail=detail
+        )
+    seen.add(ref)
+    expected = facts.batches.get(ref)
+    if expected is None:
+        return _on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+    if line.net != expected:
+        return _on_line(
+            ItemClass.MANUAL_REVIEW, Reason.DEPOSIT_DIFFERS, Action.NONE, line, expected
+        )
+    return _on_line(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.NONE, line, expected)
+
+
 def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
     """One item per line of `settlement`, then one per expected capture the file lacks."""
     items: list[Item] = []
@@ -211,6 +296,10 @@ def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
     for line in settlement.lines:
         if line.kind is LineKind.CAPTURE:
             items.append(_capture_item(line, facts, seen))
+        elif line.kind is LineKind.REFUND:
+            items.append(_refund_item(line, facts, seen))
+        elif line.kind is LineKind.DEPOSIT:
+            items.append(_deposit_item(line, facts, seen))
         elif line.kind is LineKind.FEE:
             items.append(
                 _on_line(ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE, line)
@@ -227,16 +316,23 @@ def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
                     detail,
                 )
             )
-    for order_id in sorted(set(facts.expected) - seen):
-        capture = facts.captures.get(order_id)
+    for reference in sorted(set(facts.expected) - seen):
+        capture = facts.captures.get(reference)
+        refund = facts.refunds.get(reference)
+        amount = None
+        if capture is not None:
+            amount = capture.amount
+        elif refund is not None:
+            amount = Money(-refund.amount.minor, refund.amount.currency)
+        what = "refunded" if refund is not None and capture is None else "captured"
         items.append(
             Item(
                 ItemClass.INVESTIGATE,
                 Reason.MISSING_FROM_FILE,
-                order_id,
+                reference,
                 Action.NONE,
-                expected=None if capture is None else capture.amount,
-                detail="captured and due in this file's window, not in the file",
+                expected=amount,
+                detail=f"{what} and due in this file's window, not in the file",
             )
         )
     return Matching(tuple(items))

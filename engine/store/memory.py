@@ -34,6 +34,7 @@ from engine.records import (
     PaymentOrder,
     Refund,
 )
+from engine.store.memory_recon import MemoryRecon, ReconTable
 from engine.store.memory_tables import Tables
 from engine.store.memory_unit import Checkpoint, MemoryUnitOfWork, _no_checkpoint
 from engine.store.port import EntryCursor
@@ -81,7 +82,7 @@ class _UnitOfWorkContext:
         store.commits += 1
 
 
-class MemoryStore:
+class MemoryStore(MemoryRecon):
     """The `Store` port in memory. See the module docstring for how it keeps PostgreSQL's rules."""
 
     name = "memory"
@@ -91,6 +92,7 @@ class MemoryStore:
         self._cp: Checkpoint = checkpoint or _no_checkpoint
         self.commits = 0
         self.rollbacks = 0
+        self._recon = ReconTable()  # reconciliation runs (memory_recon.py)
 
     def unit_of_work(self) -> AbstractAsyncContextManager[MemoryUnitOfWork]:
         return _UnitOfWorkContext(self)

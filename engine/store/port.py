@@ -32,6 +32,7 @@ from typing import Protocol
 
 from engine.access import ApiKey, WebhookEndpoint
 from engine.ledger import Entry, Transaction
+from engine.reconciliation.run import ReconItem, ReconRun
 from engine.records import (
     Balance,
     DeadLetter,
@@ -285,3 +286,47 @@ class Store(Protocol):
     async def readiness(self) -> list[str]:
         """What keeps the store from serving (unreachable, migrations pending); empty: ready."""
         ...
+
+
+# --- reconciliation (issue 12; engine/store/memory_recon.py, pg_recon.py, migration 0008) ----
+class ReconStore(Protocol):
+    """Reconciliation runs and their items. Each method is one atomic step of its own (a run
+    is written whole with its items, or not at all), outside the payment units of work."""
+
+    async def record_recon_run(self, run: ReconRun, items: Sequence[ReconItem]) -> ReconRun:
+        """Keep `run` with its items; if a run of the same file hash exists, keep nothing and
+        return that earlier run (a re-upload is recognised, never run twice)."""
+        ...
+
+    async def get_recon_run(self, run_id: str) -> ReconRun | None: ...
+
+    async def get_recon_run_by_hash(self, file_hash: str) -> ReconRun | None: ...
+
+    async def get_recon_run_by_batch(self, batch: str) -> ReconRun | None:
+        """The earliest run whose file paid PSP batch `batch` (its `batches` name it)."""
+        ...
+
+    async def get_recon_item(self, item_id: str) -> ReconItem | None: ...
+
+    async def list_recon_items(
+        self,
+        limit: int,
+        after: str | None = None,
+        *,
+        run_id: str | None = None,
+        klass: str | None = None,
+        status: str | None = None,
+        reference: str | None = None,
+    ) -> list[ReconItem]:
+        """Items ascending by id, strictly after `after`, filtered by run, class, status and
+        the reference they name."""
+        ...
+
+    async def resolve_recon_item(self, item_id: str, note: str, now_ms: int) -> ReconItem | None:
+        """Resolve an open item with `note` (an already resolved one is returned unchanged);
+        None when no such item exists."""
+        ...
+
+
+class ReconciledStore(Store, ReconStore, Protocol):
+    """A store that also keeps reconciliation runs (both shipped stores are)."""

@@ -4,8 +4,6 @@ signed `refund.*` webhooks, and refund rows in the daily settlement file."""
 
 from __future__ import annotations
 
-import datetime as dt
-import random
 from collections import Counter
 
 import pytest
@@ -25,11 +23,9 @@ from engine.gateway import (
     RefundRefusal,
 )
 from engine.money import Money
-from simulator.corruption import CorruptionPlan
+from engine.reconciliation import LineKind, parse, write_stripe
 from simulator.fake_psp import FakePsp, parse_event
-from simulator.settlement import DAY_MS, MovementKind, SettlementFile
-from simulator.settlement_desk import SettlementDesk
-from simulator.settlement_parse import parse_settlement
+from simulator.psp_reports import DAY_MS, psp_lines
 from simulator.signing import verify_webhook
 from web.psp_wire import decode_event, encode_event
 
@@ -289,19 +285,12 @@ async def test_refund_webhooks_are_signed_and_round_trip(autojump_clock: MockClo
     )
 
 
-# --- the daily settlement file ---------------------------------------------------------------
-async def test_the_settlement_file_lists_refunds_and_totals_captures_minus_refunds(
+# --- the daily settlement report ---------------------------------------------------------------
+async def test_the_daily_report_lists_refunds_and_totals_captures_minus_refunds(
     autojump_clock: MockClock,
 ) -> None:
     clock = TrioClock(EPOCH_MS)
     psp = FakePsp(clock)
-    desk = SettlementDesk(
-        psp,
-        random.Random(1),
-        CorruptionPlan(),
-        start_ms=clock.now_ms(),
-        on_fault=lambda *fields: None,
-    )
     usd_capture = await _captured(psp, "ord_usd")
     eur_capture = await _captured(psp, "ord_eur", Money(5000, "EUR"))
     await trio.sleep(600.0)
@@ -314,29 +303,29 @@ async def test_the_settlement_file_lists_refunds_and_totals_captures_minus_refun
     await trio.sleep(DAY_MS / 1000)  # the pending refund succeeds on day two
     psp.refund_succeeds("rf_next_day")
     await trio.sleep(60.0)
-    desk.settle_final(clock.now_ms())
 
-    assert [f.settlement_date for f in desk.files] == [dt.date(2026, 1, 1), dt.date(2026, 1, 2)]
-    parsed = [parse_settlement(f.clean) for f in desk.files]
-    assert all(isinstance(p, SettlementFile) for p in parsed), parsed
-    day1, day2 = (p for p in parsed if isinstance(p, SettlementFile))
-    rows1 = [(r.merchant_reference, r.kind, r.gross.minor, r.fee.minor) for r in day1.rows]
+    day1 = parse(write_stripe(psp_lines(psp, EPOCH_MS, EPOCH_MS + DAY_MS, "20260101")))
+    day2 = parse(
+        write_stripe(psp_lines(psp, EPOCH_MS + DAY_MS, EPOCH_MS + 2 * DAY_MS, "20260102"))
+    )
+    rows1 = [(r.reference, r.kind, r.gross.minor, r.fee.minor) for r in day1.lines]
     assert rows1 == [
-        ("ord_usd", MovementKind.CAPTURE, 10_000, 320),  # 2.90% + 0.30
-        ("ord_eur", MovementKind.CAPTURE, 5000, 170),  # 2.90% + 0.25 (145 + 25)
-        ("rf_sync", MovementKind.REFUND, -3000, 0),  # refunds cost nothing
+        ("ord_usd", LineKind.CAPTURE, 10_000, 320),  # 2.90% + 0.30
+        ("ord_eur", LineKind.CAPTURE, 5000, 170),  # 2.90% + 0.25 (145 + 25)
+        ("rf_sync", LineKind.REFUND, -3000, 0),  # refunds cost nothing
     ]
-    assert [(r.merchant_reference, r.gross.minor, r.fee.minor) for r in day2.rows] == [
+    assert [(r.reference, r.gross.minor, r.fee.minor) for r in day2.lines] == [
         ("rf_next_day", -2000, 0)
     ]
-    refund_row = day1.rows[2]
-    assert refund_row.psp_reference == psp.refunds["rf_sync"].refund_id
+    refund_row = day1.lines[2]
+    assert refund_row.psp_reference == f"txn_{psp.refunds['rf_sync'].refund_id}"
     assert refund_row.net.minor == -3000
-    # Gross over all files = what the PSP captured minus what it refunded, per currency.
+    assert {line.batch for line in day1.lines} == {"po_20260101_usd", "po_20260101_eur"}
+    # Gross over all reports = what the PSP captured minus what it refunded, per currency.
     gross: Counter[str] = Counter()
-    for file in (day1, day2):
-        for currency, total in file.totals().items():
-            gross[currency] += total.gross_minor
+    for report in (day1, day2):
+        for totals in report.totals:
+            gross[totals.currency] += totals.gross.minor
     expected = psp.captured_total()
     expected.subtract(psp.refunded_total())
     assert gross == expected == Counter({"USD": 5000, "EUR": 5000})

@@ -22,7 +22,7 @@ from simulator.payout_provider import (
     PayoutOutcome,
     ProviderPayout,
 )
-from simulator.settlement import date_of_ms
+from simulator.statement_text import date_of_ms
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 USD_100 = Money(10_000, "USD")

@@ -22,7 +22,7 @@ from simulator.bank import (
     render_statement,
 )
 from simulator.corruption import Corruption, CorruptionPlan
-from simulator.settlement import DAY_MS, day_start_ms
+from simulator.statement_text import DAY_MS, day_start_ms
 
 FIRST = dt.date(2026, 1, 1)
 START_MS = day_start_ms(FIRST)

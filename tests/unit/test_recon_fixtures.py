@@ -150,7 +150,7 @@ def test_a_file_of_no_known_format_is_unsupported_not_damaged(data: bytes) -> No
 def test_the_examples_in_the_docs_read_as_the_docs_say() -> None:
     doc = (DATA.parents[2] / "docs" / "reconciliation.md").read_text()
     blocks = re.findall(r"```(?:csv|xml)\n(.*?)```", doc, re.S)
-    stripe, adyen, camt = (parse(block.encode()) for block in blocks)
+    stripe, adyen, camt, example = (parse(block.encode()) for block in blocks)
     assert (stripe.source, adyen.source, camt.source) == (
         Format.STRIPE,
         Format.ADYEN,
@@ -170,6 +170,15 @@ def test_the_examples_in_the_docs_read_as_the_docs_say() -> None:
     assert adyen.lines[0].booked_at_ms == 1_767_258_000_000  # 09:00 UTC
     (deposit,) = camt.lines
     assert (deposit.kind.value, deposit.reference, deposit.net.minor) == ("deposit", "41", 6548)
+    # The end-to-end example: its USD payout's net is the deposit the text says (115.05).
+    usd = [line for line in example.lines if line.batch == "po_20260101_usd"]
+    assert [(line.reference, line.fee.minor) for line in example.lines] == [
+        ("ord_1", 320),
+        ("ord_2", 141),
+        ("re_1", 0),
+        ("ord_3", 175),
+    ]
+    assert sum(line.net.minor for line in usd) == 11_505
 
 
 def test_refusals_survive_pickling_with_their_location() -> None:

@@ -1,0 +1,71 @@
+"""What a settlement line proves, as ledger entries (pure): the ledger's posting rules applied
+to one line, under a business key that makes the posting happen once.
+
+- A capture line: `engine.ledger.settlement_entries` (Dr bank_cash net / Dr psp_fees fee /
+  Cr psp_clearing gross), under `(settlement, <order id>)`.
+- A refund line: the PSP took the refund out of the payout: the same three accounts with the
+  signs the line carries (Dr psp_clearing refund / Cr bank_cash), under `(settlement, <refund
+  id>)`. The refund actor already moved the refund from refunds_clearing to psp_clearing.
+- A fee line: Dr psp_fees / Cr psp_clearing (the fee's net, whichever way), under
+  `(adjustment, fee:<PSP id>)`.
+
+So, per currency, what the PSP captured less what it refunded always equals psp_clearing plus
+what was settled (the oracle checks it).
+"""
+
+from __future__ import annotations
+
+from engine.ledger import (
+    BANK_CASH,
+    PSP_CLEARING,
+    PSP_FEES,
+    Entry,
+    TransactionKind,
+    settlement_entries,
+)
+from engine.money import Money
+from engine.reconciliation.line import LineKind, SettlementLine
+
+#: The prefix of a settlement transaction's description: `<run id>: ...` names the run that
+#: posted it, so a run repeated after a crash knows its own postings.
+DESCRIPTION_SEPARATOR = ": "
+
+
+def signed_settlement_entries(gross: Money, fee: Money) -> tuple[Entry, ...]:
+    """bank_cash += net, psp_fees += fee, psp_clearing -= gross, whatever the signs (zero
+    entries left out): the ledger's rule where it applies (0 <= fee <= gross), else its mirror."""
+    if 0 <= fee.minor <= gross.minor:
+        return settlement_entries(gross, fee)
+    net = gross - fee
+    entries = [
+        Entry(account, minor, gross.currency)
+        for account, minor in (
+            (BANK_CASH, net.minor),
+            (PSP_FEES, fee.minor),
+            (PSP_CLEARING, -gross.minor),
+        )
+        if minor
+    ]
+    return tuple(entries)
+
+
+def posting_of(line: SettlementLine) -> tuple[TransactionKind, str, tuple[Entry, ...]] | None:
+    """(kind, reference, entries) of what `line` proves, or None if it posts nothing."""
+    if line.kind in (LineKind.CAPTURE, LineKind.REFUND):
+        entries = signed_settlement_entries(line.gross, line.fee)
+        return (TransactionKind.SETTLEMENT, line.reference, entries) if entries else None
+    if line.kind is LineKind.FEE:
+        cost = -line.net.minor
+        if cost == 0:
+            return None
+        entries = (
+            Entry(PSP_FEES, cost, line.currency),
+            Entry(PSP_CLEARING, -cost, line.currency),
+        )
+        return TransactionKind.ADJUSTMENT, f"fee:{line.psp_reference or line.reference}", entries
+    return None
+
+
+def posted_by(description: str) -> str:
+    """The run id a settlement transaction's description names."""
+    return description.split(DESCRIPTION_SEPARATOR, 1)[0]
