@@ -45,6 +45,7 @@ from engine.gateway import (
     PspNotification,
 )
 from engine.ledger import (
+    Entry,
     Transaction,
     TransactionKind,
     chargeback_entries,
@@ -317,6 +318,8 @@ class DisputeHandler:
             self.ctx.config.commission_bps,
             available_minor=balance.available_minor,
         )
+        if "dispute_commission_kept" in self.ctx.faults:  # planted bug, test-only seam
+            entries = _planted_commission_kept_entries(order, dispute, balance.available_minor)
         await uow.post_transaction(
             self._txn(
                 TransactionKind.CHARGEBACK_RECOVERY,
@@ -379,6 +382,14 @@ def dispute_payload(dispute: Dispute, seller_id: str) -> dict[str, Any]:
         "status": dispute.status.value,
         "reason": dispute.reason,
     }
+
+
+def _planted_commission_kept_entries(
+    order: PaymentOrder, dispute: Dispute, available_minor: int
+) -> tuple[Entry, ...]:
+    """Planted bug (test-only seam): the platform keeps its commission and the seller pays the
+    whole disputed amount (against the stated policy)."""
+    return chargeback_recovery_entries(order.seller_id, dispute.amount, 0, available_minor)
 
 
 def _event_record(event: PspNotification, now_ms: int) -> PspEvent:
