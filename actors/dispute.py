@@ -216,9 +216,14 @@ class DisputeHandler:
         conflicting: Dispute | None = None
         try:
             async with ctx.store.unit_of_work() as uow:
-                if event is not None:
-                    await uow.record_psp_event(_event_record(event, ctx.clock.now_ms()))
                 dispute = await uow.get_dispute(word.dispute_id)
+                recover_again = (  # planted bug, test-only seam: duplicates not recognised
+                    "lost_dispute_recovered_twice" in ctx.faults
+                    and dispute is not None
+                    and dispute.status is DisputeStatus.LOST is word.target
+                )
+                if event is not None and not recover_again:
+                    await uow.record_psp_event(_event_record(event, ctx.clock.now_ms()))
                 if dispute is None:
                     dispute = await self._open(uow, order, word)
                     topics.append("dispute.created")
@@ -231,12 +236,8 @@ class DisputeHandler:
                     elif dispute.status is not word.target:
                         conflicting = dispute
                         await uow.append_outbox(self._alert(dispute, event))
-                    elif (
-                        "lost_dispute_recovered_twice" in ctx.faults  # planted bug, test seam
-                        and dispute.status is DisputeStatus.LOST
-                        and event is not None
-                    ):
-                        reference = f"{dispute.dispute_id}/{event.event_id}"
+                    elif recover_again:
+                        reference = f"{dispute.dispute_id}/{ctx.ids.new('txn')}"
                         await self._recover(uow, order, dispute, reference)
         except DuplicateKey as exc:
             if exc.key != "psp_events.event_id":

@@ -33,6 +33,7 @@ def test_shipped_scenario_holds_every_invariant(name: str) -> None:
         "crash_restart": {"engine_crash"},
         "everything": {"engine_crash", "webhook_forged", "psp_timeout_after", "webhook_lost"},
         "refund_storm": {"psp_pending", "psp_timeout_after", "psp_decline", "engine_crash"},
+        "chargebacks": {"webhook_duplicated", "webhook_lost", "webhook_reordered"},
     }.get(name, set())
     missing = planned - set(result.faults)
     assert not missing, f"faults that never fired: {missing}"
