@@ -124,9 +124,7 @@ class FakePsp:
         self.refunds: dict[str, Refund] = self.refund_book.refunds
         self.refund_calls: Counter[str] = Counter()
         #: Disputes (chargebacks) by their id (simulator/psp_disputes.py).
-        self.dispute_book = DisputeBook(
-            clock, self.captures_by_id, self._new_id, self._emit_dispute
-        )
+        self.dispute_book = DisputeBook(clock, self.captures_by_id, self._new_id, self._announce)
         self.disputes: dict[str, PspDispute] = self.dispute_book.disputes
         self.calls: Counter[str] = Counter()
         self.emitted: list[PspNotification] = []
@@ -191,23 +189,10 @@ class FakePsp:
         self.webhook_send.send_nowait(event)
         return event
 
-    def _emit_dispute(self, kind: PspEventKind, dispute: PspDispute) -> PspNotification:
-        event = PspNotification(
-            event_id=self._new_id("evt"),
-            kind=kind,
-            reference=dispute.order_key,
-            occurred_at_ms=self.clock.now_ms(),
-            capture_id=dispute.capture_id,
-            reason=dispute.reason,
-            raw={"type": kind.value, "reference": dispute.order_key},
-            dispute_id=dispute.dispute_id,
-            amount_minor=dispute.amount.minor,
-            currency=dispute.amount.currency,
-            dispute_status=dispute.status.value,
-        )
+    def _announce(self, event: PspNotification) -> None:
+        """Send an event built elsewhere (a dispute's, simulator/psp_disputes.py)."""
         self.emitted.append(event)
         self.webhook_send.send_nowait(event)
-        return event
 
     # --- the Gateway port --------------------------------------------------------------------
     async def register_checkout(

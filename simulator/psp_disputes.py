@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -69,24 +69,19 @@ class PspDispute:
         )
 
 
-class EmitDispute(Protocol):
-    """The PSP's webhook announcer for dispute events (`FakePsp._emit_dispute`)."""
-
-    def __call__(self, kind: PspEventKind, dispute: PspDispute) -> PspNotification: ...
-
-
 class DisputeBook:
     def __init__(
         self,
         clock: Clock,
         captures_by_id: Mapping[str, Capture],
         new_id: Callable[[str], str],
-        emit: EmitDispute,
+        announce: Callable[[PspNotification], None],
     ) -> None:
+        """`announce` sends an event as the PSP's webhook (`FakePsp._announce`)."""
         self.clock = clock
         self._captures_by_id = captures_by_id
         self._new_id = new_id
-        self._emit = emit
+        self._announce = announce
         #: Every dispute by its id, in the order opened.
         self.disputes: dict[str, PspDispute] = {}
         #: capture id -> its dispute's id.
@@ -131,6 +126,24 @@ class DisputeBook:
         if won:
             dispute.events.append(self._emit(PspEventKind.DISPUTE_FUNDS_REINSTATED, dispute))
         return True
+
+    def _emit(self, kind: PspEventKind, dispute: PspDispute) -> PspNotification:
+        """The event, as it is now: its reference is the capture's key, our order id."""
+        event = PspNotification(
+            event_id=self._new_id("evt"),
+            kind=kind,
+            reference=dispute.order_key,
+            occurred_at_ms=self.clock.now_ms(),
+            capture_id=dispute.capture_id,
+            reason=dispute.reason,
+            raw={"type": kind.value, "reference": dispute.order_key},
+            dispute_id=dispute.dispute_id,
+            amount_minor=dispute.amount.minor,
+            currency=dispute.amount.currency,
+            dispute_status=dispute.status.value,
+        )
+        self._announce(event)
+        return event
 
     def query(self, dispute_id: str) -> DisputeResult:
         dispute = self.disputes.get(dispute_id)
