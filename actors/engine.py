@@ -20,7 +20,8 @@ import trio
 
 from actors.checkout import CheckoutActor
 from actors.context import Context, Doorbell
-from actors.messages import CHECKOUT, ORDER, REFUND, QueryRefund, ResumeCheckout
+from actors.dispute import DISPUTE_ALERT, DISPUTE_TOPICS
+from actors.messages import CHECKOUT, ORDER, REFUND, QueryDispute, QueryRefund, ResumeCheckout
 from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
 from actors.refund import REFUND_TOPICS, RefundActor
@@ -51,7 +52,11 @@ PAYMENT_TOPICS = (
     "payment.authorized_after_close",
 )
 ORDER_TOPICS = ("order.succeeded", "order.failed", "order.conflicting_psp_event")
-MERCHANT_TOPICS = PAYMENT_TOPICS + ORDER_TOPICS + (*REFUND_TOPICS, "refund.conflicting_psp_event")
+MERCHANT_TOPICS: tuple[str, ...] = (
+    PAYMENT_TOPICS + ORDER_TOPICS + (*REFUND_TOPICS, "refund.conflicting_psp_event")
+)
+# Disputes (issue 11, the chargeback part; actors/dispute.py).
+MERCHANT_TOPICS += (*DISPUTE_TOPICS, DISPUTE_ALERT)
 
 Notifier = Callable[[OutboxMessage], Awaitable[None]]
 
@@ -121,6 +126,7 @@ class Engine:
                 self.recovered += 1
             after = page[-1].payment_id
         await self._recover_refunds()
+        await self._recover_disputes()
         self.recovery_done.set()
         log.info("recovery handed %d unfinished aggregates to their actors", self.recovered)
 
@@ -144,6 +150,29 @@ class Engine:
                 await self.ctx.system.tell(REFUND, refund.order_id, QueryRefund(refund.refund_id))
                 self.recovered += 1
             after = page[-1].refund_id
+
+    async def _recover_disputes(self) -> None:
+        """An OPEN dispute waits for the PSP's close: its order's refund actor asks the PSP now
+        and every `dispute_poll_interval_s` after (its poll timers died with the process)."""
+        after: str | None = None
+        while True:
+            page = await when_store_answers(
+                self.ctx.config,
+                "dispute recovery",
+                functools.partial(
+                    self.ctx.store.list_unfinished_disputes,
+                    self.ctx.config.recovery_batch_size_max,
+                    after,
+                ),
+            )
+            if not page:
+                break
+            for dispute in page:
+                await self.ctx.system.tell(
+                    REFUND, dispute.order_id, QueryDispute(dispute.dispute_id)
+                )
+                self.recovered += 1
+            after = page[-1].dispute_id
 
     def health(self) -> list[str]:
         return self.ctx.system.health()

@@ -119,3 +119,19 @@ class ApplyRefundEvent:
     """Apply a verified PSP refund event, recording it in the same unit of work."""
 
     event: PspNotification
+
+
+# --- disputes (actors/dispute.py: handled by the order's refund actor) ---------------------
+@attrs.frozen
+class ApplyDisputeEvent:
+    """Apply a verified PSP dispute event (`charge.dispute.*`), recording it in the same unit
+    of work; sent to the refund actor of the disputed order."""
+
+    event: PspNotification
+
+
+@attrs.frozen
+class QueryDispute:
+    """Ask the PSP what it says of this open dispute (in case its close webhook is lost)."""
+
+    dispute_id: str

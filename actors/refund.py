@@ -32,11 +32,14 @@ from typing import Any
 import trio
 
 from actors.context import Context
+from actors.dispute import DisputeHandler
 from actors.messages import (
     REFUND,
+    ApplyDisputeEvent,
     ApplyRefundEvent,
     AttemptRefund,
     CreateRefund,
+    QueryDispute,
     QueryRefund,
 )
 from actors.service import Rejection
@@ -111,6 +114,11 @@ class RefundActor:
         #: Set once the last refund it handled is final, so the runtime passivates it at once
         #: (a timer's later message or a new request spawns it again).
         self.finished = False
+        #: The order's disputes (actors/dispute.py): decided here too, one message at a time.
+        self.disputes = DisputeHandler(ctx, order_id, self._set_finished)
+
+    def _set_finished(self, finished: bool) -> None:
+        self.finished = finished
 
     async def on_start(self) -> None:
         """Holds no state between messages: each reads what it needs in its unit of work."""
@@ -125,6 +133,8 @@ class RefundActor:
             return await self._query(message.refund_id)
         if isinstance(message, ApplyRefundEvent):
             return await self._apply_event(message.event)
+        if isinstance(message, ApplyDisputeEvent | QueryDispute):
+            return await self.disputes.receive(message)
         raise AssertionError(f"refund actor got {message!r}")
 
     # --- creation ----------------------------------------------------------------------------
@@ -152,6 +162,8 @@ class RefundActor:
                 return self._same_request(existing, command)
             order = await uow.get_order(self.order_id)
             refunds = await uow.list_refunds(self.order_id, ctx.config.refunds_per_order_max)
+            if await uow.list_order_disputes(self.order_id, 1):  # the PSP would refuse it
+                return Rejection("order_disputed", f"order {self.order_id} is disputed")
             amount_minor, rejection = refund_rejection(
                 order, refunds, command, ctx.config.refunds_per_order_max
             )

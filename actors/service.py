@@ -23,6 +23,7 @@ from actors.messages import (
     CHECKOUT,
     ORDER,
     REFUND,
+    ApplyDisputeEvent,
     ApplyPspEvent,
     ApplyRefundEvent,
     CreateRefund,
@@ -30,9 +31,9 @@ from actors.messages import (
 )
 from actors.runtime import AskTimeout
 from engine.errors import DuplicateKey, InvalidInput, StoreUnavailable
-from engine.gateway import REFUND_EVENTS, SESSION_EVENTS, PspNotification
+from engine.gateway import DISPUTE_EVENTS, REFUND_EVENTS, SESSION_EVENTS, PspNotification
 from engine.money import AMOUNT_MINOR_MAX, currency_exponent
-from engine.records import Payment, PaymentOrder, PspEvent, Refund
+from engine.records import Dispute, Payment, PaymentOrder, PspEvent, Refund
 from engine.risk import CheckoutFacts, RiskRule, assess, default_rules
 from engine.states import OrderStatus, PaymentStatus, transition
 
@@ -277,6 +278,8 @@ class PaymentService:
         """
         if event.kind in REFUND_EVENTS:
             return await self._apply_refund_event(event)
+        if event.kind in DISPUTE_EVENTS:
+            return await self._apply_dispute_event(event)
         kind = CHECKOUT if event.kind in SESSION_EVENTS else ORDER
         reply = await self.ctx.system.ask(kind, event.reference, ApplyPspEvent(event))
         assert isinstance(reply, str)
@@ -291,6 +294,18 @@ class PaymentService:
             reply = await self.ctx.system.ask(REFUND, refund.order_id, ApplyRefundEvent(event))
             assert isinstance(reply, str)
             return reply
+        return await self._record_unknown(event)
+
+    async def _apply_dispute_event(self, event: PspNotification) -> str:
+        """A dispute event names the disputed capture's key, our order id: the order's refund
+        actor records and applies it (actors/dispute.py). One for no order of ours is kept."""
+        if await self.ctx.store.get_order(event.reference) is not None:
+            reply = await self.ctx.system.ask(REFUND, event.reference, ApplyDisputeEvent(event))
+            assert isinstance(reply, str)
+            return reply
+        return await self._record_unknown(event)
+
+    async def _record_unknown(self, event: PspNotification) -> str:
         record = PspEvent(
             event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms()
         )
@@ -352,3 +367,14 @@ class PaymentService:
     ) -> list[Refund]:
         """The order's refunds, ascending id, at most `limit` (1..1000) after `after`."""
         return await self.ctx.store.list_refunds(order_id, limit, after)
+
+    # --- disputes (actors/dispute.py) ---------------------------------------------------------
+    async def get_dispute(self, dispute_id: str) -> Dispute | None:
+        return await self.ctx.store.get_dispute(dispute_id)
+
+    async def list_disputes(
+        self, limit: int, after: str | None = None, seller_id: str | None = None
+    ) -> list[Dispute]:
+        """Disputes ascending id, at most `limit` (1..1000) after `after`; one seller's when
+        `seller_id` is given."""
+        return await self.ctx.store.list_disputes(limit, after, seller_id)

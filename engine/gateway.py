@@ -76,6 +76,8 @@ class RefundRefusal(enum.StrEnum):
     AMOUNT_NOT_POSITIVE = "refund_amount_not_positive"
     #: More than the captured amount minus the earlier (succeeded or pending) refunds.
     EXCEEDS_CAPTURED = "refund_exceeds_captured"
+    #: The capture is disputed (a chargeback took it back): Stripe's `charge_disputed`.
+    CAPTURE_DISPUTED = "charge_disputed"
 
 
 @attrs.frozen
@@ -98,6 +100,12 @@ class PspEventKind(enum.StrEnum):
     CAPTURE_FAILED = "capture.failed"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
+    # Disputes (chargebacks), named as Stripe names them: the PSP opens one on a captured
+    # order, withdraws its amount, and closes it won (the funds are reinstated) or lost.
+    DISPUTE_CREATED = "charge.dispute.created"
+    DISPUTE_FUNDS_WITHDRAWN = "charge.dispute.funds_withdrawn"
+    DISPUTE_CLOSED = "charge.dispute.closed"
+    DISPUTE_FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
 
 
 SESSION_EVENTS = frozenset(
@@ -111,11 +119,48 @@ SESSION_EVENTS = frozenset(
 
 REFUND_EVENTS = frozenset({PspEventKind.REFUND_SUCCEEDED, PspEventKind.REFUND_FAILED})
 
+DISPUTE_EVENTS = frozenset(
+    {
+        PspEventKind.DISPUTE_CREATED,
+        PspEventKind.DISPUTE_FUNDS_WITHDRAWN,
+        PspEventKind.DISPUTE_CLOSED,
+        PspEventKind.DISPUTE_FUNDS_REINSTATED,
+    }
+)
+
+
+class PspDisputeStatus(enum.StrEnum):
+    """What the PSP says of a dispute (Stripe's values; `engine.states.DisputeStatus` is ours).
+    Every status but WON and LOST is open: the funds stay withdrawn."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response"
+    WARNING_UNDER_REVIEW = "warning_under_review"
+    NEEDS_RESPONSE = "needs_response"
+    UNDER_REVIEW = "under_review"
+    WON = "won"
+    LOST = "lost"
+    NOT_FOUND = "not_found"  # the PSP knows no dispute with this id
+
+
+@attrs.frozen
+class DisputeResult:
+    """The PSP's word on a dispute: its status, and (when found) what it withdrew from which
+    capture."""
+
+    status: PspDisputeStatus
+    dispute_id: str
+    capture_id: str | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+    reason: str | None = None
+
 
 @attrs.frozen
 class PspNotification:
     """A verified PSP event. `reference` is the payment id (session events), the order id
-    (capture events) or the refund's idempotency key (refund events)."""
+    (capture events and dispute events: the disputed capture's key) or the refund's
+    idempotency key (refund events). Dispute events carry the dispute's id, amount, currency
+    and status (the PSP's, `PspDisputeStatus`)."""
 
     event_id: str
     kind: PspEventKind
@@ -125,6 +170,10 @@ class PspNotification:
     reason: str | None = None
     refund_id: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict)
+    dispute_id: str | None = None
+    amount_minor: int | None = None
+    currency: str | None = None
+    dispute_status: str | None = None
 
 
 class Gateway(Protocol):
@@ -158,4 +207,8 @@ class Gateway(Protocol):
 
     async def query_refund(self, idempotency_key: str) -> RefundResult:
         """What the PSP knows of the refund with this key (NOT_FOUND if it never arrived)."""
+        ...
+
+    async def query_dispute(self, dispute_id: str) -> DisputeResult:
+        """What the PSP says of the dispute with its id (NOT_FOUND if it knows none)."""
         ...

@@ -121,6 +121,7 @@ class TransactionKind(enum.StrEnum):
     PAYOUT_RETURN = "payout_return"
     CHARGEBACK = "chargeback"
     CHARGEBACK_RECOVERY = "chargeback_recovery"
+    CHARGEBACK_REINSTATED = "chargeback_reinstated"
     ADJUSTMENT = "adjustment"
 
 
@@ -318,13 +319,45 @@ def payout_return_entries(merchant_id: str, amount: Money) -> tuple[Entry, ...]:
 
 
 def chargeback_entries(amount: Money) -> tuple[Entry, ...]:
-    """The PSP clawed back a disputed payment: Dr chargebacks / Cr psp_clearing."""
+    """The PSP withdrew a disputed payment's amount: Dr chargebacks / Cr psp_clearing.
+
+    `chargebacks` then holds what open disputes cost us until the PSP closes them."""
     return (Entry.debit(CHARGEBACKS, amount), Entry.credit(PSP_CLEARING, amount))
 
 
-def chargeback_recovery_entries(merchant_id: str, amount: Money) -> tuple[Entry, ...]:
-    """We recover a chargeback from the seller's wallet: Dr merchant_payable / Cr chargebacks."""
-    return (Entry.debit(merchant_payable(merchant_id), amount), Entry.credit(CHARGEBACKS, amount))
+def chargeback_recovery_entries(
+    merchant_id: str, amount: Money, commission_bps: int = 0, available_minor: int | None = None
+) -> tuple[Entry, ...]:
+    """A lost dispute is recovered by the refund wallet policy ("the platform covers, the
+    seller owes"): the seller gives back its net share (the amount minus the commission, split
+    with the capture's rounding) from its available balance as far as that goes, the rest is
+    debited to `merchant_receivable:<id>`; the platform gives back its commission (the sale did
+    not stand, as with a refund). Cr chargebacks the whole amount, so a lost dispute leaves
+    nothing in `chargebacks`.
+
+    With `commission_bps=0` and no balance given, the seller gives back all of it from its
+    wallet: Dr merchant_payable / Cr chargebacks.
+    """
+    commission, net = split_bps(amount, commission_bps)
+    from_wallet = net.minor if available_minor is None else min(net.minor, available_minor)
+    from_wallet = max(from_wallet, 0)
+    shortfall = net.minor - from_wallet
+    entries = []
+    if from_wallet:
+        entries.append(Entry.debit(merchant_payable(merchant_id), Money(from_wallet, net.currency)))
+    if shortfall:
+        entries.append(
+            Entry.debit(merchant_receivable(merchant_id), Money(shortfall, net.currency))
+        )
+    if commission.minor:
+        entries.append(Entry.debit(PLATFORM_REVENUE, commission))
+    entries.append(Entry.credit(CHARGEBACKS, amount))
+    return tuple(entries)
+
+
+def chargeback_reinstated_entries(amount: Money) -> tuple[Entry, ...]:
+    """A won dispute: the PSP gives the withdrawn amount back: Dr psp_clearing / Cr chargebacks."""
+    return (Entry.debit(PSP_CLEARING, amount), Entry.credit(CHARGEBACKS, amount))
 
 
 def trial_balance_ok(sums: Mapping[tuple[str, str], int]) -> dict[str, int]:

@@ -55,6 +55,14 @@ class EngineConfig:
     #: reads to see how much of the order is left to refund.
     refunds_per_order_max: int = 50
 
+    # --- disputes ----------------------------------------------------------------------------
+    #: An OPEN dispute asks the PSP for its status this often, in case its close webhook is
+    #: lost (a real dispute takes weeks; the question costs one GET per open dispute).
+    dispute_poll_interval_s: float = 600.0
+    #: A lost dispute's recovery re-reads the seller's balance and tries again this many times
+    #: when a concurrent posting (another order's refund or dispute) spent it meanwhile.
+    dispute_recovery_attempts_max: int = 8
+
     # --- outbox ------------------------------------------------------------------------------
     outbox_batch_size_max: int = 100
     outbox_poll_interval_s: float = 0.5
@@ -100,6 +108,8 @@ class EngineConfig:
                 "capture_attempts_max",
                 "refund_attempts_max",
                 "refunds_per_order_max",
+                "dispute_poll_interval_s",
+                "dispute_recovery_attempts_max",
                 "outbox_batch_size_max",
                 "outbox_poll_interval_s",
                 "delivery_attempts_max",

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import attrs
 
 from engine.money import Money, currency_exponent
-from engine.states import OrderStatus, PaymentStatus, PayoutStatus, RefundStatus
+from engine.states import DisputeStatus, OrderStatus, PaymentStatus, PayoutStatus, RefundStatus
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -318,3 +318,44 @@ class PspEvent:
     kind: str = attrs.field(validator=_non_empty)
     payload: Mapping[str, Any]
     received_at_ms: int = attrs.field(validator=_non_negative)
+
+
+# --- disputes (issue 11, the chargeback part; actors/dispute.py) ----------------------------
+@attrs.frozen
+class Dispute:
+    """A chargeback the PSP opened on one captured order.
+
+    `dispute_id` is the PSP's own id (disputes are born at the PSP, never asked for by us), so
+    every event about one dispute finds the same record. `amount_minor` is what the PSP
+    withdrew; `psp_capture_id` the capture (Stripe's charge) it was taken from.
+    """
+
+    dispute_id: str = attrs.field(validator=_non_empty)
+    order_id: str = attrs.field(validator=_non_empty)
+    psp_capture_id: str = attrs.field(validator=_non_empty)
+    currency: str = attrs.field(validator=_currency)
+    amount_minor: int = attrs.field(validator=_positive)
+    status: DisputeStatus
+    created_at_ms: int = attrs.field(validator=_non_negative)
+    updated_at_ms: int = attrs.field(validator=_non_negative)
+    reason: str | None = None
+    version: int = attrs.field(default=0, validator=_non_negative)
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Dispute:
+        return cls(
+            dispute_id=row["dispute_id"],
+            order_id=row["order_id"],
+            psp_capture_id=row["psp_capture_id"],
+            currency=row["currency"],
+            amount_minor=int(row["amount_minor"]),
+            status=DisputeStatus(row["status"]),
+            created_at_ms=int(row["created_at_ms"]),
+            updated_at_ms=int(row["updated_at_ms"]),
+            reason=row["reason"],
+            version=int(row["version"]),
+        )

@@ -52,7 +52,20 @@ class RefundStatus(enum.StrEnum):
     FAILED = "FAILED"
 
 
-Status = PaymentStatus | OrderStatus | PayoutStatus | RefundStatus
+class DisputeStatus(enum.StrEnum):
+    """A chargeback the PSP opened on one captured order (actors/dispute.py).
+
+    It exists from the PSP's first word about it, and the PSP has withdrawn its amount by
+    then (the chargeback is posted when it is recorded): OPEN until the PSP closes it, WON
+    (the funds come back) or LOST (they are recovered from the seller).
+    """
+
+    OPEN = "OPEN"
+    WON = "WON"
+    LOST = "LOST"
+
+
+Status = PaymentStatus | OrderStatus | PayoutStatus | RefundStatus | DisputeStatus
 
 P, OS, PO, R = PaymentStatus, OrderStatus, PayoutStatus, RefundStatus
 
@@ -94,6 +107,12 @@ TRANSITIONS: Mapping[type[enum.Enum], Mapping[enum.Enum, frozenset[enum.Enum]]] 
         R.SUCCEEDED: frozenset(),
         R.FAILED: frozenset(),
     },
+    DisputeStatus: {
+        # The PSP's close says won or lost; nothing reopens a closed dispute.
+        DisputeStatus.OPEN: frozenset({DisputeStatus.WON, DisputeStatus.LOST}),
+        DisputeStatus.WON: frozenset(),
+        DisputeStatus.LOST: frozenset(),
+    },
 }
 
 _AGGREGATE_NAMES: Mapping[type[enum.Enum], str] = {
@@ -101,6 +120,7 @@ _AGGREGATE_NAMES: Mapping[type[enum.Enum], str] = {
     OrderStatus: "payment order",
     PayoutStatus: "payout",
     RefundStatus: "refund",
+    DisputeStatus: "dispute",
 }
 
 

@@ -163,6 +163,13 @@ def report(result: Any) -> str:
             + "; at the PSP: "
             + (", ".join(f"{k} {v}" for k, v in rf["psp"].items()) or "none")
         )
+    if "disputes" in stats:
+        dp = stats["disputes"]
+        lines.append(
+            f"disputes   {dp['disputed']} opened at the PSP: "
+            + (", ".join(f"{k} {v}" for k, v in dp["psp"].items()) or "none")
+            + f"; {dp['redelivered']} event(s) delivered again once the faults stopped"
+        )
     if "crash_sweep" in stats:
         sw = stats["crash_sweep"]
         lines.append(

@@ -9,6 +9,7 @@ any Stripe integration run unchanged against a stateful, fault-injecting test PS
   `final_capture=false`), `GET /v1/payment_intents/search?query=metadata['k']:'v'`;
 - `GET /v1/charges/{id}`, `GET /v1/charges?payment_intent=` (one charge per capture);
 - `POST /v1/refunds`, `GET /v1/refunds/{id}`, `GET /v1/refunds`;
+- `GET /v1/disputes/{id}`, `GET /v1/disputes` (psp/disputes.py);
 - `GET|POST /pay/{session_id}`: the hosted page the buyer clicks through (no API key).
 Every refusal is Stripe's error object with Stripe's status code (psp/wire.py); POSTs honour
 `Idempotency-Key` as Stripe does (psp/idempotency.py); every outcome is also a signed webhook
@@ -36,6 +37,7 @@ from actors.clock import TrioClock
 from engine.gateway import GatewayUnavailable, PspNotification, SessionStatus
 from engine.money import format_amount
 from psp import wire
+from psp.disputes import DISPUTE_ROUTES
 from psp.idempotency import IdempotencyCache
 from psp.objects import StripeBooks
 from psp.page import outcome_for, page
@@ -197,7 +199,7 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
             face().idempotency.finish(scope, key, status, encoded)
         return Response(encoded, status=status, content_type="application/json")
 
-    for method, rule, handler in ROUTES:
+    for method, rule, handler in ROUTES + DISPUTE_ROUTES:
         app.add_url_rule(rule, handler.__name__, _view(answer, handler), methods=[method])
 
     @app.errorhandler(HTTPException)

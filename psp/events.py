@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from engine.gateway import REFUND_EVENTS, SESSION_EVENTS, PspNotification
+from engine.gateway import DISPUTE_EVENTS, REFUND_EVENTS, SESSION_EVENTS, PspNotification
 from psp.objects import API_VERSION
 from simulator.signing import sign_webhook
 
@@ -28,6 +28,8 @@ def encode_event(event: PspNotification) -> bytes:
         kind = "checkout.session"
     elif event.kind in REFUND_EVENTS:
         kind = "refund"
+    elif event.kind in DISPUTE_EVENTS:
+        kind = "dispute"
     else:
         kind = "charge"
     obj: dict[str, object] = {
@@ -38,6 +40,8 @@ def encode_event(event: PspNotification) -> bytes:
     }
     if event.refund_id is not None:
         obj["refund_id"] = event.refund_id
+    if event.dispute_id is not None:  # Stripe's Dispute object, with our reference
+        obj.update(dispute_object(event))
     body = {
         "id": event.event_id,
         "object": "event",
@@ -48,6 +52,17 @@ def encode_event(event: PspNotification) -> bytes:
         "data": {"object": obj},
     }
     return msgspec.json.encode(body)
+
+
+def dispute_object(event: PspNotification) -> dict[str, object]:
+    """The fields of Stripe's Dispute object a `charge.dispute.*` event carries."""
+    return {
+        "id": event.dispute_id,
+        "amount": event.amount_minor,
+        "currency": None if event.currency is None else event.currency.lower(),
+        "status": event.dispute_status,
+        "charge": event.capture_id,
+    }
 
 
 def sign_header(secrets: Sequence[str], timestamp_s: int, body: bytes) -> str:

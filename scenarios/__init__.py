@@ -140,6 +140,14 @@ class Faults:
     #: How often the PSP closes a settlement batch and sends its report (and the bank its
     #: statement): a day by default; Adyen, for one, can close several batches a day.
     settlement_interval_s: float = 86_400.0
+    #: Disputes (chargebacks; simulator/world_disputes.py): the share of captured orders the
+    #: PSP disputes, up to `dispute_open_s_max` after the capture (while the faults last), and
+    #: closes up to `dispute_close_s_max` later, won with `dispute_win_p`. 0: off, and the run
+    #: draws nothing for disputes (existing scenarios keep their trace).
+    dispute_p: float = 0.0
+    dispute_win_p: float = 0.4
+    dispute_open_s_max: float = 600.0
+    dispute_close_s_max: float = 1800.0
 
 
 @attrs.frozen
@@ -309,6 +317,10 @@ def _check_relations(s: Scenario) -> None:
         raise ScenarioError("faults.psp_outage_s_min must not exceed psp_outage_s_max")
     if f.psp_outage_interval_s > 0 and f.psp_outage_s_max <= 0:
         raise ScenarioError("faults.psp_outage_s_max must be positive when outages are on")
+    if not (0 <= f.dispute_p <= 1 and 0 <= f.dispute_win_p <= 1):
+        raise ScenarioError("faults.dispute_p and dispute_win_p must be within [0, 1]")
+    if f.dispute_open_s_max < 0 or f.dispute_close_s_max < 0:
+        raise ScenarioError("faults.dispute_open_s_max and dispute_close_s_max must be >= 0")
     if f.db_outage_s_min > f.db_outage_s_max:
         raise ScenarioError("faults.db_outage_s_min must not exceed db_outage_s_max")
     if f.db_outage_interval_s > 0 and f.db_outage_s_max <= 0:

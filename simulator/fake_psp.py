@@ -33,6 +33,7 @@ import trio
 from engine.gateway import (
     CaptureResult,
     CaptureStatus,
+    DisputeResult,
     GatewayUnavailable,
     IdempotencyKeyReused,
     PspEventKind,
@@ -45,6 +46,7 @@ from engine.gateway import (
 from engine.money import Money
 from engine.ports import Clock
 from simulator.call_faults import before_answer
+from simulator.psp_disputes import DisputeBook, PspDispute
 from simulator.psp_refunds import Refund, RefundBook
 from simulator.signing import sign_webhook
 
@@ -95,6 +97,8 @@ class Capture:
     captured_at_ms: int = 0
     #: Refunded or held by a pending refund: what can no longer be refunded.
     refunded_minor: int = 0
+    #: What a dispute took back (simulator/psp_disputes.py); a disputed capture is not refunded.
+    disputed_minor: int = 0
 
 
 class FakePsp:
@@ -119,6 +123,9 @@ class FakePsp:
         #: Every refund request by idempotency key (the book's own dict).
         self.refunds: dict[str, Refund] = self.refund_book.refunds
         self.refund_calls: Counter[str] = Counter()
+        #: Disputes (chargebacks) by their id (simulator/psp_disputes.py).
+        self.dispute_book = DisputeBook(clock, self.captures_by_id, self._new_id, self._announce)
+        self.disputes: dict[str, PspDispute] = self.dispute_book.disputes
         self.calls: Counter[str] = Counter()
         self.emitted: list[PspNotification] = []
         self._scripts: dict[str, deque[Action]] = {}
@@ -193,6 +200,11 @@ class FakePsp:
         self.emitted.append(event)
         self.webhook_send.send_nowait(event)
         return event
+
+    def _announce(self, event: PspNotification) -> None:
+        """Send an event built elsewhere (a dispute's, simulator/psp_disputes.py)."""
+        self.emitted.append(event)
+        self.webhook_send.send_nowait(event)
 
     # --- the Gateway port --------------------------------------------------------------------
     async def register_checkout(
@@ -328,6 +340,16 @@ class FakePsp:
             return RefundResult(PspRefundStatus.NOT_FOUND)
         return existing.result()
 
+    async def query_dispute(self, dispute_id: str) -> DisputeResult:
+        action = self._next_action("query_dispute")
+        if action in (Action.FAILED_ATTEMPT, Action.DECLINE, Action.PENDING):
+            action = Action.UNAVAILABLE
+        await self._before(action, "query_dispute")
+        await trio.lowlevel.checkpoint()
+        if action is Action.TIMEOUT_AFTER:
+            raise GatewayUnavailable("PSP answered the dispute query but the answer was lost")
+        return self.dispute_book.query(dispute_id)
+
     # --- pending refunds settle later (the PSP's bank or the card network answers) ------------
     def refund_succeeds(self, idempotency_key: str) -> PspNotification | None:
         """A pending refund succeeds; None if it is not pending (already settled or unknown)."""
@@ -408,6 +430,11 @@ def wire_event(event: PspNotification) -> bytes:
     }
     if event.refund_id is not None:
         body["refund_id"] = event.refund_id
+    if event.dispute_id is not None:  # dispute events only (others' bytes are as before)
+        body["dispute_id"] = event.dispute_id
+        body["amount_minor"] = event.amount_minor
+        body["currency"] = event.currency
+        body["dispute_status"] = event.dispute_status
     return json.dumps(
         body,
         sort_keys=True,
@@ -429,4 +456,8 @@ def parse_event(body: bytes) -> PspNotification:
         reason=data.get("reason"),
         refund_id=data.get("refund_id"),
         raw={"type": data["type"], "reference": data["reference"]},
+        dispute_id=data.get("dispute_id"),
+        amount_minor=data.get("amount_minor"),
+        currency=data.get("currency"),
+        dispute_status=data.get("dispute_status"),
     )

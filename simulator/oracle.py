@@ -48,9 +48,10 @@ from engine.ledger import (
     TransactionKind,
     imbalance,
 )
-from engine.records import Balance, Payment, PaymentOrder, Refund
+from engine.records import Balance, Dispute, Payment, PaymentOrder, Refund
 from engine.states import OrderStatus, is_terminal
 from simulator.fake_psp import FakePsp
+from simulator.oracle_disputes import DISPUTE_INVARIANTS, check_disputes_final
 from simulator.oracle_flows import FLOW_INVARIANTS, check_flows_final
 from simulator.oracle_refunds import REFUND_INVARIANTS, check_refunds_final
 
@@ -67,6 +68,7 @@ INVARIANTS = (
     "forged_webhooks_rejected",
     *FLOW_INVARIANTS,
     *REFUND_INVARIANTS,
+    *DISPUTE_INVARIANTS,
 )
 
 #: The most offending objects one violation lists (the rest are counted).
@@ -98,6 +100,8 @@ class Snapshot:
     dead_letters: int
     #: Every refund, when the store can list them (memory); else empty (not checked).
     refunds: Mapping[str, Refund] = attrs.Factory(dict)
+    #: Every dispute (simulator/oracle_disputes.py).
+    disputes: Mapping[str, Dispute] = attrs.Factory(dict)
 
 
 def violation(invariant: str, detail: str, objects: Iterable[str] = ()) -> Violation:
@@ -222,6 +226,7 @@ def check_final(
     forged_accepted: int,
     notified: Collection[tuple[str, str]] | None = None,
     register_attempts_max: int | None = None,
+    commission_bps: int = 1000,
 ) -> list[Violation]:
     """Every invariant over the final state; empty when the run proved exactly-once.
 
@@ -271,9 +276,12 @@ def check_final(
             )
         )
 
-    # What the PSP captured less what it paid back for refunds (both zero-free Counters) is
-    # what psp_clearing holds plus what settlement files settled out of it (issue 12).
-    psp_total = psp.captured_total() - psp.refund_book.total()
+    # What the PSP captured less what it paid back for refunds and what its disputes keep
+    # withdrawn (zero-free Counters) is what psp_clearing holds plus what settlement files
+    # settled out of it (issue 12).
+    psp_total = (
+        psp.captured_total() - psp.refund_book.total() - psp.dispute_book.withdrawn_total()
+    )
     ledger_total = psp_clearing_plus_settled(snap)
     money: list[str] = []
     for currency in sorted(set(psp_total) | set(ledger_total)):
@@ -335,6 +343,11 @@ def check_final(
     if snap.refunds or psp.refunds:
         for invariant, detail, objects in check_refunds_final(
             psp, snap.refunds, snap.orders, snap.txns, snap.trial
+        ):
+            found.append(violation(invariant, detail, objects))
+    if snap.disputes or psp.disputes:  # issue 11, the chargeback part
+        for invariant, detail, objects in check_disputes_final(
+            psp, snap.disputes, snap.orders, snap.txns, snap.trial, commission_bps
         ):
             found.append(violation(invariant, detail, objects))
     return found

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 
 from engine.gateway import PspRefundStatus
 from engine.ledger import (
+    CHARGEBACKS,
     MERCHANT_PAYABLE,
     MERCHANT_RECEIVABLE,
     MERCHANT_RESERVED,
@@ -147,13 +148,16 @@ def _never_exceed(
 
 def _money_conserved(psp: FakePsp, trial: Mapping[tuple[str, str], int]) -> Found:
     captured = psp.captured_total()
-    refunded = psp.refund_book.total()
+    # What disputes keep withdrawn counts as paid back too (simulator/oracle_disputes.py), and
+    # what open chargebacks cost us is debited to `chargebacks` (zero without disputes).
+    refunded = psp.refund_book.total() + psp.dispute_book.withdrawn_total()
     held: Counter[str] = Counter()  # sellers + platform + in flight, as the ledger has them
     for (account, currency), total in trial.items():
         base = account.partition(":")[0]
         if base in (MERCHANT_PAYABLE, MERCHANT_RESERVED, MERCHANT_RECEIVABLE) or account in (
             PLATFORM_REVENUE,
             REFUNDS_CLEARING,
+            CHARGEBACKS,
         ):
             held[currency] -= total  # liabilities and revenue are credits; a receivable a debit
     off: list[str] = []

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from engine.ledger import Transaction
-from engine.records import Balance, Payment, PaymentOrder, Refund
+from engine.records import Balance, Dispute, Payment, PaymentOrder, Refund
 from engine.store.port import PAGE_SIZE_MAX
 from engine.store.postgres import PostgresStore
 from simulator.oracle import Snapshot
@@ -176,7 +176,18 @@ async def read_snapshot(pg: PostgresStore) -> Snapshot:
         pending_deliveries=await pg.count_pending_deliveries(),
         dead_letters=len(await pg.list_dead_letters(PAGE_SIZE_MAX)),
         refunds=await read_refunds(pg, orders),
+        disputes=await read_disputes(pg),
     )
+
+
+async def read_disputes(pg: PostgresStore) -> dict[str, Dispute]:
+    """Every dispute, page by page."""
+    disputes: dict[str, Dispute] = {}
+    after: str | None = None
+    while page := await pg.list_disputes(PAGE_SIZE_MAX, after):
+        disputes.update((d.dispute_id, d) for d in page)
+        after = page[-1].dispute_id
+    return disputes
 
 
 async def read_refunds(pg: PostgresStore, orders: Mapping[str, PaymentOrder]) -> dict[str, Refund]:

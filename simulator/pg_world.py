@@ -189,6 +189,7 @@ class PgWorld(SimWorld):
             if order is not None and order.status is OrderStatus.SUCCESS and order.booked:
                 self._offered.add(key)
                 self.refunds.order_captured(order)
+                self.disputes.order_captured(order)  # a no-op unless disputes are on
 
     async def _wait_quiet(self) -> None:
         pg = self.watch
@@ -200,6 +201,7 @@ class PgWorld(SimWorld):
                 and self.inc is not None
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
                 and (not self.refunds.on or self.refunds.quiet())
+                and (not self.disputes.on or self.disputes.quiet())
             ):
                 async with self._bounded("quiet detection"):
                     self.pg_store.unfinished_count = await self._unfinished()
@@ -224,7 +226,7 @@ class PgWorld(SimWorld):
                             self._capture_orders[key] = order
                 found = check_psp_keys(self.psp, self._capture_orders)
                 books = await read_books(pg)
-                if self.refunds.on:
+                if self.refunds.on or self.disputes.on:
                     await self._offer_refunds(pg)
             if books is not None:
                 found += check_books(*books)

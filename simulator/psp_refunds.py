@@ -76,6 +76,8 @@ def refusal(capture: Capture | None, amount: Money) -> RefundRefusal | None:
         return RefundRefusal.CAPTURE_NOT_FOUND
     if capture.status is not CaptureStatus.CAPTURED:
         return RefundRefusal.CAPTURE_NOT_CAPTURED
+    if capture.disputed_minor > 0:
+        return RefundRefusal.CAPTURE_DISPUTED
     if amount.currency != capture.amount.currency:
         return RefundRefusal.CURRENCY_MISMATCH
     if amount.minor <= 0:

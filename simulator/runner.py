@@ -151,6 +151,16 @@ def swarm_faults(seed: int) -> Faults:
     psp = faults.psp_unavailable_p + faults.psp_hang_p + faults.psp_timeout_after_p
     if psp + faults.psp_decline_p + refund_pending_p <= 1:
         faults = attrs.evolve(faults, psp_refund_pending_p=refund_pending_p)
+    # Disputes (chargebacks), from a stream of their own (added with the dispute flow).
+    disputes = stream(seed, "swarm_disputes")
+    if disputes.random() < 0.5:
+        faults = attrs.evolve(
+            faults,
+            dispute_p=round(disputes.uniform(0.01, 0.3), 4),
+            dispute_win_p=round(disputes.uniform(0.0, 1.0), 4),
+            dispute_open_s_max=round(disputes.uniform(1.0, 1800.0), 1),
+            dispute_close_s_max=round(disputes.uniform(1.0, 3600.0), 1),
+        )
     return swarm_settlement_faults(faults, seed)
 
 
@@ -232,6 +242,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             forged_accepted=world.forged_accepted,
             notified=world.notified,
             register_attempts_max=world.config.register_attempts_max,
+            commission_bps=world.config.commission_bps,
         )
         found += check_recon(world.settlement, snap)
         for v in found:
@@ -259,6 +270,8 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
     stats["settlement"] = world.settlement.report()
     if world.refunds.on:
         stats["refunds"] = world.refunds.report()
+    if world.disputes.on:
+        stats["disputes"] = world.disputes.report()
     if world.sweep is not None:
         stats["crash_sweep"] = world.sweep.report()
     return RunResult(

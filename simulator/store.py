@@ -151,6 +151,7 @@ class SimStore(MemoryStore):
             pending_deliveries=sum(len(p) for p in t.pending.values()),
             dead_letters=dead_letters,
             refunds=dict(t.refunds.rows),
+            disputes=dict(t.disputes.rows),
         )
 
     def books(self) -> tuple[dict[tuple[str, str], int], list[Balance]]:

@@ -53,6 +53,7 @@ from simulator.determinism import stream
 from simulator.fake_psp import Action, FakePsp
 from simulator.oracle import Violation, check_books, check_psp_keys
 from simulator.oracle import violation as oracle_violation
+from simulator.oracle_disputes import check_dispute_announcements
 from simulator.oracle_flows import (
     Change,
     CommitView,
@@ -66,6 +67,7 @@ from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
 from simulator.world_recon import ReconDesk
+from simulator.world_disputes import PspDisputes
 from simulator.world_refunds import MerchantRefunds, captured_now
 from simulator.world_webhooks import WebhookDelivery
 
@@ -144,6 +146,7 @@ class SimWorld:
         self.webhooks = WebhookDelivery(self)
         self.buyers = Buyers(self)
         self.refunds = MerchantRefunds(self)
+        self.disputes = PspDisputes(self)  # simulator/world_disputes.py
         self._crash_armed = False
         self._incarnations = 0
         self.inc: Incarnation | None = None
@@ -230,6 +233,15 @@ class SimWorld:
             for order_id, order in uow._orders.items():
                 if order.booked and captured_now(before[1][order_id], order):
                     self.refunds.order_captured(order)
+        if self.disputes.on:
+            for order_id, order in uow._orders.items():
+                if order.booked and captured_now(before[1][order_id], order):
+                    self.disputes.order_captured(order)
+        if uow._disputes.rows:
+            inserted = [k for k, base in uow._disputes.base.items() if base is None]
+            bad = check_dispute_announcements(uow._disputes.rows, inserted, uow._outbox)
+            if bad:
+                return [oracle_violation("dispute_announced", "a dispute change unannounced", bad)]
         if not (uow._payments or uow._orders or uow._outbox or uow._txns or uow._psp_events):
             return []
         found: list[Violation] = []
@@ -341,6 +353,8 @@ class SimWorld:
             root.start_soon(self._oracle_ticker)
             if self.refunds.on:
                 await root.start(self.refunds.run)
+            if self.disputes.on:
+                await root.start(self.disputes.run)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
             if self.plan.psp_outage_interval_s > 0:
@@ -354,6 +368,7 @@ class SimWorld:
                 await self.buyers.arrive(clients)
                 self.faults_on = False
                 self.psp.hear()  # withheld captures: the PSP answers again
+                self.disputes.faults_off.set()
                 self._end_outage()
                 self._end_db_outage()
                 self.note("faults_off")
@@ -394,6 +409,7 @@ class SimWorld:
                 and snap_pending == 0
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
                 and (not self.refunds.on or self.refunds.quiet())
+                and (not self.disputes.on or self.disputes.quiet())
             ):
                 return
 

@@ -28,6 +28,7 @@ from engine.errors import StoreUnavailable
 from web import (
     boundary,
     deadletters,
+    disputes,
     health,
     ledger,
     logs,
@@ -92,6 +93,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
         health.bp,
     ):
         app.register_blueprint(blueprint)
+    app.register_blueprint(disputes.bp)  # issue 11, the chargeback part (web/disputes.py)
     metrics = standard_metrics()
     _lifespan(app, wiring, settings, metrics)
     _hooks(app, metrics)

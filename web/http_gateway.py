@@ -36,8 +36,10 @@ import stripe
 from engine.gateway import (
     CaptureResult,
     CaptureStatus,
+    DisputeResult,
     GatewayUnavailable,
     IdempotencyKeyReused,
+    PspDisputeStatus,
     PspRefundStatus,
     RefundRefusal,
     RefundResult,
@@ -219,6 +221,37 @@ class HttpGateway:
             raise _unknown(f"query refund {idempotency_key}", exc) from exc
         return RefundResult(PspRefundStatus.NOT_FOUND)
 
+    async def query_dispute(self, dispute_id: str) -> DisputeResult:
+        """`GET /v1/disputes/{id}`: Stripe's dispute object as the port's `DisputeResult`."""
+        try:
+            dispute = await self._v1.disputes.retrieve_async(dispute_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return DisputeResult(PspDisputeStatus.NOT_FOUND, dispute_id)
+            raise _unknown(f"query dispute {dispute_id}", exc) from exc
+        except stripe.StripeError as exc:
+            raise _unknown(f"query dispute {dispute_id}", exc) from exc
+        return _dispute_result(dispute)
+
+
+def _dispute_result(dispute: Any) -> DisputeResult:
+    try:
+        status = PspDisputeStatus(str(dispute["status"]))
+    except ValueError:
+        raise GatewayUnavailable(
+            f"PSP dispute {dispute.get('id')} has status {dispute['status']!r}"
+        ) from None
+    charge = dispute.get("charge")
+    capture_id = charge if isinstance(charge, str) or charge is None else charge["id"]
+    return DisputeResult(
+        status,
+        str(dispute["id"]),
+        None if capture_id is None else str(capture_id),
+        int(dispute["amount"]),
+        str(dispute["currency"]).upper(),
+        None if dispute.get("reason") is None else str(dispute["reason"]),
+    )
+
 
 #: Stripe's 400 codes that refuse a capture outright (nothing captured).
 _CAPTURE_REFUSALS = frozenset({"payment_intent_unexpected_state", "amount_too_large"})
@@ -256,6 +289,7 @@ def _refund_refusal(exc: stripe.InvalidRequestError) -> RefundRefusal | None:
         "charge_already_refunded": RefundRefusal.EXCEEDS_CAPTURED,
         "charge_not_refundable": RefundRefusal.CAPTURE_NOT_CAPTURED,
         "refund_currency_mismatch": RefundRefusal.CURRENCY_MISMATCH,
+        "charge_disputed": RefundRefusal.CAPTURE_DISPUTED,
     }.get(exc.code or "")
 
 

@@ -92,12 +92,13 @@ class WebhookNotifier:
                 data["amount"] = _amount(payload)
                 del data["amount_minor"]
             return {str(seller): data}
-        if message.topic.startswith("refund."):
-            # A refund names its order's seller (actors/refund.py): only that seller hears it.
+        if message.topic.startswith(("refund.", "dispute.")):
+            # A refund or a dispute names its order's seller (actors/refund.py,
+            # actors/dispute.py): only that seller hears it.
             seller = payload.get("seller_id")
             if seller is None:
                 return {}
-            data = {"object": "refund", **payload}
+            data = {"object": message.topic.partition(".")[0], **payload}
             if "amount_minor" in data:
                 data["amount"] = _amount(payload)
                 del data["amount_minor"]

@@ -3,7 +3,8 @@ face (psp/), so both ends agree by construction.
 
 Stripe-shaped envelope: `{"id": "evt_...", "object": "event", "type": "<kind>", "created":
 <unix seconds>, "data": {"object": {"reference": ..., "capture_id": ..., "reason": ...,
-"refund_id": ...}}}` (`refund_id` set on refund events only).
+"refund_id": ...}}}` (`refund_id` set on refund events only). A dispute event's object
+is Stripe's Dispute (`id`, `amount`, `currency`, `status`, `charge`) with our `reference`.
 `type` is one of `engine.gateway.PspEventKind`. `created` is in seconds (as Stripe's), which
 also keeps 13-digit millisecond stamps out of bodies that the card-number guard scans.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from engine.gateway import PspEventKind, PspNotification
+from engine.gateway import DISPUTE_EVENTS, PspEventKind, PspNotification
 
 
 class EventObject(msgspec.Struct):
@@ -29,6 +30,13 @@ class EventObject(msgspec.Struct):
     capture_id: str | None = None
     reason: str | None = None
     refund_id: str | None = None  # refund events only
+    # Dispute events (`charge.dispute.*`) only: the object is Stripe's Dispute (`id`, `amount`
+    # in minor units, lowercase `currency`, `status`, `charge`) plus our `reference`.
+    id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    status: str | None = None
+    charge: str | None = None
 
 
 class EventData(msgspec.Struct):
@@ -56,6 +64,18 @@ def encode_event(event: PspNotification) -> bytes:
         created=event.occurred_at_ms // 1000,
         data=EventData(
             EventObject(event.reference, event.capture_id, event.reason, event.refund_id)
+            if event.dispute_id is None
+            else EventObject(
+                event.reference,
+                event.capture_id,
+                event.reason,
+                None,
+                event.dispute_id,
+                event.amount_minor,
+                None if event.currency is None else event.currency.lower(),
+                event.dispute_status,
+                event.capture_id,
+            )
         ),
     )
     return msgspec.json.encode(body)
@@ -103,15 +123,21 @@ def decode_event(body: bytes) -> PspNotification:
     except ValueError:
         raise UnknownEventType(event.type) from None
     raw: dict[str, Any] = msgspec.to_builtins(event)
+    obj = event.data.object
+    disputed = kind in DISPUTE_EVENTS
     return PspNotification(
         event_id=event.id,
         kind=kind,
-        reference=event.data.object.reference,
+        reference=obj.reference,
         occurred_at_ms=event.created * 1000,
-        capture_id=event.data.object.capture_id,
-        reason=event.data.object.reason,
-        refund_id=event.data.object.refund_id,
+        capture_id=(obj.charge or obj.capture_id) if disputed else obj.capture_id,
+        reason=obj.reason,
+        refund_id=obj.refund_id,
         raw=raw,
+        dispute_id=obj.id if disputed else None,
+        amount_minor=obj.amount if disputed else None,
+        currency=obj.currency.upper() if disputed and obj.currency else None,
+        dispute_status=obj.status if disputed else None,
     )
 
 

@@ -67,6 +67,9 @@ REFUND_AMOUNT_NOT_POSITIVE = ProblemType(
 REFUNDS_PER_ORDER_EXCEEDED = ProblemType(
     "refunds-per-order-exceeded", 409, "The order has as many refunds as it may have"
 )
+REFUND_ORDER_DISPUTED = ProblemType(
+    "refund-order-disputed", 409, "The order is disputed (a chargeback), so it cannot be refunded"
+)
 REFUND_KEY_REUSED = ProblemType(
     "idempotency-key-reused", 422, "The Idempotency-Key was used with a different request"
 )
@@ -81,6 +84,7 @@ _REJECTIONS = {
     "refund_amount_not_positive": REFUND_AMOUNT_NOT_POSITIVE,
     "refunds_per_order_exceeded": REFUNDS_PER_ORDER_EXCEEDED,
     "creation_key_reused": REFUND_KEY_REUSED,
+    "order_disputed": REFUND_ORDER_DISPUTED,
 }
 
 #: PostgreSQL cannot store a NUL (web/boundary.py refuses it), so the schema says so too.

@@ -29,6 +29,7 @@ from engine.records import (
     Balance,
     DeadLetter,
     Delivery,
+    Dispute,
     IdempotencyRecord,
     Payment,
     PaymentOrder,
@@ -146,6 +147,25 @@ class MemoryStore(MemoryRecon):
     async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
         await self._cp()
         return self._t.refunds.page(list(self._t.refunds.unfinished), limit, after)
+
+    async def get_dispute(self, dispute_id: str) -> Dispute | None:
+        await self._cp()
+        return self._t.disputes.rows.get(dispute_id)
+
+    async def list_disputes(
+        self, limit: int, after: str | None = None, seller_id: str | None = None
+    ) -> list[Dispute]:
+        await self._cp()
+        t = self._t
+
+        def keep(d: Dispute) -> bool:
+            return seller_id is None or t.orders[d.order_id].seller_id == seller_id
+
+        return t.disputes.page(list(t.disputes.rows), limit, after, keep)
+
+    async def list_unfinished_disputes(self, limit: int, after: str | None = None) -> list[Dispute]:
+        await self._cp()
+        return self._t.disputes.page(list(self._t.disputes.unfinished), limit, after, bool)
 
     async def get_transaction(self, txn_id: str) -> Transaction | None:
         await self._cp()

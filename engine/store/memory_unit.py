@@ -26,6 +26,7 @@ from engine.ledger import Transaction, imbalance
 from engine.records import (
     Balance,
     DeadLetter,
+    Dispute,
     IdempotencyRecord,
     OutboxMessage,
     Payment,
@@ -35,6 +36,7 @@ from engine.records import (
     evolve,
 )
 from engine.states import is_terminal
+from engine.store.memory_disputes import DisputeOverlay
 from engine.store.memory_refunds import RefundOverlay
 from engine.store.memory_tables import Pending, Tables, order_unfinished, zero_pair
 
@@ -67,6 +69,7 @@ class MemoryUnitOfWork:
         self._api_key_new: set[str] = set()
         self._endpoints: dict[str, WebhookEndpoint] = {}
         self._refunds = RefundOverlay(tables.refunds)
+        self._disputes = DisputeOverlay(tables.disputes)
 
     # --- payments and orders ---------------------------------------------------------------
     async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
@@ -157,6 +160,21 @@ class MemoryUnitOfWork:
         self, order_id: str, limit: int, after: str | None = None
     ) -> list[Refund]:
         return self._refunds.of_order(order_id, limit, after)
+
+    # --- disputes (memory_disputes.py) -----------------------------------------------------
+    async def insert_dispute(self, dispute: Dispute) -> None:
+        self._disputes.insert(dispute, lambda i: self._orders.get(i) or self._t.orders.get(i))
+
+    async def update_dispute(self, dispute: Dispute) -> Dispute:
+        return self._disputes.update(dispute)
+
+    async def get_dispute(self, dispute_id: str) -> Dispute | None:
+        return self._disputes.get(dispute_id)
+
+    async def list_order_disputes(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Dispute]:
+        return self._disputes.of_order(order_id, limit, after)
 
     # --- ledger and wallets ----------------------------------------------------------------
     async def post_transaction(self, txn: Transaction) -> None:
@@ -294,6 +312,7 @@ class MemoryUnitOfWork:
             if claim in t.idempotency and self._idem.get(claim) is not _DELETED:
                 raise DuplicateKey("idempotency.scope_key", claim)
         self._refunds.validate(lambda i: i in t.orders or i in self._orders)
+        self._disputes.validate(lambda i: i in t.orders or i in self._orders)
 
     def _apply(self) -> None:
         t = self._t
@@ -353,6 +372,7 @@ class MemoryUnitOfWork:
         for event in self._psp_events:
             t.psp_events[event.event_id] = event
         self._refunds.apply()
+        self._disputes.apply()
         for key, record in self._idem.items():
             if record is _DELETED:
                 t.idempotency.pop(key, None)
@@ -373,6 +393,7 @@ class MemoryUnitOfWork:
             or self._api_keys
             or self._endpoints
             or self._refunds.rows
+            or self._disputes.rows
         )
 
     def commit(self) -> None:

@@ -18,6 +18,7 @@ from engine.errors import PayengineError
 from engine.ledger import Transaction
 from engine.records import (
     Balance,
+    Dispute,
     IdempotencyRecord,
     OutboxMessage,
     Payment,
@@ -26,6 +27,7 @@ from engine.records import (
     Refund,
 )
 from engine.store import pg_api as api
+from engine.store import pg_disputes as dq
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_refunds as rq
@@ -108,6 +110,20 @@ class PostgresUnitOfWork:
         self, order_id: str, limit: int, after: str | None = None
     ) -> list[Refund]:
         return await self._run(rq.list_refunds, order_id, limit, after)
+
+    async def insert_dispute(self, dispute: Dispute) -> None:
+        await self._run(dq.insert_dispute, dispute)
+
+    async def update_dispute(self, dispute: Dispute) -> Dispute:
+        return await self._run(dq.update_dispute, dispute)
+
+    async def get_dispute(self, dispute_id: str) -> Dispute | None:
+        return await self._run(dq.get_dispute, dispute_id)
+
+    async def list_order_disputes(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Dispute]:
+        return await self._run(dq.list_order_disputes, order_id, limit, after)
 
     async def post_transaction(self, txn: Transaction) -> None:
         await self._run(q.post_transaction, txn)

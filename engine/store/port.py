@@ -12,7 +12,8 @@ Semantics both stores guarantee:
   `payments.payment_id`, `payments.checkout_id`, `payment_orders.order_id`,
   `ledger_transactions.txn_id`, `ledger_transactions.kind_reference`,
   `outbox.message_id`, `psp_events.event_id`, `idempotency.scope_key`,
-  `api_keys.key_id`, `api_keys.key_hash`, `refunds.refund_id`, `refunds.creation_key`.
+  `api_keys.key_id`, `api_keys.key_hash`, `refunds.refund_id`, `refunds.creation_key`,
+  `disputes.dispute_id`.
 - Updates are optimistic: the caller passes the record as it read it (its `version`); the store
   writes `version + 1` and raises `VersionConflict` if the row changed meanwhile.
 - `post_transaction` appends the ledger transaction and applies its wallet deltas in the same
@@ -37,6 +38,7 @@ from engine.records import (
     Balance,
     DeadLetter,
     Delivery,
+    Dispute,
     IdempotencyRecord,
     OutboxMessage,
     Payment,
@@ -97,6 +99,24 @@ class UnitOfWork(Protocol):
         self, order_id: str, limit: int, after: str | None = None
     ) -> list[Refund]:
         """The order's refunds, ascending refund id, strictly after `after`."""
+        ...
+
+    # --- disputes (migration 0007; actors/dispute.py) -----------------------------------------
+    async def insert_dispute(self, dispute: Dispute) -> None:
+        """Record a dispute the PSP opened on an existing order. DuplicateKey
+        ('disputes.dispute_id'); NotFound when its order does not exist."""
+        ...
+
+    async def update_dispute(self, dispute: Dispute) -> Dispute:
+        """Write `dispute` (read at `dispute.version`); returns it at the new version."""
+        ...
+
+    async def get_dispute(self, dispute_id: str) -> Dispute | None: ...
+
+    async def list_order_disputes(
+        self, order_id: str, limit: int, after: str | None = None
+    ) -> list[Dispute]:
+        """The order's disputes, ascending dispute id, strictly after `after`."""
         ...
 
     # --- ledger and wallets ----------------------------------------------------------------
@@ -213,6 +233,20 @@ class Store(Protocol):
 
     async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
         """Refunds not yet SUCCEEDED or FAILED, ascending id: recovery's input."""
+        ...
+
+    # --- disputes (migration 0007) -------------------------------------------------------------
+    async def get_dispute(self, dispute_id: str) -> Dispute | None: ...
+
+    async def list_disputes(
+        self, limit: int, after: str | None = None, seller_id: str | None = None
+    ) -> list[Dispute]:
+        """Disputes ascending id, strictly after `after`; only the seller's orders' when
+        `seller_id` is given."""
+        ...
+
+    async def list_unfinished_disputes(self, limit: int, after: str | None = None) -> list[Dispute]:
+        """Disputes still OPEN, ascending id: recovery's input."""
         ...
 
     async def get_transaction(self, txn_id: str) -> Transaction | None: ...

@@ -46,6 +46,7 @@ from engine.records import (
     Balance,
     DeadLetter,
     Delivery,
+    Dispute,
     IdempotencyRecord,
     Payment,
     PaymentOrder,
@@ -53,6 +54,7 @@ from engine.records import (
 )
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
+from engine.store import pg_disputes as dq
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
@@ -419,6 +421,17 @@ class PostgresStore(PostgresRecon):
 
     async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
         return await self._read(rq.list_unfinished_refunds, limit, after)
+
+    async def get_dispute(self, dispute_id: str) -> Dispute | None:
+        return await self._read(dq.get_dispute, dispute_id)
+
+    async def list_disputes(
+        self, limit: int, after: str | None = None, seller_id: str | None = None
+    ) -> list[Dispute]:
+        return await self._read(dq.list_disputes, limit, after, seller_id)
+
+    async def list_unfinished_disputes(self, limit: int, after: str | None = None) -> list[Dispute]:
+        return await self._read(dq.list_unfinished_disputes, limit, after)
 
     async def get_transaction(self, txn_id: str) -> Transaction | None:
         return await self._read(q.get_transaction, txn_id)

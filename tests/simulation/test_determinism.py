@@ -18,7 +18,7 @@ SCALE = 0.1
 
 #: Besides `everything`: the crash sweep (crashes placed at commit boundaries) and outages
 #: (correlated faults) each add a schedule of their own that must replay too.
-NAMES = ["everything", "crash_sweep", "psp_outage"]
+NAMES = ["everything", "crash_sweep", "psp_outage", "chargebacks"]
 
 SCRIPT = """
 import sys

@@ -189,7 +189,7 @@ async def test_webhook_secret_rotation_accepts_any_current_secret(
 
 
 async def test_unhandled_event_type_is_acknowledged(autojump_clock: MockClock, api: Api) -> None:
-    payload = encode_event(_event()).replace(b"session.authorized", b"charge.dispute.created")
+    payload = encode_event(_event()).replace(b"session.authorized", b"charge.updated")
     now_s = api.runtime.clock.now_ms() // 1000
     header = sign_header([SECRET], now_s, payload)
     r = await api.client.post(
