@@ -66,8 +66,8 @@ from simulator.progress import ProgressInstrument
 from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
-from simulator.world_recon import ReconDesk
 from simulator.world_disputes import PspDisputes
+from simulator.world_recon import ReconDesk
 from simulator.world_refunds import MerchantRefunds, captured_now
 from simulator.world_webhooks import WebhookDelivery
 
