@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
 
 
 def _load(name: str) -> Any:
-    from payengine.cli import UsageError
+    from payengine.cli_base import UsageError
     from scenarios import ScenarioError, load_scenario
 
     try:
@@ -196,7 +196,7 @@ def report(result: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from payengine.cli import UsageError
+    from payengine.cli_base import UsageError
     from simulator.runner import run_scenario, scaled
 
     if args.time_scale is not None:
@@ -248,27 +248,27 @@ def _run_postgres(
     args: argparse.Namespace, config: Config, scenario: Any, bar: ProgressBar, options: str
 ) -> Any:
     from engine.errors import StoreUnavailable
-    from payengine.cli import UsageError, _where
+    from payengine.cli_base import UsageError, where
     from simulator.pg_runner import run_scenario_postgres
 
-    server_dsn, where = _where(config)
+    server_dsn, where_ = where(config)
     try:
         return run_scenario_postgres(
             scenario,
             args.seed,
             server_dsn=server_dsn,
-            where=where,
+            where=where_,
             time_scale=args.time_scale,
             progress=bar,
             verbose=args.verbose,
             replay_options=options,
         )
     except (OSError, TimeoutError, StoreUnavailable) as exc:
-        raise UsageError(f"cannot reach the database ({where}): {exc}") from exc
+        raise UsageError(f"cannot reach the database ({where_}): {exc}") from exc
 
 
 def cmd_fuzz(args: argparse.Namespace, config: Config) -> int:
-    from payengine.cli import UsageError
+    from payengine.cli_base import UsageError
     from simulator.parallel_fuzz import default_jobs, fuzz_parallel
 
     if args.runs < 1:
