@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
     run.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
     run.add_argument("--store", choices=["memory", "postgres"], default="memory")
     run.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    run.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
     run.add_argument("--settlement-dir", metavar="DIR", help="write the settlement files here")
     run.add_argument(
         "--scale",
@@ -221,12 +222,18 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from simulator.stall import RunInconclusive
 
     bar = ProgressBar()
+    sampler = None
+    if args.html:
+        from teach.report_html import Sampler
+
+        sampler = Sampler(bar)
+    progress: Any = bar if sampler is None else sampler
     try:
         if args.store == "postgres":
-            result = _run_postgres(args, config, scenario, bar, options)
+            result = _run_postgres(args, config, scenario, progress, options)
         else:
             result = run_scenario(
-                scenario, args.seed, progress=bar, verbose=args.verbose, replay_options=options
+                scenario, args.seed, progress=progress, verbose=args.verbose, replay_options=options
             )
     except RunInconclusive as exc:
         bar.close()
@@ -237,6 +244,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    if sampler is not None:
+        from teach.report_html import render
+
+        sampler.finish(result)
+        Path(args.html).write_text(render(result, sampler.samples))
     if args.settlement_dir:
         from simulator.settlement_desk import write_settlement_files
 
@@ -245,7 +257,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_postgres(
-    args: argparse.Namespace, config: Config, scenario: Any, bar: ProgressBar, options: str
+    args: argparse.Namespace, config: Config, scenario: Any, bar: Any, options: str
 ) -> Any:
     from engine.errors import StoreUnavailable
     from payengine.cli_base import UsageError, where

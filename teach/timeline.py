@@ -93,7 +93,15 @@ class Timeline:
 
     # --- sources -----------------------------------------------------------------------------
     def actor_handled(self, kind: str, key: Hashable, message: Any, reply: Any) -> None:
-        """The actor system's observer (actors/runtime.py `ActorSystem.observer`)."""
+        """The actor system's observer (actors/runtime.py `ActorSystem.observer`). It runs
+        inside the actor's handling, so it must never raise: a message it cannot describe is
+        shown by its type alone."""
+        try:
+            self._actor_handled(kind, key, message, reply)
+        except Exception:  # a picture of the engine must never crash it
+            self.add("actor", f"{kind}:{key}", type(message).__name__)
+
+    def _actor_handled(self, kind: str, key: Hashable, message: Any, reply: Any) -> None:
         outcome = "" if reply is None else f" → {_short(reply)}"
         key_text = str(key)
         payment_id = key_text if key_text.startswith("pay") else _payment_of(message)

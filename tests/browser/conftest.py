@@ -11,6 +11,7 @@ $PAYENGINE_ARTIFACTS_DIR), at 1280x800 and at 390 px wide.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
@@ -68,7 +69,15 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()
-    with sync_playwright() as playwright:
+    # trio_asyncio (imported by payengine) installs its own event loop policy; Playwright's
+    # sync API needs a plain asyncio loop, which it makes when it starts.
+    policy = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        playwright = sync_playwright().start()
+    finally:
+        asyncio.set_event_loop_policy(policy)
+    try:
         browser = playwright.chromium.launch(
             executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"]
         )
@@ -76,6 +85,8 @@ def browser() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+    finally:
+        playwright.stop()
 
 
 class Pages:

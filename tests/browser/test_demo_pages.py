@@ -132,3 +132,15 @@ def test_every_page_at_desktop_and_phone_width_requests_only_the_demo(
                 screenshot(page, f"{name}-{size_name}")
         finally:
             sized.close()
+
+
+def test_the_reports_page_runs_a_scenario_and_lists_its_report(pages: Pages) -> None:
+    page = pages.new_page()
+    page.goto("/reports")
+    page.fill("input[name=scenario]", "happy_path")
+    page.click("form.run-form button")
+    expect(page).to_have_url(re.compile(r"/reports/\d{8}-\d{6}-happy_path-seed1\.html"))
+    expect(page.locator("h1")).to_contain_text("Scenario happy_path, seed 1")
+    expect(page.locator(".verdict")).to_contain_text("every invariant held")
+    page.goto("/reports")
+    expect(page.locator("a", has_text="happy_path-seed1.html").first).to_be_visible()
