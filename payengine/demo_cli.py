@@ -14,6 +14,7 @@ apply to every call and webhook. Bad input is one line on stderr and exit 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import socket
 from functools import partial
@@ -110,16 +111,25 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
                 if code != EXIT_OK or options is None:
                     return code
             assert options is not None
-            return await _serve(store, config, options, described, wait_for_signal)
+            return await _serve(store, config, options, described, wait_for_signal, args.verbose)
 
     return run(go)
 
 
 async def _serve(
-    store: Any, config: Config, options: Any, described: str, wait_for_signal: Any
+    store: Any,
+    config: Config,
+    options: Any,
+    described: str,
+    wait_for_signal: Any,
+    verbose: bool = False,
 ) -> int:
     from teach.reports import scenario_runner
     from teach.server import build, serve_demo
+    from web.logs import configure_logging
+
+    # The pages show what happens; the request log (JSON lines) only with -v.
+    configure_logging(logging.INFO if verbose else logging.WARNING)
 
     server = build(store, config.engine, options, run_scenario=scenario_runner(options.reports_dir))
     stop = trio.Event()

@@ -31,7 +31,11 @@ DUPLICATE_GAP_S = 0.5
 #: (name, button label, what the timeline should show) of each fault, in panel order.
 FAULTS = (
     ("duplicate_webhook", "Duplicate the next webhook", "the second copy is recorded once"),
-    ("drop_webhook", "Drop the next webhook", "the engine learns the outcome by asking the PSP"),
+    (
+        "drop_webhook",
+        "Drop the next webhook",
+        "nothing moves on a guess: the engine asks the PSP (at the checkout's expiry)",
+    ),
     (
         "timeout_capture",
         "Time out the next capture (after the PSP captured)",

@@ -144,3 +144,37 @@ def test_the_reports_page_runs_a_scenario_and_lists_its_report(pages: Pages) -> 
     expect(page.locator(".verdict")).to_contain_text("every invariant held")
     page.goto("/reports")
     expect(page.locator("a", has_text="happy_path-seed1.html").first).to_be_visible()
+
+
+def test_a_capture_answer_lost_after_the_psp_captured_is_retried_with_the_same_key(
+    pages: Pages,
+) -> None:
+    inside = pages.new_page()
+    inside.goto("/inside")
+    inside.click("#chaos-timeout_capture")
+    expect(inside.locator("#chaos-said")).to_contain_text("armed: time out the next capture")
+    shopper = pages.new_page()
+    payment_id = buy(shopper)
+    expect(shopper.locator("#payment-status")).to_have_attribute("data-status", "COMPLETED")
+    orders = shopper.locator("tr[data-order]")
+    expect(orders).to_have_count(3)
+    order_ids = [orders.nth(i).get_attribute("data-order") for i in range(3)]
+    timeline = inside.locator("#timeline")
+    expect(
+        timeline.locator("li", has_text="capture done, answer lost (chaos)").first
+    ).to_be_visible()
+    lost = timeline.locator("li.lane-psp", has_text="capture → outcome unknown")
+    expect(lost.first).to_be_visible()
+    order_id = next(o for o in order_ids if o and o in lost.first.inner_text())
+    # The order stays EXECUTING (a timeout is not a failure) until the PSP's word arrives:
+    # its capture webhook, or its answer to a retry with the same idempotency key.
+    learned = re.compile(
+        rf"(capture → captured {order_id}|order:{order_id} ApplyPspEvent → applied"
+        rf"|query_capture → captured {order_id})"
+    )
+    expect(timeline.locator("li", has_text=learned).first).to_be_visible()
+    shopper.goto("/money")
+    expect(shopper.locator(".trial-sum[data-currency=EUR]")).to_have_attribute("data-zero", "true")
+    # Captured and booked once per order: one psp_clearing debit for each of the three.
+    clearing = shopper.locator(f"[data-account=psp_clearing] ul.dr a[data-payment={payment_id}]")
+    expect(clearing).to_have_count(3)
