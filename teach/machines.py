@@ -18,6 +18,8 @@ NODE_H = 30
 COL_GAP = 50
 ROW_GAP = 14
 MARGIN = 6
+#: How far below the boxes the lane of column-skipping arrows runs.
+LANE_GAP = 22
 
 
 def layers(machine: type[enum.Enum]) -> dict[enum.Enum, int]:
@@ -46,7 +48,11 @@ def svg(machine: type[enum.Enum], current: enum.Enum | None = None, label: str =
                 MARGIN + row * (NODE_H + ROW_GAP),
             )
     width = MARGIN * 2 + len(columns) * NODE_W + (len(columns) - 1) * COL_GAP
-    height = MARGIN * 2 + max(len(s) for s in columns.values()) * (NODE_H + ROW_GAP) - ROW_GAP
+    rows_h = MARGIN + max(len(s) for s in columns.values()) * (NODE_H + ROW_GAP) - ROW_GAP
+    long_edges = any(depth[t] - depth[s] > 1 for s, ts in table.items() for t in ts)
+    # An arrow that skips a column goes around the boxes, through a lane below them.
+    lane_y = rows_h + LANE_GAP
+    height = (lane_y + LANE_GAP if long_edges else rows_h) + MARGIN
     name = escape(label or machine.__name__)
     parts = [
         f'<svg class="machine" data-machine="{name}" viewBox="0 0 {width} {height}" '
@@ -59,10 +65,16 @@ def svg(machine: type[enum.Enum], current: enum.Enum | None = None, label: str =
         sx, sy = where[source]
         for target in sorted(targets, key=lambda t: t.value):
             tx, ty = where[target]
-            parts.append(
-                f'<line class="edge" x1="{sx + NODE_W}" y1="{sy + NODE_H // 2}" '
-                f'x2="{tx}" y2="{ty + NODE_H // 2}" marker-end="url(#arrow)"/>'
-            )
+            x1, y1, x2, y2 = sx + NODE_W, sy + NODE_H // 2, tx, ty + NODE_H // 2
+            ends = f'data-from="{escape(str(source.value))}" data-to="{escape(str(target.value))}"'
+            if depth[target] - depth[source] > 1:
+                shape = (
+                    f'<path class="edge" {ends} d="M {x1} {y1} C {x1 + COL_GAP} {lane_y}, '
+                    f'{x2 - COL_GAP} {lane_y}, {x2} {y2}" fill="none"'
+                )
+            else:
+                shape = f'<line class="edge" {ends} x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}"'
+            parts.append(shape + ' marker-end="url(#arrow)"/>')
     for state, (x, y) in where.items():
         lit = " lit" if state is current else ""
         final = " final" if not table[state] else ""
