@@ -61,6 +61,7 @@ class Demo:
     chaos: Chaos
     base_url: str
     reports_dir: Path | None = None
+    ledger_tails: views.LedgerTails = attrs.Factory(views.LedgerTails)
     #: Starts `payengine scenario run NAME --html` for the Reports page; None hides the form.
     run_scenario: Callable[[str], Awaitable[Path]] | None = None
 
@@ -194,12 +195,12 @@ def create_pages_app(demo: Demo) -> QuartTrio:
     # --- Money ---------------------------------------------------------------------------------
     @app.get("/money")
     async def money() -> str:
-        data = await views.money_page(demo.store)
+        data = await views.money_page(demo.store, demo.ledger_tails)
         return await render_template("money.html", page="money", m=data)
 
     @app.get("/money/live")
     async def money_live() -> str:
-        data = await views.money_page(demo.store)
+        data = await views.money_page(demo.store, demo.ledger_tails)
         return await render_template("money_live.html", m=data)
 
     # --- the tour and the reports --------------------------------------------------------------

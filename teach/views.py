@@ -8,13 +8,14 @@ from collections import defaultdict
 from typing import Any
 
 import attrs
+import trio
 
 from actors.engine import Engine
-from engine.ledger import Transaction, account_type
+from engine.ledger import Entry, Transaction, account_type
 from engine.money import format_amount
 from engine.records import PaymentOrder
 from engine.states import OrderStatus, PaymentStatus, RefundStatus
-from engine.store.port import Store
+from engine.store.port import EntryCursor, Store
 from teach.machines import svg
 
 #: Payments listed on the Inside and Money pages (newest first).
@@ -125,19 +126,50 @@ class _Links:
         return None if order is None else order.payment_id
 
 
-async def _t_account(store: Store, account: str, links: _Links) -> dict[str, Any]:
-    rows: list[tuple[str, int, Any]] = []
-    after = None
-    scanned = 0
-    while scanned < ENTRIES_SCANNED_MAX:
-        page = await store.list_entries(account, ENTRIES_PAGE_MAX, after)
-        if not page:
-            break
-        scanned += len(page)
-        rows = (rows + page)[-ENTRIES_SHOWN_MAX:]
-        after = (page[-1][0], page[-1][1])
-        if len(page) < ENTRIES_PAGE_MAX:
-            break
+@attrs.define(eq=False)
+class LedgerTails:
+    """The newest entries of each account, kept between page views.
+
+    The store pages entries in ascending order only, so each view reads on from where the last
+    one stopped (at most ENTRIES_SCANNED_MAX entries per account per view) instead of from the
+    start: after an hour of `--traffic`, an account has tens of thousands of entries. An
+    entry whose transaction commits after a newer one was read may be missed here (ids are
+    given at creation); this is a picture, the trial balance is summed by the database."""
+
+    tails: dict[str, tuple[EntryCursor | None, list[tuple[str, int, Entry]], int]] = attrs.Factory(
+        dict
+    )
+
+    #: Two pages viewed at once must not both read on from the same place.
+    lock: trio.Lock = attrs.Factory(trio.Lock)
+
+    async def newest(self, store: Store, account: str) -> tuple[list[tuple[str, int, Entry]], int]:
+        async with self.lock:
+            return await self._read_on(store, account)
+
+    async def _read_on(
+        self, store: Store, account: str
+    ) -> tuple[list[tuple[str, int, Entry]], int]:
+        after, rows, count = self.tails.get(account, (None, [], 0))
+        scanned = 0
+        while scanned < ENTRIES_SCANNED_MAX:
+            page = await store.list_entries(account, ENTRIES_PAGE_MAX, after)
+            if not page:
+                break
+            scanned += len(page)
+            rows = (rows + page)[-ENTRIES_SHOWN_MAX:]
+            after = (page[-1][0], page[-1][1])
+            if len(page) < ENTRIES_PAGE_MAX:
+                break
+        count += scanned
+        self.tails[account] = (after, rows, count)
+        return rows, count
+
+
+async def _t_account(
+    store: Store, account: str, links: _Links, tails: LedgerTails
+) -> dict[str, Any]:
+    rows, count = await tails.newest(store, account)
     debits: list[dict[str, Any]] = []
     credits: list[dict[str, Any]] = []
     for txn_id, _, entry in rows:
@@ -154,11 +186,11 @@ async def _t_account(store: Store, account: str, links: _Links) -> dict[str, Any
         "type": account_type(account).value,
         "debits": debits,
         "credits": credits,
-        "entries": scanned,
+        "entries": count,
     }
 
 
-async def money_page(store: Store) -> dict[str, Any]:
+async def money_page(store: Store, tails: LedgerTails) -> dict[str, Any]:
     trial = await store.trial_balance()
     sums: dict[str, int] = defaultdict(int)
     balances = []
@@ -185,7 +217,7 @@ async def money_page(store: Store) -> dict[str, Any]:
     refunds = [r for p in await recent_payments(store) for r in p["refunds"]]
     return {
         "wallets": wallets,
-        "t_accounts": [await _t_account(store, a, links) for a in accounts],
+        "t_accounts": [await _t_account(store, a, links, tails) for a in accounts],
         "trial": balances,
         "sums": [
             {"currency": c, "sum": money(v, c), "zero": v == 0} for c, v in sorted(sums.items())
