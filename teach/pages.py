@@ -23,6 +23,7 @@ from quart_trio import QuartTrio
 from actors.engine import Engine
 from actors.service import CreateCheckout, OrderLine, PaymentView
 from engine.errors import InvalidInput
+from engine.records import Refund
 from engine.store.port import Store
 from teach import views
 from teach.chaos import FAULT_NAMES, FAULTS, Chaos
@@ -147,6 +148,20 @@ def create_pages_app(demo: Demo) -> QuartTrio:
         if found is None:
             abort(404)
         return await render_template("order_live.html", p=found)
+
+    @app.post("/orders/<payment_id>/refund")
+    async def refund(payment_id: str) -> Any:
+        """The seller refunds what is left of one order (the API's POST /v1/refunds)."""
+        form = await request.form
+        order = await demo.store.get_order(form.get("order_id", ""))
+        if order is None or order.payment_id != payment_id:
+            abort(404)
+        made = await engine().service.create_refund(
+            order.order_id, None, "refunded from the demo's order page"
+        )
+        if not isinstance(made, Refund):
+            return await _error(f"The refund was refused: {made.detail}", 409)
+        return redirect(f"/orders/{payment_id}", 303)
 
     # --- Inside --------------------------------------------------------------------------------
     @app.get("/inside")

@@ -23,7 +23,8 @@ function live(id, ms, stopWhen) {
 function orderFinal(box) {
   const status = box.querySelector("#payment-status");
   return status && ["COMPLETED", "FAILED", "EXPIRED", "REJECTED_BY_RISK"].includes(status.dataset.status)
-    && [...box.querySelectorAll("td.status")].every((td) => td.dataset.status === "SUCCESS" || td.dataset.status === "FAILED");
+    && [...box.querySelectorAll("td.status")].every((td) => td.dataset.status === "SUCCESS" || td.dataset.status === "FAILED")
+    && [...box.querySelectorAll("li.refund")].every((li) => li.dataset.status === "SUCCEEDED" || li.dataset.status === "FAILED");
 }
 
 function timeline() {

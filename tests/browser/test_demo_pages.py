@@ -178,3 +178,17 @@ def test_a_capture_answer_lost_after_the_psp_captured_is_retried_with_the_same_k
     # Captured and booked once per order: one psp_clearing debit for each of the three.
     clearing = shopper.locator(f"[data-account=psp_clearing] ul.dr a[data-payment={payment_id}]")
     expect(clearing).to_have_count(3)
+
+
+def test_a_refund_from_the_order_page_is_new_ledger_entries(pages: Pages) -> None:
+    page = pages.new_page()
+    buy(page)
+    expect(page.locator("#payment-status")).to_have_attribute("data-status", "COMPLETED")
+    order_id = page.locator("tr[data-order]").first.get_attribute("data-order")
+    page.locator(f"tr[data-order={order_id}] button", has_text="Refund").click()
+    refund = page.locator("li.refund", has_text=str(order_id))
+    expect(refund).to_have_attribute("data-status", "SUCCEEDED")
+    page.goto("/money")
+    expect(page.locator("#refunds tr", has_text=str(order_id))).to_contain_text("SUCCEEDED")
+    expect(page.locator("[data-account=refunds_clearing]")).to_be_visible()
+    expect(page.locator(".trial-sum[data-currency=EUR]")).to_have_attribute("data-zero", "true")
