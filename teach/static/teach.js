@@ -46,6 +46,13 @@ function timeline() {
       span.textContent = text;
       li.append(span, " ");
     }
+    if (e.payment_id) {
+      const link = document.createElement("a");
+      link.className = "pay";
+      link.href = "/orders/" + encodeURIComponent(e.payment_id);
+      link.textContent = "order";
+      li.append(link);
+    }
     list.prepend(li);
     while (list.children.length > 300) list.lastChild.remove();
   };
