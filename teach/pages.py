@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from quart import Response, abort, redirect, render_template, request
@@ -25,6 +26,7 @@ from actors.service import CreateCheckout, OrderLine, PaymentView
 from engine.errors import InvalidInput
 from engine.records import Refund
 from engine.store.port import Store
+from scenarios import shipped
 from teach import views
 from teach.chaos import FAULT_NAMES, FAULTS, Chaos
 from teach.machines import svg
@@ -51,6 +53,21 @@ CSP = (
 )
 
 
+#: The longest id a page accepts in its path (ours are far shorter).
+PATH_ID_CHARS_MAX = 100
+
+
+def _id_ok(value: object) -> bool:
+    """Ids in paths are short printable ASCII: anything else names nothing (and never reaches
+    the database, which refuses some characters outright)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= PATH_ID_CHARS_MAX
+        and value.isascii()
+        and value.isprintable()
+    )
+
+
 @attrs.define(eq=False)
 class Demo:
     """What the pages reach: the store, the engine of the moment (None while it restarts),
@@ -69,6 +86,17 @@ class Demo:
 
 def create_pages_app(demo: Demo) -> QuartTrio:
     app = QuartTrio(__name__, template_folder="templates", static_folder="static")
+
+    @app.before_request
+    async def same_origin() -> None:
+        """A POST from another site's page (a forged form) is refused: the pages need no key,
+        so the browser's Origin is what tells the demo's own forms apart."""
+        origin = request.headers.get("Origin")
+        if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
+            abort(403)
+        for value in request.view_args.values() if request.view_args else ():
+            if not _id_ok(value):
+                abort(404)
 
     @app.after_request
     async def headers(response: Response) -> Response:
@@ -153,7 +181,8 @@ def create_pages_app(demo: Demo) -> QuartTrio:
     async def refund(payment_id: str) -> Any:
         """The seller refunds what is left of one order (the API's POST /v1/refunds)."""
         form = await request.form
-        order = await demo.store.get_order(form.get("order_id", ""))
+        order_id = form.get("order_id", "")
+        order = await demo.store.get_order(order_id) if _id_ok(order_id) else None
         if order is None or order.payment_id != payment_id:
             abort(404)
         made = await engine().service.create_refund(
@@ -246,7 +275,9 @@ def create_pages_app(demo: Demo) -> QuartTrio:
         if demo.run_scenario is None:
             abort(404)
         form = await request.form
-        name = form.get("scenario", "smoke")
+        name = form.get("scenario", "")
+        if name not in {s.name for s in shipped()}:
+            return await _error(f"No shipped scenario is called {name[:40]!r}.", 422)
         try:
             path = await demo.run_scenario(name)
         except ValueError as exc:

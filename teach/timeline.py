@@ -127,8 +127,16 @@ class Timeline:
             yield _sse(event)
         seen = backlog[-1].seq if backlog else (last_seq or self._seq)
         while not self.closing.is_set():
+            # Events added while this generator waited at a `yield` are sent first; only then,
+            # with no checkpoint between the look and the wait, does it wait for the next one.
+            fresh = self.after(seen)
+            if fresh:
+                for event in fresh:
+                    yield _sse(event)
+                seen = fresh[-1].seq
+                continue
             changed = self._changed
-            with trio.move_on_after(KEEPALIVE_S):
+            with trio.move_on_after(KEEPALIVE_S) as waited:
                 async with trio.open_nursery() as nursery:
 
                     async def until(event: trio.Event) -> None:
@@ -137,13 +145,8 @@ class Timeline:
 
                     nursery.start_soon(until, changed)
                     nursery.start_soon(until, self.closing)
-            fresh = self.after(seen)
-            if not fresh:
+            if waited.cancelled_caught:
                 yield b": keep-alive\n\n"
-                continue
-            for event in fresh:
-                yield _sse(event)
-            seen = fresh[-1].seq
 
 
 def _sse(event: Event) -> bytes:

@@ -48,3 +48,20 @@ async def test_a_reconnect_gets_only_what_it_missed_and_memory_is_bounded() -> N
     last = EVENTS_KEPT_MAX + 8
     chunks = [c async for c in timeline.stream(last_seq=last)]
     assert [c.split(b"\n")[0] for c in chunks] == [b"id: %d" % (last + 1), b"id: %d" % (last + 2)]
+
+
+async def test_an_event_added_while_the_stream_waits_at_a_yield_is_sent_at_once() -> None:
+    """The browser reads slower than events come: one added while the generator is suspended
+    at its `yield` must not wait for the next event (or the keep-alive) to go out."""
+    timeline = Timeline()
+    timeline.add("psp", "PSP", "first")
+    stream = timeline.stream()
+    assert b"first" in await stream.__anext__()
+    timeline.add("psp", "PSP", "second")  # the generator is suspended at its yield
+    with trio.fail_after(2):
+        assert b"second" in await stream.__anext__()
+    timeline.add("psp", "PSP", "third")
+    with trio.fail_after(2):
+        assert b"third" in await stream.__anext__()
+    timeline.closing.set()
+    await stream.aclose()  # type: ignore[attr-defined]
