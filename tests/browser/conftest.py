@@ -50,7 +50,7 @@ class Demo:
         self.host = urlsplit(base).netloc
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo() -> Iterator[Demo]:
     dsn, name = pgfixtures.create_database_sync("embedded")
     port = _free_port()
@@ -64,8 +64,11 @@ def demo() -> Iterator[Demo]:
         pgfixtures.drop_database_sync("embedded", name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
+    """Playwright and Chromium for this package's tests only: between its sync calls Playwright
+    marks its own asyncio loop as this thread's running loop, which breaks every trio_asyncio
+    test that runs while it lives (the store's, the CLI's)."""
     from playwright.sync_api import sync_playwright
 
     path = chromium_path()
@@ -87,6 +90,7 @@ def browser() -> Iterator[object]:
             browser.close()
     finally:
         playwright.stop()
+        asyncio._set_running_loop(None)  # what Playwright marked, whatever stop() left
 
 
 class Pages:
