@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv test-store-service mutation test-reliability
+.PHONY: demo test lint bench clean venv test-store-service mutation test-reliability chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/payengine demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The browser tests (tests/browser) drive Debian's chromium through Playwright's Python package
+# (never a browser Playwright downloads). Installed quietly when missing; if that is impossible
+# (not root, no apt), say so: the browser tests then fail, loudly, naming the package.
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests (tests/browser)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    >/dev/null 2>&1 || echo "WARNING: could not install chromium: the browser tests will fail"; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -185,6 +185,9 @@ class ActorSystem:
         self._idle_since: OrderedDict[_Cell, float] = OrderedDict()
         self._idle_added = trio.Event()
         self._passivating = False
+        #: Told (kind, key, message, reply) after each message an actor handled; for the
+        #: teaching pages' timeline (teach/). Must not block or raise.
+        self.observer: Callable[[str, Hashable, Any, Any], None] | None = None
 
     def register(self, kind: str, factory: ActorFactory) -> None:
         assert kind not in self._factories, f"actor kind {kind!r} registered twice"
@@ -413,6 +416,8 @@ class ActorSystem:
                 return await self._start(cell, actor, crashes)
         cell.handled += 1
         self._handled += 1
+        if self.observer is not None:
+            self.observer(cell.kind, cell.key, envelope.message, reply)
         self._reply(envelope, True, reply)
         return True
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from payengine.cli import EXIT_OK, UsageError, _sole_leaf
+from payengine.cli_base import EXIT_OK, UsageError, sole_leaf
 from payengine.config import Config
 
 DEFAULT_PORT = 12111  # stripe-mock's port, so tools that know it find this one too
@@ -114,7 +114,7 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
     try:
         trio.run(go)
     except BaseException as exc:  # re-raised unless the port cannot be bound
-        leaf = _sole_leaf(exc)
+        leaf = sole_leaf(exc)
         if isinstance(leaf, OSError):
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {leaf}") from exc
         raise

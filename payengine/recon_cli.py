@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from payengine.cli import EXIT_OK, UsageError, _run, _where
+from payengine.cli_base import EXIT_OK, UsageError, run, where
 from payengine.config import Config
 
 EXIT_NEEDS_PERSON = 1
@@ -90,7 +90,7 @@ def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
     fmt = None if args.format == "auto" else Format(args.format)
-    dsn, _ = _where(config)
+    dsn, _ = where(config)
 
     async def go() -> int:
         clock = TrioClock(int(time.time() * 1000))
@@ -105,4 +105,4 @@ def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
         print("\n".join(render(outcome, path.name)))
         return EXIT_OK if outcome.run.clean else EXIT_NEEDS_PERSON
 
-    return _run(go)
+    return run(go)

@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
     run.add_argument("--seed", type=int, default=None, help="default: the scenario's seed")
     run.add_argument("--store", choices=["memory", "postgres"], default="memory")
     run.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    run.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
     run.add_argument("--settlement-dir", metavar="DIR", help="write the settlement files here")
     run.add_argument(
         "--scale",
@@ -68,7 +69,7 @@ def register(sub: Any) -> None:
 
 
 def _load(name: str) -> Any:
-    from payengine.cli import UsageError
+    from payengine.cli_base import UsageError
     from scenarios import ScenarioError, load_scenario
 
     try:
@@ -205,7 +206,7 @@ def report(result: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from payengine.cli import UsageError
+    from payengine.cli_base import UsageError
     from simulator.runner import run_scenario, scaled
 
     if args.time_scale is not None:
@@ -230,12 +231,18 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from simulator.stall import RunInconclusive
 
     bar = ProgressBar()
+    sampler = None
+    if args.html:
+        from teach.report_html import Sampler
+
+        sampler = Sampler(bar)
+    progress: Any = bar if sampler is None else sampler
     try:
         if args.store == "postgres":
-            result = _run_postgres(args, config, scenario, bar, options)
+            result = _run_postgres(args, config, scenario, progress, options)
         else:
             result = run_scenario(
-                scenario, args.seed, progress=bar, verbose=args.verbose, replay_options=options
+                scenario, args.seed, progress=progress, verbose=args.verbose, replay_options=options
             )
     except RunInconclusive as exc:
         bar.close()
@@ -246,6 +253,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    if sampler is not None:
+        from teach.report_html import render
+
+        sampler.finish(result)
+        Path(args.html).write_text(render(result, sampler.samples))
     if args.settlement_dir:
         from simulator.world_recon import write_settlement_files
 
@@ -254,30 +266,30 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_postgres(
-    args: argparse.Namespace, config: Config, scenario: Any, bar: ProgressBar, options: str
+    args: argparse.Namespace, config: Config, scenario: Any, bar: Any, options: str
 ) -> Any:
     from engine.errors import StoreUnavailable
-    from payengine.cli import UsageError, _where
+    from payengine.cli_base import UsageError, where
     from simulator.pg_runner import run_scenario_postgres
 
-    server_dsn, where = _where(config)
+    server_dsn, where_ = where(config)
     try:
         return run_scenario_postgres(
             scenario,
             args.seed,
             server_dsn=server_dsn,
-            where=where,
+            where=where_,
             time_scale=args.time_scale,
             progress=bar,
             verbose=args.verbose,
             replay_options=options,
         )
     except (OSError, TimeoutError, StoreUnavailable) as exc:
-        raise UsageError(f"cannot reach the database ({where}): {exc}") from exc
+        raise UsageError(f"cannot reach the database ({where_}): {exc}") from exc
 
 
 def cmd_fuzz(args: argparse.Namespace, config: Config) -> int:
-    from payengine.cli import UsageError
+    from payengine.cli_base import UsageError
     from simulator.parallel_fuzz import default_jobs, fuzz_parallel
 
     if args.runs < 1:

@@ -39,7 +39,7 @@ from actors.service import PaymentView
 from engine.ids import Ids
 from engine.ports import Clock
 from engine.store.port import Store
-from payengine.cli import _EXTENSIONS, EXIT_FAILED, EXIT_OK, UsageError, _run, _where
+from payengine.cli_base import EXIT_FAILED, EXIT_OK, UsageError, run, where
 from payengine.config import Config
 from web.gctune import tune_for_serving
 from web.http_gateway import open_http_gateway
@@ -230,7 +230,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from web.logs import configure_logging
 
     options = ServeOptions.from_args(args)
-    dsn, where = _where(config)
+    dsn, described = where(config)
     configure_logging()
 
     async def go() -> int:
@@ -239,9 +239,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
                 made = await mint_keys(store, ("storefront", "admin"), "serve --print-keys")
                 for scope, text in made.items():
                     print(f"{scope} key: {text}", flush=True)
-            return await serve_api(store, config, options, where)
+            return await serve_api(store, config, options, described)
 
-    return _run(go)
+    return run(go)
 
 
 # --- operator commands --------------------------------------------------------------------------
@@ -250,13 +250,13 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 def _with_store(config: Config, fn: Callable[[Store], Awaitable[int]]) -> int:
     from engine.store.postgres import open_postgres_store
 
-    dsn, _ = _where(config)
+    dsn, _ = where(config)
 
     async def go() -> int:
         async with open_postgres_store(dsn) as store:
             return await fn(store)
 
-    return _run(go)
+    return run(go)
 
 
 def _print(model: Any) -> None:
@@ -343,5 +343,3 @@ def register(sub: Any) -> None:
     ledger.add_argument("action", choices=["trial-balance"])
     ledger.set_defaults(fn=cmd_ledger)
 
-
-_EXTENSIONS.append(register)

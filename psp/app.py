@@ -240,7 +240,15 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
         if session.status is SessionStatus.AUTHORIZED and session.return_url:
             return Response("", 303, {"Location": session.return_url})
         amount = format_amount(session.amount.minor, session.amount.currency)
-        return Response(page(session_id, amount, session.amount.currency, session.status.value))
+        return Response(
+            page(
+                session_id,
+                amount,
+                session.amount.currency,
+                session.status.value,
+                session.return_url,
+            )
+        )
 
     return app
 

@@ -13,14 +13,22 @@ CARD_DECLINED = "4000000000000002"
 CARD_REVIEW = "4000000000009235"
 
 
-def page(session_id: str, amount: str, currency: str, status: str) -> str:
-    sid = escape(session_id)
+def page(
+    session_id: str, amount: str, currency: str, status: str, return_url: str | None = None
+) -> str:
+    # The form posts back to this page's own URL (no action), so the page works wherever the
+    # PSP is mounted (`payengine demo` serves it under /psp).
+    back = (
+        f'<p><a id="return" href="{escape(return_url)}">Return to the merchant</a></p>'
+        if return_url
+        else ""
+    )
     form = (
-        f'<form method="post" action="/pay/{sid}">'
+        '<form method="post">'
         '<label>Card number <input name="card_number" value="4242 4242 4242 4242"></label>'
         '<button type="submit">Pay</button></form>'
         if status == "open"
-        else f"<p>This payment is {escape(status)}.</p>"
+        else f'<p id="outcome">This payment is {escape(status)}.</p>{back}'
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Fake PSP checkout</title></head>"

@@ -80,7 +80,7 @@ def test_demo_runs_a_checkout_to_booked_money(
     dsn, name = pgfixtures.create_database_sync("embedded")
     try:
         for _ in range(2):  # a second run on the same database works too (fresh PSP ids)
-            code, out, _ = _run(["demo"], capsys, monkeypatch, DATABASE_URL=dsn)
+            code, out, _ = _run(["demo", "--no-serve"], capsys, monkeypatch, DATABASE_URL=dsn)
             assert code == 0, out
             assert "Done: payment COMPLETED" in out
             assert "redelivered evt_" in out and ": duplicate;" in out

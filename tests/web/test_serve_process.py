@@ -3,8 +3,9 @@
 - TLS: given a certificate and key, the API speaks HTTPS only (certificates from trustme).
 - Graceful shutdown: SIGTERM while a request is in flight (the PSP is slow on purpose) lets
   that request finish with its 201, then the process exits 0.
-- The demo prints a storefront and an admin key; with `--serve` those keys work on the API it
-  then serves: create a payment, pay it on the fake PSP's hosted page, read the ledger.
+- The demo prints a storefront and an admin key; those keys work on the API it then serves, on
+  one port with the fake PSP (under /psp) and the teaching pages: create a payment, pay it on
+  the fake PSP's hosted page, read the ledger; SIGTERM stops it with exit 0.
 """
 
 from __future__ import annotations
@@ -210,8 +211,8 @@ def test_tls_and_graceful_shutdown_finish_the_request_in_flight(
 
 
 def test_demo_prints_keys_that_work_on_the_api_it_serves(database_url: str) -> None:
-    port, psp_port = _free_port(), _free_port()
-    argv = ["demo", "--serve", "--port", str(port), "--psp-port", str(psp_port)]
+    port = _free_port()
+    argv = ["demo", "--port", str(port)]
     process = Process(argv, database_url)
     try:
         keys = {}
@@ -219,7 +220,7 @@ def test_demo_prints_keys_that_work_on_the_api_it_serves(database_url: str) -> N
             line = process.wait_for(f"     {scope} ")
             keys[scope] = line.split()[1]
         process.wait_for("Done: payment COMPLETED")
-        process.wait_for(f"payengine API on http://127.0.0.1:{port}")
+        process.wait_for(f"payengine demo on http://127.0.0.1:{port}")
         base = f"http://127.0.0.1:{port}"
         storefront = {"Authorization": f"Bearer {keys['storefront']}"}
         admin = {"Authorization": f"Bearer {keys['admin']}"}
@@ -231,7 +232,7 @@ def test_demo_prints_keys_that_work_on_the_api_it_serves(database_url: str) -> N
             )
             assert created.status_code == 201, created.text
             payment = created.json()
-            assert payment["hosted_url"].startswith(f"http://127.0.0.1:{psp_port}/pay/")
+            assert payment["hosted_url"].startswith(f"http://127.0.0.1:{port}/psp/pay/")
             paid = client.post(payment["hosted_url"], data={"card_number": "4242424242424242"})
             assert paid.status_code < 400, paid.text
             deadline = time.monotonic() + START_TIMEOUT_S
