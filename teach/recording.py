@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from engine.gateway import (
     CaptureResult,
+    DisputeResult,
     Gateway,
     GatewayUnavailable,
     RefundResult,
@@ -102,6 +103,11 @@ class RecordingGateway:
             idempotency_key,
             None,
             lambda: self._inner.query_refund(idempotency_key),
+        )
+
+    async def query_dispute(self, dispute_id: str) -> DisputeResult:
+        return await self._call(
+            "query_dispute", dispute_id, None, lambda: self._inner.query_dispute(dispute_id)
         )
 
 
