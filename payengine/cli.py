@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
-import trio_asyncio
 
 from engine.errors import InvalidInput, StoreUnavailable
 from payengine import database
@@ -53,12 +52,8 @@ def _sole_leaf(exc: BaseException) -> BaseException:
 
 
 def _run(fn: Callable[[], Awaitable[int]]) -> int:
-    async def main() -> int:
-        async with trio_asyncio.open_loop():
-            return await fn()
-
     try:
-        return trio.run(main)
+        return trio.run(fn)
     except BaseException as exc:  # re-raised below unless it is a database we cannot reach
         leaf = _sole_leaf(exc)
         if isinstance(leaf, OSError | trio.TooSlowError | StoreUnavailable):
