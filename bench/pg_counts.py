@@ -7,7 +7,8 @@ database. Bench-only instrumentation: nothing here is imported by the engine.
   statement is kept with its arguments (bench/pg_ceiling.py turns one payment's into a
   pgbench script).
 - CPU: `time.process_time()` for this process (every thread), `/proc` through psutil for the
-  PostgreSQL server (the postmaster and all its children: backends, WAL writer, checkpointer).
+  PostgreSQL server (the postmaster and all its children: backends, WAL writer, checkpointer,
+  and the children it has reaped).
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def postgres_cpu_s(server_pid: int | None) -> float:
         except psutil.Error:
             continue
         total += times.user + times.system
+    # Backends that exited (pgbench's, at the end of its run) live on in the postmaster's
+    # children times once it reaped them.
+    try:
+        reaped = root.cpu_times()
+        total += reaped.children_user + reaped.children_system
+    except psutil.Error:
+        pass
     return total
 
 
