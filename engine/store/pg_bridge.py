@@ -279,11 +279,12 @@ class Bridge:
         self._request(_START, job)
         try:
             return await trio.lowlevel.wait_task_rescheduled(abort)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # Our cancel request ended the job: the caller's scope is cancelled, so this
-            # checkpoint raises trio.Cancelled.
+            # checkpoint raises trio.Cancelled. Otherwise the loop cancelled it (the store is
+            # closing under its caller): asyncio's CancelledError must not leak into trio.
             await trio.lowlevel.checkpoint()
-            raise
+            raise StoreUnavailable("the store's connection loop stopped under this call") from exc
         except _MAPPED as exc:
             mapped = map_error(exc) or unavailable(exc)
             if mapped is None:

@@ -128,3 +128,26 @@ async def test_the_loops_thread_ends_with_the_store(dsn: str) -> None:
         assert await store.get_payment("pay_nothing") is None
         assert any(t.name == BRIDGE_THREAD for t in threading.enumerate())
     assert not any(t.name == BRIDGE_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+async def test_a_job_the_loop_cancelled_is_an_outage_not_an_asyncio_error() -> None:
+    """Only a trio caller's own cancellation becomes trio.Cancelled; a job the loop cancelled
+    under it (a store closing) must not leak asyncio's CancelledError into trio code."""
+    import asyncio
+
+    from engine.errors import StoreUnavailable
+    from engine.store.pg_bridge import open_bridge
+
+    async def cancelled_by_the_loop() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+
+    async def answer() -> int:
+        return 42
+
+    async with open_bridge() as bridge:
+        with pytest.raises(StoreUnavailable):
+            await bridge.run(cancelled_by_the_loop)
+        assert await bridge.run(answer) == 42
