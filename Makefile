@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv test-store-service mutation test-reliability chromium
+.PHONY: demo test lint bench clean venv test-store-service mutation test-reliability chromium bench-pg
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Full payments on PostgreSQL beside the memory store, the pgbench ceiling of the same
+# statements, and the ledger alone (docs/benchmarks.md "PostgreSQL"); the embedded server of
+# PAYENGINE_DATA_DIR (or DATABASE_URL's); pgbench from the machine's PostgreSQL client.
+bench-pg: $(STAMP)
+	$(BIN)/python -m bench.pg_bench --concurrency 16,64 --rate 10,20,40,80
+	$(BIN)/python -m bench.pg_ceiling
+	$(BIN)/python -m bench.ledger_bench
 
 # The simulator's mutation score (docs/scenarios.md "Mutation score"): cosmic-ray over actors/
 # and the money-moving engine/, each mutant judged by the simulator alone. SAMPLE=N runs a

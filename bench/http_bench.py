@@ -50,7 +50,6 @@ def serve(
 ) -> None:
     """The child: the API with the in-process fake PSP; prints its two keys, then serves."""
     import trio
-    import trio_asyncio
     from hypercorn.trio import serve as hypercorn_serve
 
     from engine.store.memory import MemoryStore
@@ -86,7 +85,7 @@ def serve(
     )
 
     async def main() -> None:
-        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             config = hypercorn_config([f"127.0.0.1:{port}"])
             # SIGINT or SIGTERM (the parent's way of saying stop) ends serving gracefully.
             nursery.start_soon(

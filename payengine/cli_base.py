@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-import trio_asyncio
 
 from engine.errors import StoreUnavailable
 from payengine import database
@@ -54,15 +53,10 @@ def sole_leaf(exc: BaseException) -> BaseException:
 
 
 def run(fn: Callable[[], Awaitable[int]]) -> int:
-    """Run `fn` under trio with an asyncio loop for asyncpg; an unreachable database is a
-    UsageError (exit 2), anything else propagates."""
-
-    async def main() -> int:
-        async with trio_asyncio.open_loop():
-            return await fn()
-
+    """Run `fn` under trio; an unreachable database is a UsageError (exit 2), anything else
+    propagates."""
     try:
-        return trio.run(main)
+        return trio.run(fn)
     except BaseException as exc:  # re-raised below unless it is a database we cannot reach
         leaf = sole_leaf(exc)
         if isinstance(leaf, OSError | trio.TooSlowError | StoreUnavailable):

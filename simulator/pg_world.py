@@ -25,7 +25,6 @@ from contextlib import asynccontextmanager
 
 import attrs
 import trio
-import trio_asyncio
 from trio._core import _run as _trio_run
 
 from engine.gateway import CaptureStatus
@@ -124,7 +123,6 @@ class PgWorld(SimWorld):
         self.scheduling_deterministic = bool(_trio_run._ALLOW_DETERMINISTIC_SCHEDULING)
         limits = scaled_limits(self.time_scale)
         async with (
-            trio_asyncio.open_loop(),
             open_postgres_store(self.dsn, limits=limits) as pg,
             open_postgres_store(
                 self.dsn, migrate=False, pool_size_max=WATCH_POOL_SIZE_MAX, limits=limits

@@ -1,9 +1,10 @@
 """Stall watch for real-time runs: a run that stops making progress says where, and ends.
 
-Why: the postgres tier runs in real time against a real database through trio-asyncio. A wait
-that never ends (a connection the pool never hands out, an asyncio future that ignores its
-cancellation, a main thread blocked in a call) would otherwise leave a silent process at 0% CPU,
-which is what one early full-size run did. Two watchers, each with a bound:
+Why: the postgres tier runs in real time against a real database (asyncpg in the store's own
+asyncio thread). A wait that never ends (a connection the pool never hands out, an asyncio
+future that ignores its cancellation, a main thread blocked in a call) would otherwise leave a
+silent process at 0% CPU, which is what one early full-size run did. Two watchers, each with
+a bound:
 
 - `watch_progress`, a trio task: when the `progress` count (database operations answered) has
   not moved for `stall_s` wall seconds it raises `RunStalled`, whose message holds where every

@@ -8,7 +8,7 @@ letters stay as `status = 'dead'` until replayed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.errors import DuplicateKey, NotFound
@@ -50,6 +50,17 @@ async def ack_delivery(db: Executor, subscriber: str, message_id: str) -> None:
         " WHERE subscriber = $1 AND message_id = $2 AND status = 'pending'",
         subscriber,
         message_id,
+    )
+
+
+async def ack_deliveries(db: Executor, acks: Sequence[tuple[str, str]]) -> None:
+    """`ack_delivery` of each (subscriber, message_id), in one statement (a unit's acks are
+    sent with its end: pg_unit.py)."""
+    await db.execute(
+        "DELETE FROM outbox_deliveries d USING unnest($1::text[], $2::text[]) AS a(s, m)"
+        " WHERE d.subscriber = a.s AND d.message_id = a.m AND d.status = 'pending'",
+        [subscriber for subscriber, _ in acks],
+        [message_id for _, message_id in acks],
     )
 
 

@@ -1,15 +1,21 @@
 """The PostgreSQL unit of work: one database transaction on one pooled connection.
 
-postgres.py opens and ends the transaction (and owns the trio-asyncio bridge); this class runs
-the port's operations in it, each as one bridge crossing. Expected outcomes leave the unit as it
+postgres.py opens and ends the transaction (pg_bridge.py runs asyncpg); this class runs the
+port's operations in it, each as one bridge crossing. Expected outcomes leave the unit as it
 was, so a caller may catch one and go on. A statement the database refused has aborted the
 whole transaction: from then on the unit can only roll back, and says so loudly.
+
+Outbox acks are deferred: `ack_delivery` cannot fail or tell anything (it deletes a pending
+delivery if there is one), so a unit's acks wait in `pending_acks` and go to the database as
+one statement, before the unit's next operation or with its end (postgres.py). A consumer's
+ack unit (acks only) is then one statement, one round trip and one crossing, however many
+messages it acknowledges, instead of BEGIN, one DELETE per message and COMMIT.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 import trio
 
@@ -44,6 +50,14 @@ class Runner(Protocol):
     ) -> T: ...
 
 
+async def _after_acks(
+    conn: Any, acks: list[tuple[str, str]], op: Callable[..., Awaitable[T]], *args: Any, **kw: Any
+) -> T:
+    """The unit's deferred acks, then `op`: one crossing."""
+    await mq.ack_deliveries(conn, acks)
+    return await op(conn, *args, **kw)
+
+
 class PostgresUnitOfWork:
     """One database transaction on one connection. Used by one task at a time (a lock keeps
     concurrent callers in line, as the memory store tolerates them)."""
@@ -54,6 +68,8 @@ class PostgresUnitOfWork:
         self._lock = trio.StrictFIFOLock()
         #: Set when the database aborted the transaction; the unit can then only roll back.
         self.aborted: BaseException | None = None
+        #: (subscriber, message_id) acknowledged but not yet sent (see the module's doc).
+        self.pending_acks: list[tuple[str, str]] = []
 
     async def _run(
         self, op: Callable[Concatenate[Any, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
@@ -64,6 +80,12 @@ class PostgresUnitOfWork:
                     self.aborted
                 )
             try:
+                if self.pending_acks:
+                    acks, self.pending_acks = self.pending_acks, []
+                    run_any = cast(Any, self._run_on_asyncio)
+                    return cast(
+                        T, await run_any(_after_acks, self._conn, acks, op, *args, **kwargs)
+                    )
                 return await self._run_on_asyncio(op, self._conn, *args, **kwargs)
             except PayengineError as exc:
                 if exc.__cause__ is not None:  # mapped from a refused statement (pg_errors)
@@ -138,7 +160,11 @@ class PostgresUnitOfWork:
         await self._run(mq.append_outbox, message)
 
     async def ack_delivery(self, subscriber: str, message_id: str) -> None:
-        await self._run(mq.ack_delivery, subscriber, message_id)
+        if self.aborted is not None:
+            raise AssertionError("unit of work used after the database aborted it") from (
+                self.aborted
+            )
+        self.pending_acks.append((subscriber, message_id))  # sent later, in one statement
 
     async def retry_delivery(
         self, subscriber: str, message_id: str, next_attempt_at_ms: int, error: str

@@ -1,20 +1,21 @@
 """The PostgreSQL store: the `Store` port over asyncpg, bridged into trio.
 
-Why the bridge lives here alone: asyncpg speaks asyncio and payengine runs on trio, so the
-process runs under `trio_asyncio.open_loop()` and every asyncpg call crosses over with
-`aio_as_trio`, once per port operation (pg_queries.py, pg_messages.py and pg_reads.py send all
-of an operation's statements in that one crossing). No other module touches trio_asyncio.
-
-`open_postgres_store` works either way: inside `async with trio_asyncio.open_loop()` it uses
-that loop; without one it opens its own for the store's lifetime. The store passes its loop
-explicitly to every call, so any task of the same trio run may use it. It needs real time:
+asyncpg speaks asyncio and payengine runs on trio: asyncpg runs on its own asyncio loop in a
+dedicated thread (pg_bridge.py, the only module that knows about it), and every port operation
+is one job on it (`Bridge.run`), however many statements it sends (pg_queries.py,
+pg_messages.py, pg_reads.py and the other pg_* statement modules). The store needs real time:
 deadlines run on trio's clock, and an autojump clock would fire them while the database thinks.
 
-A unit of work is one pooled connection and one READ COMMITTED transaction; statements run as the
-caller calls them. Normal exit commits; any exception (trio.Cancelled included) rolls back and
-propagates. Commit and rollback are shielded from cancellation, with a timeout, so a cancelled
-caller never leaves a transaction undecided; a commit that times out has an unknown outcome, so
-its connection is dropped and `trio.TooSlowError` raised (the caller reloads, as after a crash).
+A unit of work is one pooled connection and one READ COMMITTED transaction, begun lazily with
+the unit's first operation (acquire, BEGIN and that operation are one job); statements run as
+the caller calls them, and the end (COMMIT or ROLLBACK, then release) is one more job. A unit
+that ran no operation never touches the database. Normal exit commits; any exception
+(trio.Cancelled included) rolls back and propagates. Commit and rollback are shielded from
+cancellation, with a timeout, so a cancelled caller never leaves a transaction undecided; a
+commit that times out has an unknown outcome, so its connection is dropped and
+`trio.TooSlowError` raised (the caller reloads, as after a crash). A caller cancelled while one
+of its statements runs waits for that statement to be cancelled on the asyncio side before
+`trio.Cancelled` reaches it (pg_bridge.py), and its unit then rolls back.
 
 Errors: expected outcomes are raised without a failing statement (see pg_queries.py), so a
 caller may catch one and go on with the unit, as with the memory store. When a database guard
@@ -25,9 +26,9 @@ if the caller swallowed it and tried to commit.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -37,7 +38,6 @@ import asyncpg
 import attrs
 import trio
 import trio.testing
-import trio_asyncio
 
 from engine.access import ApiKey, WebhookEndpoint
 from engine.errors import InvalidInput, StoreUnavailable
@@ -59,12 +59,12 @@ from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
 from engine.store import pg_refunds as rq
-from engine.store.pg_errors import map_error
+from engine.store.pg_bridge import Bridge, open_bridge
+from engine.store.pg_bridge import tolerate_lost_connections as tolerate_lost_connections
+from engine.store.pg_bridge import unavailable as unavailable
 from engine.store.pg_recon import PostgresRecon
 from engine.store.pg_unit import PostgresUnitOfWork
 from engine.store.port import EntryCursor, Store, UnitOfWork
-
-log = logging.getLogger("payengine.store")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -102,143 +102,6 @@ class PostgresLimits:
         return self
 
 
-#: SQLSTATEs of a server that is going away or not yet accepting connections (class 57P:
-#: admin shutdown, crash shutdown, cannot connect now); class 08 is a connection exception.
-_GOING_AWAY_STATES = frozenset({"57P01", "57P02", "57P03"})
-
-
-#: What asyncpg's InternalClientError says of a protocol left mid-operation by a lost
-#: connection (units use their connection one statement at a time, so nothing else says it).
-_BUSY_AFTER_LOSS_SIGN = "another operation"
-#: What asyncpg's InterfaceError says when the connection under it was lost.
-_LOST_CONNECTION_SIGNS = ("connection is closed", "released back to the pool")
-
-
-def unavailable(exc: BaseException) -> StoreUnavailable | None:
-    """`StoreUnavailable` when `exc` says the database did not answer, else None.
-
-    A refused or dropped socket (OSError, which includes TimeoutError), a connection asyncpg
-    knows is closed, a server shutting down or starting up: all of these pass when the
-    database is back. A statement the database refused is not one of them (pg_errors.py).
-    """
-    if isinstance(exc, asyncpg.PostgresError):
-        state = str(getattr(exc, "sqlstate", "") or "")
-        if not (state.startswith("08") or state in _GOING_AWAY_STATES):
-            return None
-    elif isinstance(exc, asyncpg.InterfaceError):
-        # "connection is closed", or a unit's connection the pool took back when the server
-        # dropped it ("released back to the pool": units release only at their end); any
-        # other misuse is a bug.
-        if not any(sign in str(exc) for sign in _LOST_CONNECTION_SIGNS):
-            return None
-    elif isinstance(exc, asyncpg.exceptions.TargetServerAttributeNotMatched):
-        pass  # a multi-host DSN's hosts answer, none read-write (yet): a failover under way
-    elif isinstance(exc, asyncpg.exceptions.InternalClientError):
-        # A connection the server dropped while an operation was under way: asyncpg's
-        # protocol is left mid-operation ("cannot switch to state ...; another operation is
-        # in progress") and every later statement on it fails so. The pool replaces it.
-        if _BUSY_AFTER_LOSS_SIGN not in str(exc):
-            return None
-    elif not isinstance(exc, OSError):
-        return None
-    return StoreUnavailable(f"database unreachable: {type(exc).__name__}: {exc}")
-
-
-class _Bridge:
-    """Runs asyncio-native coroutines from trio on one trio-asyncio loop, mapping refusals
-    (pg_errors.py) and outages (`StoreUnavailable`) to the port's errors."""
-
-    def __init__(self, loop: Any) -> None:
-        self._loop = loop
-
-    async def run(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            result = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args, **kwargs)
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.InternalClientError,
-            OSError,
-        ) as exc:
-            mapped = map_error(exc) or unavailable(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
-        return cast(T, result)
-
-
-@asynccontextmanager
-async def _open_bridge() -> AsyncIterator[_Bridge]:
-    """The running trio-asyncio loop, or a new one for as long as the caller needs it.
-
-    A loop of our own is an implementation detail, so the exception groups its nurseries wrap
-    around the caller's errors are unwrapped: `except DuplicateKey` works either way.
-    """
-    loop = trio_asyncio.current_loop.get()
-    if loop is not None:
-        tolerate_lost_connections(loop)
-        yield _Bridge(loop)
-        return
-    try:
-        async with trio_asyncio.open_loop() as own_loop:
-            tolerate_lost_connections(own_loop)
-            yield _Bridge(own_loop)
-    except BaseExceptionGroup as group:
-        _raise_sole_error(group)
-        raise
-
-
-def tolerate_lost_connections(loop: Any) -> None:
-    """Make a lost connection's leftover asyncio error weather on `loop`, not a crash.
-
-    When PostgreSQL drops a connection (a restart, a failover, `pg_terminate_backend`),
-    asyncpg may leave a future holding `ConnectionError('unexpected connection_lost() call')`
-    that nobody awaits; asyncio reports it to the loop's exception handler, and trio-asyncio's
-    default handler raises every such report into its nursery, which ends the process's
-    loop: the whole engine, for an outage the pool survives by reconnecting. Errors that say
-    the database did not answer (`unavailable`) are logged instead; anything else still goes
-    to trio-asyncio's handler, which raises it.
-    """
-    if getattr(loop, "_payengine_tolerates_lost_connections", False):
-        return
-
-    def handle(loop: Any, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if isinstance(exc, BaseException) and unavailable(exc) is not None:
-            log.warning(
-                "asyncpg: %s: %r (a lost connection; the pool reconnects)",
-                context.get("message", "error"),
-                exc,
-            )
-            return
-        loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handle)
-    loop._payengine_tolerates_lost_connections = True
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    found: list[BaseException] = []
-    for exc in group.exceptions:
-        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return found
-
-
-def _raise_sole_error(group: BaseExceptionGroup[BaseException]) -> None:
-    """Re-raise the group's one error (or its first Cancelled, when that is all it holds),
-    keeping its own cause and context; return when there are several."""
-    leaves = _leaves(group)
-    errors = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-    if len(errors) > 1:
-        return
-    sole = errors[0] if errors else leaves[0]
-    context = sole.__context__
-    try:
-        raise sole
-    finally:
-        sole.__context__ = context
-
-
 def _refuse_autojump_clock() -> None:
     clock = trio.lowlevel.current_clock()
     if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold != math.inf:
@@ -265,31 +128,74 @@ async def _keep_session(conn: Any) -> None:
     still rolls back a transaction left open."""
 
 
-async def _begin_unit(pool: Any) -> tuple[Any, Any]:
-    """Acquire a connection and open a READ COMMITTED transaction: one bridge crossing."""
-    conn = await pool.acquire()
+class _UnitState:
+    """A unit's connection and transaction, set on the asyncio side by its first operation."""
+
+    __slots__ = ("acquire_timeout_s", "conn", "pool", "txn")
+
+    def __init__(self, pool: Any, acquire_timeout_s: float) -> None:
+        self.pool = pool
+        self.acquire_timeout_s = acquire_timeout_s
+        self.conn: Any = None
+        self.txn: Any = None
+
+
+async def _acquire(state: _UnitState) -> Any:
+    """A pooled connection; a pool that stays full for `acquire_timeout_s` is too slow."""
     try:
-        txn = conn.transaction(isolation="read_committed")
-        await txn.start()
-    except BaseException:
-        await pool.release(conn)
+        async with asyncio.timeout(state.acquire_timeout_s) as deadline:
+            return await state.pool.acquire()
+    except TimeoutError:
+        if deadline.expired():
+            raise trio.TooSlowError(
+                f"no pooled connection free within {state.acquire_timeout_s} s"
+            ) from None
         raise
-    return conn, txn
 
 
-async def _end_unit(pool: Any, conn: Any, txn: Any, *, commit: bool) -> None:
-    """Commit or roll back, then give the connection back: one bridge crossing."""
+async def _in_unit(
+    state: _UnitState, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    """Run `op(conn, ...)` in the unit's transaction; the first one acquires and begins it
+    (acquire, BEGIN and the operation in one bridge crossing)."""
+    if state.conn is None:
+        conn = await _acquire(state)
+        try:
+            txn = conn.transaction(isolation="read_committed")
+            await txn.start()
+        except BaseException:
+            await state.pool.release(conn)
+            raise
+        state.conn, state.txn = conn, txn
+    return await op(state.conn, *args, **kwargs)
+
+
+async def _end_unit(
+    state: _UnitState, *, commit: bool, acks: list[tuple[str, str]] | None = None
+) -> None:
+    """Commit (after the unit's deferred acks) or roll back, then give the connection back:
+    one bridge crossing."""
+    if state.conn is None:  # acks only: one statement, atomic on its own, no BEGIN/COMMIT
+        conn = await _acquire(state)
+        try:
+            await mq.ack_deliveries(conn, acks or [])
+        finally:
+            await state.pool.release(conn)
+        return
     try:
         if commit:
-            await txn.commit()
+            if acks:
+                await mq.ack_deliveries(state.conn, acks)
+            await state.txn.commit()
         else:
-            await txn.rollback()
+            await state.txn.rollback()
     finally:
-        await pool.release(conn)
+        await state.pool.release(state.conn)
 
 
 def _terminate(conn: Any) -> None:
     """Drop a connection whose state is unknown; the server rolls back a closed session.
+    Runs on the asyncio side (`Bridge.post`).
 
     `_end_unit` gives the connection back to the pool even when its commit or rollback fails,
     and a released proxy refuses every call: that refusal must not replace the caller's error.
@@ -316,7 +222,7 @@ class PostgresStore(PostgresRecon):
 
     name = "postgres"
 
-    def __init__(self, bridge: _Bridge, pool: Any, limits: PostgresLimits) -> None:
+    def __init__(self, bridge: Bridge, pool: Any, limits: PostgresLimits) -> None:
         self._bridge = bridge
         self._pool = pool
         self._limits = limits
@@ -336,40 +242,55 @@ class PostgresStore(PostgresRecon):
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[PostgresUnitOfWork]:
-        # Shielded: a cancellation that lands after asyncio acquired the connection but before
-        # trio received it would leak the connection (and hang the pool's close). Bounded by
-        # the acquire timeout; a pending cancellation takes effect at the next checkpoint.
-        with trio.fail_after(self._limits.acquire_timeout_s) as scope:
-            scope.shield = True
-            conn, txn = await self._bridge.run(_begin_unit, self._pool)
-        uow = PostgresUnitOfWork(self._bridge.run, conn)
+        state = _UnitState(self._pool, self._limits.acquire_timeout_s)
+        bridge = self._bridge
+
+        def run_in_unit(op: Any, _state: Any, /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+            return bridge.run(_in_unit, _state, op, *args, **kwargs)
+
+        uow = PostgresUnitOfWork(cast(Any, run_in_unit), state)
         try:
             yield uow
         except BaseException:
-            await self._end(conn, txn, commit=False)
+            await self._end(state, commit=False)
             raise
         if uow.aborted is not None:
-            await self._end(conn, txn, commit=False)
+            await self._end(state, commit=False)
             raise uow.aborted
-        await self._end(conn, txn, commit=True)
+        acks, uow.pending_acks = uow.pending_acks, []
+        await self._end(state, commit=True, acks=acks)
 
-    async def _end(self, conn: Any, txn: Any, *, commit: bool) -> None:
+    async def _end(
+        self, state: _UnitState, *, commit: bool, acks: list[tuple[str, str]] | None = None
+    ) -> None:
         """Commit or roll back and release, shielded, within `commit_timeout_s`.
 
-        A rollback is best effort (the caller's exception is on its way): a connection that
-        fails or hangs is dropped, and the server rolls back a closed session. A commit that
-        fails ends as a rollback and raises; one that hangs has an unknown outcome.
+        A unit that never ran an operation has no transaction: nothing to do, but for its
+        deferred acks (one statement on its own). A rollback is best effort (the caller's
+        exception is on its way): a connection that fails or hangs is dropped, and the server
+        rolls back a closed session. A commit that fails ends as a rollback and raises; one
+        that hangs has an unknown outcome.
         """
+        acks = acks or []
+        if state.conn is None and not (commit and acks):
+            if commit:
+                self._committed += 1
+            else:
+                self._rolled_back += 1
+            return
+        conn = state.conn
         with trio.move_on_after(self._limits.commit_timeout_s, shield=True) as scope:
             try:
-                await self._bridge.run(_end_unit, self._pool, conn, txn, commit=commit)
+                await self._bridge.run_abandoning(_end_unit, state, commit=commit, acks=acks)
             except Exception:
                 if commit:
                     self._rolled_back += 1
                     raise
-                _terminate(conn)
+                if conn is not None:
+                    self._bridge.post(_terminate, conn)
         if scope.cancelled_caught:
-            _terminate(conn)
+            if conn is not None:
+                self._bridge.post(_terminate, conn)
             if commit:
                 raise trio.TooSlowError(
                     f"commit did not answer within {self._limits.commit_timeout_s} s; "
@@ -494,7 +415,7 @@ class PostgresStore(PostgresRecon):
                 return
             except Exception:
                 pass
-        self._pool.terminate()
+        self._bridge.post(self._pool.terminate)
 
     async def get_api_key(self, key_hash: str) -> ApiKey | None:
         return await self._read(api.get_api_key, key_hash)
@@ -526,10 +447,10 @@ async def open_postgres_store(
     limits: PostgresLimits | None = None,
 ) -> AsyncIterator[PostgresStore]:
     """Connect a pool to `dsn`, bring the schema up to date (unless `migrate=False`), and yield
-    the store; the pool (and the trio-asyncio loop, if this opened one) closes on exit."""
+    the store; the pool and the bridge's thread close on exit."""
     _refuse_autojump_clock()
     limits = attrs.evolve(limits or PostgresLimits(), pool_size_max=pool_size_max).check()
-    async with _open_bridge() as bridge:
+    async with open_bridge() as bridge:
         with trio.fail_after(limits.connect_timeout_s):
             pool = await bridge.run(
                 asyncpg.create_pool,
@@ -567,7 +488,7 @@ async def list_pending_migrations(dsn: str) -> list[str]:
 
 
 async def _with_connection(dsn: str, op: Callable[[Any], Awaitable[list[str]]]) -> list[str]:
-    async with _open_bridge() as bridge:
+    async with open_bridge() as bridge:
         conn = await bridge.run(asyncpg.connect, dsn)
         try:
             return await bridge.run(op, conn)

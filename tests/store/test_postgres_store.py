@@ -150,7 +150,9 @@ async def test_caught_expected_error_leaves_the_unit_usable(dsn: str) -> None:
                 await uow.append_outbox(later)
 
 
-async def test_store_runs_inside_the_callers_trio_asyncio_loop(dsn: str) -> None:
+async def test_store_runs_inside_a_trio_asyncio_loop_too(dsn: str) -> None:
+    """The store no longer needs trio-asyncio (pg_bridge.py), but a caller that still opens
+    its loop (code written for the earlier bridge) works unchanged."""
     async with trio_asyncio.open_loop(), open_postgres_store(dsn) as store:
         payment, orders = payment_with_orders([100])
         async with store.unit_of_work() as uow:

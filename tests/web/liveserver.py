@@ -1,8 +1,8 @@
 """The API on a real Hypercorn server in a thread of its own, for tests that speak HTTP over
 real sockets from synchronous code (schemathesis through `requests`, raw sockets).
 
-The memory store, or PostgreSQL when given a database URL (the store then runs under
-trio-asyncio, as in `payengine serve`); in-process fake PSP; generous rate limits.
+The memory store, or PostgreSQL when given a database URL (asyncpg then runs on its own
+loop in the store's thread, as in `payengine serve`); in-process fake PSP; generous rate limits.
 `running_server()` yields the base URL and a storefront and an admin key, and stops the server
 (0.5 s graceful timeout) on exit.
 """
@@ -18,7 +18,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio_asyncio
 from hypercorn.trio import serve
 
 from engine.store.memory import MemoryStore
@@ -60,11 +59,7 @@ def _serve(
     )
 
     async def main() -> None:
-        if dsn is None:
-            await serving()
-        else:
-            async with trio_asyncio.open_loop():
-                await serving()
+        await serving()
 
     async def serving() -> None:
         done = trio.Event()

@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
-import trio_asyncio
 
 from engine.store.postgres import open_postgres_store
 from simulator.fake_psp import FakePsp
@@ -37,7 +36,6 @@ async def test_same_key_replays_across_instances_on_postgres() -> None:
         "orders": [{"seller_id": "s1", "amount": "1500"}],
     }
     async with (
-        trio_asyncio.open_loop(),
         pgfixtures.fresh_database("embedded") as dsn,
         AsyncExitStack() as stack,
     ):

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-import trio_asyncio
 from hypercorn.trio import serve
 
 from engine.limits import EngineConfig
@@ -128,7 +127,6 @@ def _assert_unavailable(response: httpx.Response) -> None:
 
 async def test_database_outage_is_weather_over_http() -> None:
     async with (
-        trio_asyncio.open_loop(),
         pgfixtures.fresh_database("embedded") as dsn,
         open_cuttable_proxy(dsn) as proxy,
         running_world(proxy) as (api_url, runtime, face),
