@@ -22,6 +22,7 @@ Invariants (violation names):
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from engine.ledger import PSP_CLEARING, TransactionKind
 from engine.money import Money
@@ -83,7 +84,9 @@ def expected_items(desk: ReconDesk) -> Counter[Key]:
     return truth
 
 
-def check_recon(desk: ReconDesk, snap: Snapshot) -> list[Violation]:
+def check_recon(
+    desk: ReconDesk, snap: Snapshot, withdrawn: Mapping[str, int] | None = None
+) -> list[Violation]:
     found: list[Violation] = []
     if desk.pending:
         found.append(
@@ -121,11 +124,13 @@ def check_recon(desk: ReconDesk, snap: Snapshot) -> list[Violation]:
         found.append(
             violation("recon_damaged_files_refused", "a file judged wrongly", wrong_refusals)
         )
-    found += _check_settled(desk, snap, allowed_fixes)
+    found += _check_settled(desk, snap, allowed_fixes, withdrawn or {})
     return found
 
 
-def _check_settled(desk: ReconDesk, snap: Snapshot, fixes: set[Key]) -> list[Violation]:
+def _check_settled(
+    desk: ReconDesk, snap: Snapshot, fixes: set[Key], withdrawn: Mapping[str, int]
+) -> list[Violation]:
     settled: dict[str, list[Money]] = {}
     settled_total: Counter[str] = Counter()
     for txn in snap.txns:
@@ -162,7 +167,7 @@ def _check_settled(desk: ReconDesk, snap: Snapshot, fixes: set[Key]) -> list[Vio
                 in_transit[line.currency] += line.gross.minor
     # Disputes are not in the reports (yet): what an open or lost dispute withdrew left
     # psp_clearing without a settlement line (Dr chargebacks / Cr psp_clearing).
-    in_transit.subtract(desk.psp.dispute_book.withdrawn_total())
+    in_transit.subtract(withdrawn)
     clearing = {c: v for (a, c), v in snap.trial.items() if a == PSP_CLEARING and v}
     off = [
         f"{c}: psp_clearing {clearing.get(c, 0)}, in transit {in_transit.get(c, 0)}"

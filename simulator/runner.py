@@ -244,7 +244,7 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             register_attempts_max=world.config.register_attempts_max,
             commission_bps=world.config.commission_bps,
         )
-        found += check_recon(world.settlement, snap)
+        found += check_recon(world.settlement, snap, world.psp.dispute_book.withdrawn_total())
         for v in found:
             verdicts[v.invariant] = f"violated: {v}"
         completed = snap_completed = sum(
