@@ -27,7 +27,7 @@ BLOCKED_S_MAX = 8.0
 #: The engine is back (/readyz 200) within this of the database being back.
 DB_RECOVERY_S_MAX = 5.0
 
-FAST = Plan(duration_s=25, kills=3, clients=4, pause_s=(1.0, 3.0), db_down_s=2.0, slow_s=3.0)
+FAST = Plan(duration_s=18, kills=3, clients=4, pause_s=(1.0, 3.0), db_down_s=2.0, slow_s=3.0)
 FULL = Plan(
     duration_s=float(os.environ.get("NEMESIS_S", "300")),
     kills=int(os.environ.get("NEMESIS_KILLS", "32")),
