@@ -6,7 +6,7 @@ at the PSP and in the ledger, trial balance zero, wallet = ledger, no in-flight 
 retry for more than a few seconds, the engine is back within 5 s of the database, and it never
 died by itself.
 
-The fast run (a few kills, ~30 s) is part of `make test`; the long one (>= 30 kills) runs in
+The fast run (3 kills, ~20 s of faults) is part of `make test`; the long one (>= 30 kills) runs in
 `make test-reliability` (PAYENGINE_RELIABILITY=1), which prints the summary (pytest -s).
 """
 
