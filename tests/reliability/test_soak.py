@@ -4,7 +4,7 @@ faults (`pg_terminate_backend`, restarts, slow phases; no SIGKILL, so the one pr
 is what is watched). Every `sample_every_s` the engine's RSS and its open connections are
 sampled; both must stay flat: RSS grows by at most `RSS_GROWTH_MIB_MAX` from the warmed-up
 first third to the last third, connections never exceed the pool. Then the nemesis's checks.
-A 12-second version runs in `make test`.
+A 10-second version runs in `make test`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def assert_flat(report: Report) -> None:
 
 
 def test_soak_fast() -> None:
-    report = run(soak_plan(12.0))
+    report = run(soak_plan(10.0))
     print("\n" + report.summary("soak (fast)"))
     assert_flat(report)
     assert_sound(report)
