@@ -79,6 +79,7 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
         api_keys=(api_key,),
         configure=None if plan is None else plan.apply,
         webhook_plan=None if plan is None else plan.deliveries,
+        background=None if plan is None else plan.disputes,
     )
     app = create_psp_app(settings)
 

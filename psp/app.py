@@ -76,6 +76,9 @@ class PspFaceSettings:
     configure: Callable[[FakePsp], None] | None = None
     #: How each webhook is delivered (a fault plan's `deliveries`); None: once, at once.
     webhook_plan: Callable[[PspNotification], Sequence[Delivery]] | None = None
+    #: Runs beside the webhook sender while the face serves (a fault plan's `disputes`: the card
+    #: networks opening and deciding chargebacks); None: nothing.
+    background: Callable[..., Awaitable[None]] | None = None
 
 
 @attrs.define(eq=False)
@@ -136,7 +139,10 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
 
         async def run_pump(*, task_status: trio.TaskStatus[None]) -> None:
             with pumping:
-                await pump.run(psp.webhook_receive, task_status=task_status)
+                async with trio.open_nursery() as nursery:
+                    if settings.background is not None:
+                        await nursery.start(settings.background, psp)
+                    await pump.run(psp.webhook_receive, task_status=task_status)
 
         await app.nursery.start(run_pump)
         books = StripeBooks(psp, settings.public_url)

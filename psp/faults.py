@@ -15,8 +15,9 @@ import math
 import random
 
 import attrs
+import trio
 
-from engine.gateway import PspNotification
+from engine.gateway import CaptureStatus, PspNotification
 from psp.pump import Delivery
 from scenarios import Faults
 from simulator.fake_psp import Action, FakePsp
@@ -27,6 +28,8 @@ HANG_S = 120.0
 REORDER_S_MAX = 2.0
 #: How far apart the duplicates of one event go out, at most.
 DUPLICATE_SPREAD_S_MAX = 1.0
+#: How often (seconds) the card networks look for new captures to dispute.
+CARD_NETWORKS_POLL_S = 1.0
 
 
 @attrs.define(eq=False)
@@ -101,3 +104,42 @@ class PspFaultPlan:
 
     def _fired(self, name: str) -> None:
         self.fired[name] = self.fired.get(name, 0) + 1
+
+    # --- disputes (chargebacks): the card networks behind the PSP ------------------------------
+    async def disputes(
+        self, psp: FakePsp, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """With the plan's `dispute_p`, dispute each new capture within `dispute_open_s_max`
+        and decide it within `dispute_close_s_max` (won with `dispute_win_p`), as the
+        simulator's card networks do (simulator/world_disputes.py); the PSP announces each step
+        by `charge.dispute.*` webhooks. Delays are in real seconds. Runs until cancelled."""
+        f = self.faults
+        seen: set[str] = set()
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while f.dispute_p > 0:
+                await trio.sleep(CARD_NETWORKS_POLL_S)
+                for capture in list(psp.captures.values()):
+                    if capture.capture_id in seen or capture.status is not CaptureStatus.CAPTURED:
+                        continue
+                    seen.add(capture.capture_id)
+                    if self.rng.random() < f.dispute_p:
+                        open_s = self.rng.uniform(0.0, f.dispute_open_s_max)
+                        close_s = self.rng.uniform(0.0, f.dispute_close_s_max)
+                        won = self.rng.random() < f.dispute_win_p
+                        nursery.start_soon(
+                            self._dispute, psp, capture.capture_id, open_s, close_s, won
+                        )
+            await trio.sleep_forever()
+
+    async def _dispute(
+        self, psp: FakePsp, capture_id: str, open_s: float, close_s: float, won: bool
+    ) -> None:
+        await trio.sleep(open_s)
+        dispute = psp.dispute_book.open(capture_id)
+        if dispute is None:  # refunded in full meanwhile
+            return
+        self._fired("dispute_opened")
+        await trio.sleep(close_s)
+        if psp.dispute_book.close(dispute.dispute_id, won=won):
+            self._fired("dispute_won" if won else "dispute_lost")

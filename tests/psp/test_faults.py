@@ -7,14 +7,19 @@ from __future__ import annotations
 import httpx
 import pytest
 import stripe
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
+from trio.testing import MockClock
 
+from actors.clock import TrioClock
 from engine.gateway import PspEventKind, PspNotification
 from psp.faults import PspFaultPlan
 from scenarios import Faults, load_scenario
+from simulator.fake_psp import FakePsp
 from tests.psp.running import SECRET, running_psp
 from tests.psp.test_stripe_library import session_params
+from tests.simulation.test_fake_psp_refunds import EPOCH_MS, _captured
 
 EVENT = PspNotification("evt_1", PspEventKind.SESSION_AUTHORIZED, "pay_1", 0)
 
@@ -86,3 +91,28 @@ def test_a_shipped_scenario_fires_its_own_faults(name: str, expected: set[str]) 
         plan.choose("capture")
         plan.deliveries(EVENT)
     assert set(plan.fired) == expected
+
+
+async def test_the_card_networks_dispute_captures_and_decide_them(
+    autojump_clock: MockClock,
+) -> None:
+    """`--faults chargebacks`: the plan disputes new captures and closes each dispute, and the
+    PSP announces every step; without `dispute_p` it does nothing."""
+    psp = FakePsp(TrioClock(EPOCH_MS))
+    captures = [await _captured(psp, f"ord_{n}") for n in range(6)]
+    plan = PspFaultPlan.of(
+        Faults(dispute_p=1.0, dispute_win_p=0.5, dispute_open_s_max=5, dispute_close_s_max=5), 7
+    )
+    idle = PspFaultPlan.of(Faults(), 7)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plan.disputes, psp)
+        await nursery.start(idle.disputes, psp)
+        await trio.sleep(30)
+        nursery.cancel_scope.cancel()
+    assert sorted(d.capture_id for d in psp.disputes.values()) == sorted(captures)
+    assert all(not d.open for d in psp.disputes.values())
+    assert plan.fired["dispute_opened"] == 6
+    assert plan.fired.get("dispute_won", 0) + plan.fired.get("dispute_lost", 0) == 6
+    assert idle.fired == {}
+    closed = [e for e in psp.emitted if e.kind is PspEventKind.DISPUTE_CLOSED]
+    assert len(closed) == 6
