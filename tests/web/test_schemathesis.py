@@ -9,7 +9,8 @@ once, an order's optional currency equal to the payment's, no more decimals than
 has), and any body holding 13-19 digits that pass the Luhn check is refused by the card guard
 (400 card-data-refused). A `POST /v1/refunds` may be refused for what only the stored order
 can say (it exists; its currency, so the decimals an amount may have) or for a non-positive
-amount. Every other schema-valid request must be accepted.
+amount. A `POST /v1/reconciliations` body is a settlement file, readable or not by its
+format's rules. Every other schema-valid request must be accepted.
 
 Bounded for CI: `EXAMPLES_PER_OPERATION` cases per operation and `STATEFUL_STEPS_MAX` steps.
 The full run of issue 13 (500 examples per operation, on PostgreSQL):
@@ -79,7 +80,11 @@ def _headers(server: LiveServer, path: str) -> dict[str, str]:
 #: cart's cross-field rules; a refund's, which depend on the stored order (it exists, its
 #: currency and so the decimals an amount may have) or on a value rule left to the server for
 #: a clearer error than a pattern's (a positive amount: "-0" matches the decimal pattern).
-CROSS_FIELD_RULES = frozenset({("POST", "/v1/payments"), ("POST", "/v1/refunds")})
+#: A reconciliation upload's body is a settlement file (a Stripe or Adyen report, a camt.053):
+#: what makes one readable is its format's rules, not a JSON Schema (an empty body is refused).
+CROSS_FIELD_RULES = frozenset(
+    {("POST", "/v1/payments"), ("POST", "/v1/refunds"), ("POST", "/v1/reconciliations")}
+)
 
 
 CARD_DATA_REFUSED = "https://payengine.dev/problems/card-data-refused"
