@@ -98,7 +98,8 @@ def _is_shipped(scenario: Scenario) -> bool:
 
 
 def scaled(scenario: Scenario, factor: float) -> Scenario:
-    """The scenario with its traffic time (and burst window, and expectations) times `factor`.
+    """The scenario with its traffic time (and burst window, expectations and settlement
+    interval) times `factor`.
 
     Tests run the shipped scenarios scaled down; the shapes (rates, fault plans) stay the same.
     """
@@ -111,8 +112,15 @@ def scaled(scenario: Scenario, factor: float) -> Scenario:
     expect = attrs.evolve(
         scenario.expect, completed_min=max(1, int(scenario.expect.completed_min * factor))
     )
+    # The PSP's settlement batches scale alike, so a scaled run closes as many batches.
+    interval_s = max(60.0, scenario.faults.settlement_interval_s * factor)
+    faults = attrs.evolve(scenario.faults, settlement_interval_s=interval_s)
     return attrs.evolve(
-        scenario, duration_s=scenario.duration_s * factor, traffic=traffic, expect=expect
+        scenario,
+        duration_s=scenario.duration_s * factor,
+        traffic=traffic,
+        expect=expect,
+        faults=faults,
     )
 
 

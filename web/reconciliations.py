@@ -52,14 +52,21 @@ class UploadQuery(msgspec.Struct):
     dry_run: Literal["true", "false"] | None = None
 
 
+#: PostgreSQL cannot store a NUL (web/boundary.py refuses it), so the schema says so too.
+RunId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern="^[^\x00]+$")]
+
+
 class ItemsQuery(msgspec.Struct):
     status: Literal["open", "resolved", "auto_fixed", "manual_review", "investigate"] | None = None
-    run_id: str | None = None
+    run_id: RunId | None = None
     limit: PageLimit | None = None
     starting_after: Cursor | None = None
 
 
-Note = Annotated[str, msgspec.Meta(min_length=1, max_length=RESOLUTION_NOTE_CHARS_MAX)]
+Note = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=RESOLUTION_NOTE_CHARS_MAX, pattern="^[^\x00]+$"),
+]
 
 
 class ResolveIn(msgspec.Struct, forbid_unknown_fields=True):
