@@ -67,13 +67,14 @@ async def _wait(predicate: Callable[[], object]) -> bool:
 async def run_demo(
     store: Store,
     where: str,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     keys: Mapping[str, str] | None = None,
     api_url: str | None = None,
 ) -> int:
     """The narrated checkout. `keys` (scope -> key text) are printed first so the reader can
     call the HTTP API afterwards; `api_url` says the demo will go on serving there."""
-    say = Narrator(out)
+    # sys.stdout when called, not when imported (a test's captured stdout may be closed since).
+    say = Narrator(out or sys.stdout)
     clock = TrioClock(int(time.time() * 1000))
     psp = FakePsp(clock, id_namespace=process_namespace(clock.now_ms()))
     heard: list[str] = []
