@@ -55,6 +55,18 @@ class EngineConfig:
     #: reads to see how much of the order is left to refund.
     refunds_per_order_max: int = 50
 
+    # --- payouts (actors/merchant.py) ----------------------------------------------------------
+    #: Unknown payout outcomes retried under the same key before the payout only asks the
+    #: provider for its status by key, every `status_poll_interval_s`.
+    payout_attempts_max: int = 12
+    payout_call_timeout_s: float = 10.0
+    #: Days captured money stays pending for a merchant without a schedule of its own.
+    payout_delay_days_default: int = 0
+    #: How often the payout scheduler looks for scheduled payouts that are due.
+    payout_schedule_interval_s: float = 3600.0
+    #: The most payouts `list_payouts` returns per page and one merchant may have in flight.
+    payouts_in_flight_max: int = 100
+
     # --- outbox ------------------------------------------------------------------------------
     outbox_batch_size_max: int = 100
     outbox_poll_interval_s: float = 0.5
@@ -100,6 +112,10 @@ class EngineConfig:
                 "capture_attempts_max",
                 "refund_attempts_max",
                 "refunds_per_order_max",
+                "payout_attempts_max",
+                "payout_call_timeout_s",
+                "payout_schedule_interval_s",
+                "payouts_in_flight_max",
                 "outbox_batch_size_max",
                 "outbox_poll_interval_s",
                 "delivery_attempts_max",
@@ -117,6 +133,8 @@ class EngineConfig:
             raise InvalidInput("config outbox_linger_s must be within [0, outbox_poll_interval_s)")
         if self.refunds_per_order_max > 1000:  # one page of the store (PAGE_SIZE_MAX)
             raise InvalidInput("config refunds_per_order_max must be at most 1000")
+        if self.payouts_in_flight_max > 1000 or self.payout_delay_days_default < 0:
+            raise InvalidInput("config payouts_in_flight_max must be at most 1000, delay >= 0")
         if self.retry_delay_s_base > self.retry_delay_s_max:
             raise InvalidInput("config retry_delay_s_base must not exceed retry_delay_s_max")
         if self.store_retry_delay_s_base > self.store_retry_delay_s_max:

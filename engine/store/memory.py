@@ -34,6 +34,7 @@ from engine.records import (
     PaymentOrder,
     Refund,
 )
+from engine.store.memory_payouts import PayoutReadsMixin
 from engine.store.memory_tables import Tables
 from engine.store.memory_unit import Checkpoint, MemoryUnitOfWork, _no_checkpoint
 from engine.store.port import EntryCursor
@@ -81,13 +82,14 @@ class _UnitOfWorkContext:
         store.commits += 1
 
 
-class MemoryStore:
+class MemoryStore(PayoutReadsMixin):
     """The `Store` port in memory. See the module docstring for how it keeps PostgreSQL's rules."""
 
     name = "memory"
 
     def __init__(self, checkpoint: Checkpoint | None = None) -> None:
         self._t = Tables()
+        self._payout_table = self._t.payouts
         self._cp: Checkpoint = checkpoint or _no_checkpoint
         self.commits = 0
         self.rollbacks = 0

@@ -24,6 +24,7 @@ from engine.records import (
     PspEvent,
 )
 from engine.states import OrderStatus, is_terminal
+from engine.store.memory_payouts import PayoutTable
 from engine.store.memory_refunds import RefundTable
 
 
@@ -76,6 +77,7 @@ class Tables:
         self.api_key_ids: dict[str, str] = {}  # key_hash -> key_id
         self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
         self.refunds = RefundTable()
+        self.payouts = PayoutTable()
 
     def subscribe(self, subscriber: str, topics: Sequence[str]) -> None:
         for topic in topics:

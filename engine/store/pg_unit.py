@@ -29,6 +29,7 @@ from engine.store import pg_api as api
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_refunds as rq
+from engine.store.pg_payouts import PgPayoutUnitMixin
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -42,7 +43,7 @@ class Runner(Protocol):
     ) -> T: ...
 
 
-class PostgresUnitOfWork:
+class PostgresUnitOfWork(PgPayoutUnitMixin):
     """One database transaction on one connection. Used by one task at a time (a lock keeps
     concurrent callers in line, as the memory store tolerates them)."""
 

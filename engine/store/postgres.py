@@ -58,6 +58,7 @@ from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
 from engine.store import pg_refunds as rq
 from engine.store.pg_errors import map_error
+from engine.store.pg_payouts import PgPayoutReadsMixin
 from engine.store.pg_unit import PostgresUnitOfWork
 from engine.store.port import EntryCursor, Store, UnitOfWork
 
@@ -306,7 +307,7 @@ class PostgresStatistics:
     reads_answered: int
 
 
-class PostgresStore:
+class PostgresStore(PgPayoutReadsMixin):
     """The `Store` port on PostgreSQL. Open it with `open_postgres_store`."""
 
     name = "postgres"
