@@ -17,7 +17,7 @@ A payout is two-phase, like a card authorization or TigerBeetle's pending transf
   timeout or a crash, is the same payout there. A timeout is not a failure: the payout stays
   as it is and the submit is retried with backoff under the same key; after
   `payout_attempts_max` unknown outcomes it only asks the provider by key, every
-  `status_poll_interval_s`. It never becomes FAILED on silence.
+  `payout_poll_interval_s`. It never becomes FAILED on silence.
 - The provider's word (its answer, a query, or a notice recorded by event id in the same unit
   of work) moves it along, one outbox message per status: SUBMITTED; PAID posts
   `payout_post_entries` (reserved -> out of our bank account); FAILED posts
@@ -286,7 +286,7 @@ class MerchantActor:
                 result = await gateway.query_payout(payout.payout_id)
         except (GatewayUnavailable, trio.TooSlowError):
             delay_s = min(
-                self.ctx.backoff_s(payout.attempts + 1), self.ctx.config.status_poll_interval_s
+                self.ctx.backoff_s(payout.attempts + 1), self.ctx.config.payout_poll_interval_s
             )
             self._later(delay_s, QueryPayout(payout_id))
             return "unknown"
@@ -295,7 +295,7 @@ class MerchantActor:
                 self._later(0.0, AttemptPayout(payout_id))
             else:  # the provider accepted it once: ask again, a person may look meanwhile
                 log.error("payout %s is SUBMITTED but unknown to the provider", payout_id)
-                self._later(self.ctx.config.status_poll_interval_s, QueryPayout(payout_id))
+                self._later(self.ctx.config.payout_poll_interval_s, QueryPayout(payout_id))
             return "not_found"
         return await self._settle(payout, result, None)
 
@@ -310,7 +310,7 @@ class MerchantActor:
         if payout.attempts < self.ctx.config.payout_attempts_max:
             self._later(self.ctx.backoff_s(payout.attempts), AttemptPayout(payout.payout_id))
         else:
-            self._later(self.ctx.config.status_poll_interval_s, QueryPayout(payout.payout_id))
+            self._later(self.ctx.config.payout_poll_interval_s, QueryPayout(payout.payout_id))
         return "unknown"
 
     # --- the provider's word -----------------------------------------------------------------
@@ -340,7 +340,7 @@ class MerchantActor:
             if event is not None:
                 return await self._record_only(event[0], event[1], payout.payout_id)
             if payout.status is PO.SUBMITTED:
-                self._later(self.ctx.config.status_poll_interval_s, QueryPayout(payout.payout_id))
+                self._later(self.ctx.config.payout_poll_interval_s, QueryPayout(payout.payout_id))
             self.finished = payout.status not in (PO.FUNDS_RESERVED, PO.SUBMITTED)
             return payout.status.value
         try:
@@ -357,7 +357,7 @@ class MerchantActor:
             return "duplicate"
         self.ctx.doorbell.ring(tuple(f"payout.{s.value.lower()}" for s in steps))
         if payout.status is PO.SUBMITTED:  # its notice says when it ends; ask too, if lost
-            self._later(self.ctx.config.status_poll_interval_s, QueryPayout(payout.payout_id))
+            self._later(self.ctx.config.payout_poll_interval_s, QueryPayout(payout.payout_id))
         else:
             self.finished = True
         return "applied" if event is not None else payout.status.value

@@ -60,6 +60,9 @@ class EngineConfig:
     #: provider for its status by key, every `status_poll_interval_s`.
     payout_attempts_max: int = 12
     payout_call_timeout_s: float = 10.0
+    #: How often a payout the provider holds as pending (or whose outcome stayed unknown) is
+    #: asked about: payouts take hours to days, so polling every minute would only add load.
+    payout_poll_interval_s: float = 1800.0
     #: Days captured money stays pending for a merchant without a schedule of its own.
     payout_delay_days_default: int = 0
     #: How often the payout scheduler looks for scheduled payouts that are due.
@@ -114,6 +117,7 @@ class EngineConfig:
                 "refunds_per_order_max",
                 "payout_attempts_max",
                 "payout_call_timeout_s",
+                "payout_poll_interval_s",
                 "payout_schedule_interval_s",
                 "payouts_in_flight_max",
                 "outbox_batch_size_max",

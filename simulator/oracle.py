@@ -52,6 +52,7 @@ from engine.records import Balance, Payment, PaymentOrder, Refund
 from engine.states import OrderStatus, is_terminal
 from simulator.fake_psp import FakePsp
 from simulator.oracle_flows import FLOW_INVARIANTS, check_flows_final
+from simulator.oracle_payouts import PAYOUT_INVARIANTS
 from simulator.oracle_refunds import REFUND_INVARIANTS, check_refunds_final
 
 INVARIANTS = (
@@ -67,6 +68,7 @@ INVARIANTS = (
     "forged_webhooks_rejected",
     *FLOW_INVARIANTS,
     *REFUND_INVARIANTS,
+    *PAYOUT_INVARIANTS,
 )
 
 #: The most offending objects one violation lists (the rest are counted).
@@ -206,6 +208,7 @@ def check_final(
     forged_accepted: int,
     notified: Collection[tuple[str, str]] | None = None,
     register_attempts_max: int | None = None,
+    paid_out: Mapping[str, int] | None = None,
 ) -> list[Violation]:
     """Every invariant over the final state; empty when the run proved exactly-once.
 
@@ -317,7 +320,7 @@ def check_final(
         found.append(violation(invariant, detail, objects))
     if snap.refunds or psp.refunds:
         for invariant, detail, objects in check_refunds_final(
-            psp, snap.refunds, snap.orders, snap.txns, snap.trial
+            psp, snap.refunds, snap.orders, snap.txns, snap.trial, paid_out
         ):
             found.append(violation(invariant, detail, objects))
     return found

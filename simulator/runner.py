@@ -29,6 +29,7 @@ from simulator.oracle import INVARIANTS, Violation, check_final, summarize
 from simulator.settlement_desk import swarm_settlement_faults
 from simulator.virtual_clock import virtual_clock
 from simulator.world import SimWorld
+from simulator.world_payouts import judge_payouts
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
 SHRINK_RUNS_MAX = 24
@@ -230,7 +231,9 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             forged_accepted=world.forged_accepted,
             notified=world.notified,
             register_attempts_max=world.config.register_attempts_max,
+            paid_out=world.payouts.paid_out(),
         )
+        found += judge_payouts(world, snap)
         for v in found:
             verdicts[v.invariant] = f"violated: {v}"
         completed = snap_completed = sum(
@@ -256,6 +259,8 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
     stats["settlement"] = world.settlement.report()
     if world.refunds.on:
         stats["refunds"] = world.refunds.report()
+    if world.payouts.on:
+        stats["payouts"] = world.payouts.report()
     if world.sweep is not None:
         stats["crash_sweep"] = world.sweep.report()
     return RunResult(

@@ -66,6 +66,9 @@ from simulator.settlement_desk import SettlementDesk
 from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
+from simulator.world_payouts import SimPayouts
+from simulator.world_payouts import check_commit as check_payouts_at_commit
+from simulator.world_payouts import check_tick as check_payouts_at_tick
 from simulator.world_refunds import MerchantRefunds, captured_now
 from simulator.world_webhooks import WebhookDelivery
 
@@ -144,6 +147,7 @@ class SimWorld:
         self.webhooks = WebhookDelivery(self)
         self.buyers = Buyers(self)
         self.refunds = MerchantRefunds(self)
+        self.payouts = SimPayouts(self)  # simulator/world_payouts.py
         self._crash_armed = False
         self._incarnations = 0
         self.inc: Incarnation | None = None
@@ -219,6 +223,7 @@ class SimWorld:
                 status = message.payload.get("status", "")
                 self.note("state", message.topic, message.key, status)
         found = self._check_flows_at_commit(uow, before)
+        found += check_payouts_at_commit(self.payouts, uow)
         if uow._txns or uow._deltas:
             trial, balances = self.store.touched_books(uow)
             found += check_books(trial, balances, uow._txns, trial_is_complete=False)
@@ -325,6 +330,8 @@ class SimWorld:
         self.psp.latency = self._latency
         self.psp.hang_s = 3600.0
         self.settlement = SettlementDesk.of_world(self.psp, self.seed, self.plan, self.fault)
+        if self.payouts.on:
+            self.payouts.make_provider()
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)
@@ -332,6 +339,8 @@ class SimWorld:
             root.start_soon(self._oracle_ticker)
             if self.refunds.on:
                 await root.start(self.refunds.run)
+            if self.payouts.on:
+                await root.start(self.payouts.run)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
             if self.plan.psp_outage_interval_s > 0:
@@ -382,6 +391,7 @@ class SimWorld:
                 and snap_pending == 0
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
                 and (not self.refunds.on or self.refunds.quiet())
+                and self.payouts.quiet()
             ):
                 return
 
@@ -407,6 +417,7 @@ class SimWorld:
                         notifier=self._notify,
                         notifier_inline=True,
                         faults=self.seams,
+                        payout_gateway=self.payouts.provider,
                     ) as engine,
                     trio.open_nursery() as requests,
                 ):
@@ -577,5 +588,6 @@ class SimWorld:
                         self.psp, self.store.committed_refunds(), self.store.committed_orders()
                     )
                 ]
+            found += check_payouts_at_tick(self.payouts)
             if found:
                 self.violate(found[0])
