@@ -86,6 +86,8 @@ class PayoutService:
         key = self.ctx.ids.new("key") if idempotency_key is None else idempotency_key
         if not key or len(key) > CREATION_KEY_LENGTH_MAX:
             raise InvalidInput(f"idempotency key must be 1..{CREATION_KEY_LENGTH_MAX} characters")
+        if self.ctx.payout_gateway is None:
+            return Rejection("payouts_not_configured", "this engine has no payout provider")
         if not await self.merchant_exists(merchant_id):
             return Rejection("merchant_not_found", f"no merchant {merchant_id}")
         reply = await self.ctx.system.ask(

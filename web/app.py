@@ -33,6 +33,7 @@ from web import (
     logs,
     merchant_webhooks,
     payments,
+    payouts,
     refunds,
     webhooks,
 )
@@ -83,6 +84,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
     for blueprint in (
         payments.bp,
         refunds.bp,
+        payouts.bp,
         ledger.bp,
         deadletters.bp,
         webhooks.bp,
