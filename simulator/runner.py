@@ -29,7 +29,7 @@ from simulator.oracle import INVARIANTS, Violation, check_final, summarize
 from simulator.settlement_desk import swarm_settlement_faults
 from simulator.virtual_clock import virtual_clock
 from simulator.world import SimWorld
-from simulator.world_payouts import judge_payouts
+from simulator.world_payouts import judge_payouts, swarm_payouts
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
 SHRINK_RUNS_MAX = 24
@@ -174,7 +174,8 @@ def resolve(scenario: Scenario, seed: int) -> Scenario:
     if not scenario.swarm:
         return scenario
     traffic = swarm_traffic(scenario.traffic, seed)
-    return attrs.evolve(scenario, faults=swarm_faults(seed), traffic=traffic)
+    traffic, faults = swarm_payouts(traffic, swarm_faults(seed), seed)
+    return attrs.evolve(scenario, faults=faults, traffic=traffic)
 
 
 @contextmanager

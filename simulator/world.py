@@ -86,7 +86,9 @@ CRASH_FALLBACK_S = 1.0
 
 def simulation_config() -> EngineConfig:
     # The doorbell wakes consumers after each commit; polling is only a backstop.
-    return EngineConfig(outbox_poll_interval_s=5.0)
+    # The payout scheduler looks every 10 virtual minutes (only when payouts are on), so short
+    # scenarios meet their first scheduled payouts while the faults are still on.
+    return EngineConfig(outbox_poll_interval_s=5.0, payout_schedule_interval_s=600.0)
 
 
 @attrs.define

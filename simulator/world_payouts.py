@@ -24,6 +24,7 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from actors.engine import Engine
@@ -33,6 +34,7 @@ from engine.payouts import PayoutSchedule, ScheduleInterval
 from engine.records import Payout
 from engine.states import PayoutStatus
 from engine.store.memory import MemoryUnitOfWork
+from scenarios import Faults, Traffic
 from simulator.determinism import stream
 from simulator.oracle import Snapshot, Violation, violation
 from simulator.oracle_payouts import (
@@ -342,3 +344,36 @@ def judge_payouts(world: SimWorld, snap: Snapshot) -> list[Violation]:
     rows = payouts.committed()
     found = check_payouts_final(payouts.provider, world.psp, rows, snap.trial, snap.balances)
     return [violation(*f) for f in found]
+
+
+def swarm_payouts(traffic: Traffic, faults: Faults, seed: int) -> tuple[Traffic, Faults]:
+    """Swarm testing's draw of payout traffic and provider faults, from a stream of its own
+    (so no earlier draw of a seed changes): on for half the seeds."""
+    rng = stream(seed, "swarm_payouts")
+    if rng.random() >= 0.5:
+        return traffic, faults
+
+    def maybe(high: float) -> float:
+        return round(rng.uniform(0.0, high), 4) if rng.random() < 0.5 else 0.0
+
+    traffic = attrs.evolve(
+        traffic,
+        payout_scheduled_p=round(rng.uniform(0.2, 1.0), 4),
+        payout_weekly_p=round(rng.uniform(0.0, 0.5), 4),
+        payout_delay_days=0,
+        payout_manual_interval_s=round(rng.uniform(60.0, 1800.0), 1),
+        payout_twice_p=round(rng.uniform(0.0, 0.5), 4),
+    )
+    faults = attrs.evolve(
+        faults,
+        payout_unavailable_p=maybe(0.1),
+        payout_hang_p=maybe(0.05),
+        payout_timeout_after_p=maybe(0.15),
+        payout_reject_p=maybe(0.05),
+        payout_failed_p=maybe(0.1),
+        payout_returned_p=maybe(0.1),
+        payout_notice_duplicate_p=maybe(0.3),
+        payout_notice_delay_p=maybe(0.2),
+        payout_notice_loss_p=maybe(0.2),
+    )
+    return traffic, faults
