@@ -153,6 +153,9 @@ def _register_extensions() -> None:
 
     _EXTENSIONS.append(scenario_cli.register)
     _EXTENSIONS.append(psp_cli.register)
+    from payengine import money_out_cli  # payouts list|show, refunds create
+
+    _EXTENSIONS.append(money_out_cli.register)
 
 
 _register_extensions()
