@@ -21,7 +21,7 @@ Nothing here runs, and no random number is drawn, unless `payout_scheduled_p > 0
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -34,6 +34,7 @@ from engine.payouts import PayoutSchedule, ScheduleInterval
 from engine.records import Payout
 from engine.states import PayoutStatus
 from engine.store.memory import MemoryUnitOfWork
+from engine.store.port import PAGE_SIZE_MAX, Store
 from scenarios import Faults, Traffic
 from simulator.determinism import stream
 from simulator.oracle import Snapshot, Violation, violation
@@ -89,6 +90,8 @@ class SimPayouts:
         self._keys = 0
         #: Every payout's status as of the last commit (the oracle's "before", oracle_payouts).
         self.statuses: dict[str, PayoutStatus] = {}
+        #: Set by the postgres tier at the end of its run (`read_payouts`).
+        self.final_rows: dict[str, Payout] | None = None
 
     # --- the provider ---------------------------------------------------------------------------
     def make_provider(self) -> FakePayoutProvider:
@@ -176,7 +179,7 @@ class SimPayouts:
                 return
             seller = self._rng.choice(self.sellers)
             currency = self._rng.choice(sorted(traffic.currencies))
-            available = self._available(seller, currency)
+            available = await self._available(seller, currency)
             # A part of the wallet, or (one time in five) more than it holds.
             amount = max(1, int(available * self._rng.uniform(0.1, 1.25)))
             copies = 2 if self._rng.random() < traffic.payout_twice_p else 1
@@ -185,9 +188,14 @@ class SimPayouts:
                 self.active += 1
                 nursery.start_soon(self._request, seller, currency, amount, self._keys)
 
-    def _available(self, seller: str, currency: str) -> int:
-        wallet = self.world.store._t.wallets.get((seller, currency))
-        return 0 if wallet is None else wallet[0]
+    async def _available(self, seller: str, currency: str) -> int:
+        """What the seller sees on its dashboard (read outside the engine's units of work)."""
+        tables = getattr(self.world.store, "_t", None)
+        if tables is None:  # the postgres tier (simulator/pg_world.py): its own pool
+            balances = await self.world.watch.list_balances(seller)  # type: ignore[attr-defined]
+            return next((b.available_minor for b in balances if b.currency == currency), 0)
+        wallet = tables.wallets.get((seller, currency))
+        return 0 if wallet is None else int(wallet[0])
 
     async def _request(self, seller: str, currency: str, amount: int, n: int) -> None:
         world = self.world
@@ -265,21 +273,27 @@ class SimPayouts:
             return True
         if self.active or self.notices_in_flight or self.returns_due:
             return False
-        if self.world.store._t.payouts.in_flight:
+        tables = getattr(self.world.store, "_t", None)  # None: postgres counts them itself
+        if tables is not None and tables.payouts.in_flight:
             return False
         return not any(p.status.value == "pending" for p in provider.payouts.values())
 
     def committed(self) -> Mapping[str, Payout]:
-        """Every committed payout (the memory store's table; the postgres tier's world
-        replaces this with a read through the Store port)."""
+        """Every committed payout: the memory store's table, or what the postgres tier read
+        through the Store port once the world was quiet (`read_payouts`)."""
+        if self.final_rows is not None:
+            return self.final_rows
         return self.world.store._t.payouts.rows
+
+    def seller_ids(self) -> list[str]:
+        return [f"seller-{s:04d}" for s in range(self.world.scenario.traffic.sellers)]
 
     def paid_out(self) -> dict[str, int]:
         """What the provider paid out and kept paid, per currency (an outside fact)."""
         return {} if self.provider is None else dict(self.provider.paid_total())
 
     def report(self) -> dict[str, object]:
-        rows = self.world.store._t.payouts.rows.values()
+        rows = self.committed().values()
         statuses: dict[str, int] = {}
         for payout in rows:
             statuses[payout.status.value] = statuses.get(payout.status.value, 0) + 1
@@ -377,3 +391,17 @@ def swarm_payouts(traffic: Traffic, faults: Faults, seed: int) -> tuple[Traffic,
         payout_notice_loss_p=maybe(0.2),
     )
     return traffic, faults
+
+
+async def read_payouts(store: Store, merchant_ids: Iterable[str]) -> dict[str, Payout]:
+    """Every payout of these merchants, page by page through the Store port."""
+    found: dict[str, Payout] = {}
+    for merchant_id in merchant_ids:
+        after: str | None = None
+        while True:
+            page = await store.list_payouts(merchant_id, PAGE_SIZE_MAX, after)
+            found.update((p.payout_id, p) for p in page)
+            if len(page) < PAGE_SIZE_MAX:
+                break
+            after = page[-1].payout_id
+    return found
