@@ -29,7 +29,7 @@ from simulator.oracle import INVARIANTS, Violation, check_final, summarize
 from simulator.settlement_desk import swarm_settlement_faults
 from simulator.virtual_clock import virtual_clock
 from simulator.world import SimWorld
-from simulator.world_payouts import judge_payouts, swarm_payouts
+from simulator.world_payouts import judge_payouts, swarm_payout_faults, swarm_payout_traffic
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
 SHRINK_RUNS_MAX = 24
@@ -150,7 +150,7 @@ def swarm_faults(seed: int) -> Faults:
     psp = faults.psp_unavailable_p + faults.psp_hang_p + faults.psp_timeout_after_p
     if psp + faults.psp_decline_p + refund_pending_p <= 1:
         faults = attrs.evolve(faults, psp_refund_pending_p=refund_pending_p)
-    return swarm_settlement_faults(faults, seed)
+    return swarm_payout_faults(swarm_settlement_faults(faults, seed), seed)
 
 
 def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
@@ -158,7 +158,7 @@ def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
     its own, so adding it changed no fault plan an earlier seed drew."""
     rng = stream(seed, "swarm_traffic")
     on = rng.random() < 0.5
-    return attrs.evolve(
+    traffic = attrs.evolve(
         traffic,
         refund_p=round(rng.uniform(0.05, 0.5), 4) if on else 0.0,
         refund_partial_p=round(rng.uniform(0.0, 1.0), 4),
@@ -166,6 +166,7 @@ def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
         refund_delay_s_max=round(rng.uniform(1.0, 3600.0), 1),
         checkout_id_reuse_p=round(rng.uniform(0.0, 0.05), 4) if rng.random() < 0.3 else 0.0,
     )
+    return swarm_payout_traffic(traffic, seed)
 
 
 def resolve(scenario: Scenario, seed: int) -> Scenario:
@@ -174,8 +175,7 @@ def resolve(scenario: Scenario, seed: int) -> Scenario:
     if not scenario.swarm:
         return scenario
     traffic = swarm_traffic(scenario.traffic, seed)
-    traffic, faults = swarm_payouts(traffic, swarm_faults(seed), seed)
-    return attrs.evolve(scenario, faults=faults, traffic=traffic)
+    return attrs.evolve(scenario, faults=swarm_faults(seed), traffic=traffic)
 
 
 @contextmanager

@@ -360,17 +360,18 @@ def judge_payouts(world: SimWorld, snap: Snapshot) -> list[Violation]:
     return [violation(*f) for f in found]
 
 
-def swarm_payouts(traffic: Traffic, faults: Faults, seed: int) -> tuple[Traffic, Faults]:
-    """Swarm testing's draw of payout traffic and provider faults, from a stream of its own
-    (so no earlier draw of a seed changes): on for half the seeds."""
-    rng = stream(seed, "swarm_payouts")
-    if rng.random() >= 0.5:
-        return traffic, faults
+def _swarm_payouts_on(seed: int) -> bool:
+    """Whether a swarm seed has payouts: half of them, from a stream of its own (so no earlier
+    draw of a seed changes)."""
+    return stream(seed, "swarm_payouts").random() < 0.5
 
-    def maybe(high: float) -> float:
-        return round(rng.uniform(0.0, high), 4) if rng.random() < 0.5 else 0.0
 
-    traffic = attrs.evolve(
+def swarm_payout_traffic(traffic: Traffic, seed: int) -> Traffic:
+    """Swarm testing's draw of payout traffic (simulator/runner.py `swarm_traffic`)."""
+    if not _swarm_payouts_on(seed):
+        return traffic
+    rng = stream(seed, "swarm_payouts_traffic")
+    return attrs.evolve(
         traffic,
         payout_scheduled_p=round(rng.uniform(0.2, 1.0), 4),
         payout_weekly_p=round(rng.uniform(0.0, 0.5), 4),
@@ -378,7 +379,18 @@ def swarm_payouts(traffic: Traffic, faults: Faults, seed: int) -> tuple[Traffic,
         payout_manual_interval_s=round(rng.uniform(60.0, 1800.0), 1),
         payout_twice_p=round(rng.uniform(0.0, 0.5), 4),
     )
-    faults = attrs.evolve(
+
+
+def swarm_payout_faults(faults: Faults, seed: int) -> Faults:
+    """Swarm testing's draw of payout provider faults (simulator/runner.py `swarm_faults`)."""
+    if not _swarm_payouts_on(seed):
+        return faults
+    rng = stream(seed, "swarm_payouts_faults")
+
+    def maybe(high: float) -> float:
+        return round(rng.uniform(0.0, high), 4) if rng.random() < 0.5 else 0.0
+
+    return attrs.evolve(
         faults,
         payout_unavailable_p=maybe(0.1),
         payout_hang_p=maybe(0.05),
@@ -390,7 +402,6 @@ def swarm_payouts(traffic: Traffic, faults: Faults, seed: int) -> tuple[Traffic,
         payout_notice_delay_p=maybe(0.2),
         payout_notice_loss_p=maybe(0.2),
     )
-    return traffic, faults
 
 
 async def read_payouts(store: Store, merchant_ids: Iterable[str]) -> dict[str, Payout]:
