@@ -1,10 +1,9 @@
 """The merchant actor: one per merchant, keyed by its id, the only decider of its payouts.
 
-Why one per merchant: a payout spends the seller's wallet, and so may another flow (a refund,
-a lost chargeback: `TakeFromWallet`). One actor handles one message at a time, so two payouts
-are decided one after the other, each seeing the other's reservation: together they never
-spend the same money. The database's non-negative wallet check is the last line, not the
-mechanism.
+Why one per merchant: a payout spends the seller's wallet, and so may other flows (a refund,
+a lost chargeback: `TakeFromWallet`). One message at a time: two payouts are decided one after
+the other, each seeing the other's reservation, so they never spend the same money (the
+database's non-negative wallet check is the last line, not the mechanism).
 
 A payout is two-phase, like a card authorization or TigerBeetle's pending transfer
 (engine/states.py: FUNDS_RESERVED -> SUBMITTED -> PAID | FAILED, PAID -> RETURNED):
@@ -58,13 +57,16 @@ from engine.ledger import (
     payout_return_entries,
     payout_void_entries,
 )
-from engine.payout_gateway import PayoutEventKind, PayoutResult, ProviderPayoutStatus
+from engine.payout_gateway import PayoutResult, ProviderPayoutStatus
 from engine.payouts import (
+    NOTICE_WORD,
+    PROVIDER_WORD,
     PayoutSchedule,
     payoutable_minor,
     pending_since_ms,
     period_key,
     scheduled_creation_key,
+    steps_to,
     take_from_wallet_entries,
 )
 from engine.records import OutboxMessage, Payout, evolve
@@ -81,33 +83,6 @@ PAYOUT_TOPICS = (
     "payout.failed",
     "payout.returned",
 )
-#: The path a payout walks when the provider's word is `status` (FAILED branches off).
-_CHAIN = (PO.REQUESTED, PO.FUNDS_RESERVED, PO.SUBMITTED, PO.PAID, PO.RETURNED)
-_WORD = {
-    ProviderPayoutStatus.PENDING: PO.SUBMITTED,
-    ProviderPayoutStatus.PAID: PO.PAID,
-    ProviderPayoutStatus.FAILED: PO.FAILED,
-    ProviderPayoutStatus.RETURNED: PO.RETURNED,
-}
-_NOTICE_WORD = {
-    PayoutEventKind.PAID: ProviderPayoutStatus.PAID,
-    PayoutEventKind.FAILED: ProviderPayoutStatus.FAILED,
-    PayoutEventKind.RETURNED: ProviderPayoutStatus.RETURNED,
-}
-
-
-def steps_to(current: PayoutStatus, said: PayoutStatus) -> tuple[PayoutStatus, ...] | None:
-    """The statuses a payout at `current` walks to agree with the provider's `said`; () when
-    it already does (or is further on); None when the word contradicts it (paid after we
-    voided, failed after it was paid): a person must look."""
-    if said is PO.FAILED:
-        if current in (PO.PAID, PO.RETURNED):
-            return None
-        return () if current is PO.FAILED else (PO.FAILED,)
-    if current is PO.FAILED:  # "pending" is only stale; "paid" contradicts our void
-        return () if said is PO.SUBMITTED else None
-    here, there = _CHAIN.index(current), _CHAIN.index(said)
-    return _CHAIN[here + 1 : there + 1] if there > here else ()
 
 
 def payout_rejection(
@@ -317,7 +292,7 @@ class MerchantActor:
     async def _apply_notice(self, message: ApplyPayoutNotice) -> str:
         notice = message.notice
         payout = await self._mine(notice.reference)
-        result = PayoutResult(_NOTICE_WORD[notice.kind], notice.payout_id, notice.reason)
+        result = PayoutResult(NOTICE_WORD[notice.kind], notice.payout_id, notice.reason)
         if payout is None:
             return await self._record_only(notice.event_id, notice.kind.value, notice.reference)
         return await self._settle(payout, result, (notice.event_id, notice.kind.value))
@@ -328,7 +303,7 @@ class MerchantActor:
         """Walk the payout to the provider's word in one unit of work, one message a step."""
         if result.status is ProviderPayoutStatus.NOT_FOUND:
             return "not_found"
-        steps = steps_to(payout.status, _WORD[result.status])
+        steps = steps_to(payout.status, PROVIDER_WORD[result.status])
         if not steps:
             if steps is None:
                 log.error(

@@ -33,6 +33,7 @@ import attrs
 
 from engine.ledger import Entry, merchant_payable, merchant_receivable
 from engine.money import Money, currency_exponent
+from engine.payout_gateway import PayoutEventKind, ProviderPayoutStatus
 from engine.states import PayoutStatus
 
 #: A UTC day in milliseconds (schedules and payout delays count whole days).
@@ -130,3 +131,39 @@ def take_from_wallet_entries(
         entries.append(Entry.debit(merchant_receivable(merchant_id), Money(owed, amount.currency)))
     entries.append(Entry.credit(counter_account, amount))
     return tuple(entries)
+
+
+# --- the provider's word: which steps a payout walks to agree with it --------------------------
+#: The path a payout walks when the provider's word is `status` (FAILED branches off).
+_CHAIN = (
+    PayoutStatus.REQUESTED,
+    PayoutStatus.FUNDS_RESERVED,
+    PayoutStatus.SUBMITTED,
+    PayoutStatus.PAID,
+    PayoutStatus.RETURNED,
+)
+PROVIDER_WORD = {
+    ProviderPayoutStatus.PENDING: PayoutStatus.SUBMITTED,
+    ProviderPayoutStatus.PAID: PayoutStatus.PAID,
+    ProviderPayoutStatus.FAILED: PayoutStatus.FAILED,
+    ProviderPayoutStatus.RETURNED: PayoutStatus.RETURNED,
+}
+NOTICE_WORD = {
+    PayoutEventKind.PAID: ProviderPayoutStatus.PAID,
+    PayoutEventKind.FAILED: ProviderPayoutStatus.FAILED,
+    PayoutEventKind.RETURNED: ProviderPayoutStatus.RETURNED,
+}
+
+
+def steps_to(current: PayoutStatus, said: PayoutStatus) -> tuple[PayoutStatus, ...] | None:
+    """The statuses a payout at `current` walks to agree with the provider's `said`; () when
+    it already does (or is further on); None when the word contradicts it (paid after we
+    voided, failed after it was paid): a person must look."""
+    if said is PayoutStatus.FAILED:
+        if current in (PayoutStatus.PAID, PayoutStatus.RETURNED):
+            return None
+        return () if current is PayoutStatus.FAILED else (PayoutStatus.FAILED,)
+    if current is PayoutStatus.FAILED:  # "pending" is only stale; "paid" contradicts our void
+        return () if said is PayoutStatus.SUBMITTED else None
+    here, there = _CHAIN.index(current), _CHAIN.index(said)
+    return _CHAIN[here + 1 : there + 1] if there > here else ()

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from trio.testing import MockClock
 
 from actors.engine import Engine
-from actors.merchant import steps_to
 from actors.service import Rejection
 from engine.ledger import (
     BANK_CASH,
@@ -29,7 +28,7 @@ from engine.ledger import (
 )
 from engine.money import Money
 from engine.payout_gateway import PayoutEventKind, PayoutNotification
-from engine.payouts import DAY_MS, ScheduleInterval
+from engine.payouts import DAY_MS, ScheduleInterval, steps_to
 from engine.records import Payout
 from engine.states import PayoutStatus
 from simulator.payout_provider import (
