@@ -13,6 +13,7 @@ from actors.timers import TimerHandle, Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig, backoff_delay_s
+from engine.payout_gateway import PayoutGateway
 from engine.ports import Clock, Rng
 from engine.records import OutboxMessage
 from engine.store.port import Store
@@ -100,6 +101,8 @@ class Context:
     #: to do. An entry leaves when its timer fires or is cancelled, so this holds no more
     #: entries than the timer heap holds expiries.
     checkout_expiries: dict[str, TimerHandle] = attrs.Factory(dict)
+    #: The payout provider (actors/merchant.py); None: this engine makes no payouts.
+    payout_gateway: PayoutGateway | None = None
 
     def message(self, topic: str, key: str, payload: Mapping[str, Any]) -> OutboxMessage:
         return OutboxMessage(self.ids.new("msg"), topic, key, dict(payload), self.clock.now_ms())

@@ -21,9 +21,12 @@ import trio
 from actors.checkout import CheckoutActor
 from actors.context import Context, Doorbell
 from actors.dispute import DISPUTE_ALERT, DISPUTE_TOPICS
+from actors.merchant import PAYOUT_TOPICS, MerchantActor
 from actors.messages import CHECKOUT, ORDER, REFUND, QueryDispute, QueryRefund, ResumeCheckout
 from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
+from actors.payout_messages import MERCHANT
+from actors.payout_service import PayoutService
 from actors.refund import REFUND_TOPICS, RefundActor
 from actors.runtime import ActorSystem
 from actors.service import PaymentService
@@ -32,6 +35,7 @@ from actors.timers import Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig
+from engine.payout_gateway import PayoutGateway
 from engine.ports import Clock, Rng
 from engine.records import Delivery, OutboxMessage
 from engine.store.port import Store
@@ -57,6 +61,8 @@ MERCHANT_TOPICS: tuple[str, ...] = (
 )
 # Disputes (issue 11, the chargeback part; actors/dispute.py).
 MERCHANT_TOPICS += (*DISPUTE_TOPICS, DISPUTE_ALERT)
+# --- payouts (actors/merchant.py): merchants hear of their payouts too ----------------------
+MERCHANT_TOPICS = (*MERCHANT_TOPICS, *PAYOUT_TOPICS)
 
 Notifier = Callable[[OutboxMessage], Awaitable[None]]
 
@@ -94,6 +100,7 @@ class Engine:
     def __init__(self, ctx: Context, consumers: list[OutboxConsumer], analytics: Analytics) -> None:
         self.ctx = ctx
         self.service = PaymentService(ctx)
+        self.payouts = PayoutService(ctx)
         self.consumers = {c.subscriber.name: c for c in consumers}
         self.analytics = analytics
         self.recovered = 0
@@ -127,6 +134,8 @@ class Engine:
             after = page[-1].payment_id
         await self._recover_refunds()
         await self._recover_disputes()
+        if self.ctx.payout_gateway is not None:
+            self.recovered += await self.payouts.recover()
         self.recovery_done.set()
         log.info("recovery handed %d unfinished aggregates to their actors", self.recovered)
 
@@ -192,6 +201,7 @@ async def open_engine(
     extra_subscribers: tuple[Subscriber, ...] = (),
     faults: frozenset[str] = frozenset(),
     recover: bool = True,
+    payout_gateway: PayoutGateway | None = None,
 ) -> AsyncIterator[Engine]:
     config = (config or EngineConfig()).check()
     notify = notifier or RecordingNotifier()
@@ -202,6 +212,8 @@ async def open_engine(
         system.register(CHECKOUT, lambda key: CheckoutActor(ctx, str(key)))
         system.register(ORDER, lambda key: OrderActor(ctx, str(key)))
         system.register(REFUND, lambda key: RefundActor(ctx, str(key)))
+        ctx.payout_gateway = payout_gateway
+        system.register(MERCHANT, lambda key: MerchantActor(ctx, str(key)))
         await nursery.start(timers.run, nursery)
 
         async def notify_delivery(delivery: Delivery) -> None:
@@ -229,6 +241,8 @@ async def open_engine(
         for consumer in consumers:
             await nursery.start(consumer.run)
         engine = Engine(ctx, consumers, analytics)
+        if payout_gateway is not None:
+            await nursery.start(engine.payouts.run_scheduler)
         if recover:
             nursery.start_soon(engine.recover)
         else:

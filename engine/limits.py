@@ -62,6 +62,20 @@ class EngineConfig:
     #: A lost dispute's recovery re-reads the seller's balance and tries again this many times
     #: when a concurrent posting (another order's refund or dispute) spent it meanwhile.
     dispute_recovery_attempts_max: int = 8
+    # --- payouts (actors/merchant.py) ----------------------------------------------------------
+    #: Unknown payout outcomes retried under the same key before the payout only asks the
+    #: provider for its status by key, every `status_poll_interval_s`.
+    payout_attempts_max: int = 12
+    payout_call_timeout_s: float = 10.0
+    #: How often a payout the provider holds as pending (or whose outcome stayed unknown) is
+    #: asked about: payouts take hours to days, so polling every minute would only add load.
+    payout_poll_interval_s: float = 1800.0
+    #: Days captured money stays pending for a merchant without a schedule of its own.
+    payout_delay_days_default: int = 0
+    #: How often the payout scheduler looks for scheduled payouts that are due.
+    payout_schedule_interval_s: float = 3600.0
+    #: The most payouts `list_payouts` returns per page and one merchant may have in flight.
+    payouts_in_flight_max: int = 100
 
     # --- outbox ------------------------------------------------------------------------------
     outbox_batch_size_max: int = 100
@@ -110,6 +124,11 @@ class EngineConfig:
                 "refunds_per_order_max",
                 "dispute_poll_interval_s",
                 "dispute_recovery_attempts_max",
+                "payout_attempts_max",
+                "payout_call_timeout_s",
+                "payout_poll_interval_s",
+                "payout_schedule_interval_s",
+                "payouts_in_flight_max",
                 "outbox_batch_size_max",
                 "outbox_poll_interval_s",
                 "delivery_attempts_max",
@@ -127,6 +146,8 @@ class EngineConfig:
             raise InvalidInput("config outbox_linger_s must be within [0, outbox_poll_interval_s)")
         if self.refunds_per_order_max > 1000:  # one page of the store (PAGE_SIZE_MAX)
             raise InvalidInput("config refunds_per_order_max must be at most 1000")
+        if self.payouts_in_flight_max > 1000 or self.payout_delay_days_default < 0:
+            raise InvalidInput("config payouts_in_flight_max must be at most 1000, delay >= 0")
         if self.retry_delay_s_base > self.retry_delay_s_max:
             raise InvalidInput("config retry_delay_s_base must not exceed retry_delay_s_max")
         if self.store_retry_delay_s_base > self.store_retry_delay_s_max:

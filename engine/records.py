@@ -185,6 +185,13 @@ class PaymentOrder:
 
 @attrs.frozen
 class Payout:
+    """Money leaving a seller's wallet for its bank account (actors/merchant.py).
+
+    `payout_id` is also the payout provider's idempotency key. `creation_key` makes creation
+    idempotent (the API's Idempotency-Key, or the schedule's period); `attempts` counts provider
+    calls whose outcome was unknown. `provider_ref` is the provider's own payout id.
+    """
+
     payout_id: str = attrs.field(validator=_non_empty)
     merchant_id: str = attrs.field(validator=_non_empty)
     currency: str = attrs.field(validator=_currency)
@@ -195,6 +202,32 @@ class Payout:
     provider_ref: str | None = None
     failure_reason: str | None = None
     version: int = attrs.field(default=0, validator=_non_negative)
+    creation_key: str = attrs.field(default="-", validator=_non_empty)
+    attempts: int = attrs.field(default=0, validator=_non_negative)
+    #: "manual" (asked through the API) or "scheduled" (the merchant's payout schedule).
+    trigger: str = "manual"
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Payout:
+        return cls(
+            payout_id=row["payout_id"],
+            merchant_id=row["merchant_id"],
+            currency=row["currency"],
+            amount_minor=int(row["amount_minor"]),
+            status=PayoutStatus(row["status"]),
+            created_at_ms=int(row["created_at_ms"]),
+            updated_at_ms=int(row["updated_at_ms"]),
+            provider_ref=row["provider_ref"],
+            failure_reason=row["failure_reason"],
+            version=int(row["version"]),
+            creation_key=row["creation_key"],
+            attempts=int(row["attempts"]),
+            trigger=row["trigger"],
+        )
 
 
 @attrs.frozen

@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "payengine.scenario_cli",
     "payengine.psp_cli",
     "payengine.recon_cli",
+    "payengine.money_out_cli",
 )
 
 # The names command modules imported from here before payengine.cli_base existed.

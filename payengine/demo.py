@@ -4,8 +4,8 @@ For people learning how payment systems work: it starts the embedded PostgreSQL 
 DATABASE_URL), applies the migrations, runs the engine with the in-process fake PSP, and walks
 one buyer's cart with orders for three sellers from checkout to booked money, printing every
 state change, the outbox events that other services hear, the double-entry ledger lines, each
-seller's wallet and the trial balance. Then it shows a duplicate webhook doing nothing, and a
-partial refund with its ledger lines.
+seller's wallet and the trial balance. Then it shows a duplicate webhook doing nothing, a
+partial refund with its ledger lines, and a payout of the seller's wallet with its own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from engine.money import format_amount
 from engine.records import Delivery, PaymentOrder, Refund
 from engine.states import TRANSITIONS, OrderStatus, PaymentStatus, RefundStatus
 from engine.store.port import Store
+from payengine.demo_payout import demo_provider, payout_step, pump_payout_notices
 from simulator.fake_psp import FakePsp, process_namespace
 
 #: How long the demo waits for the flow before it gives up and says so.
@@ -88,7 +89,9 @@ async def run_demo(
     say("   Amounts are integers of minor units; on the wire they are decimal strings.")
     if keys:
         _print_keys(keys, say)
+    payouts = demo_provider(clock)
     async with (
+        trio.open_nursery() as outer,
         open_engine(
             store,
             psp,
@@ -102,12 +105,16 @@ async def run_demo(
                     teach,
                 ),
             ),
+            payout_gateway=payouts,
         ) as engine,
         trio.open_nursery() as nursery,
     ):
+        await outer.start(payouts.run)
         nursery.start_soon(_pump_webhooks, psp, engine)
+        nursery.start_soon(pump_payout_notices, payouts, engine)
         code = await _walk(engine, psp, store, say)
         nursery.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
     if keys and code == 0:
         _print_try_it(keys, api_url, say)
     return code
@@ -234,16 +241,18 @@ async def _walk(engine: Engine, psp: FakePsp, store: Store, say: Narrator) -> in
     say(f"   redelivered {psp.emitted[0].event_id}: {outcome}; nothing changed")
 
     refunded = await _partial_refund(engine, store, orders[0], say)
+    paid = refunded and await payout_step(engine, store, orders[0], say, say.step, _wait)
 
     ok = (
         total == 0
         and refunded
+        and paid
         and all(o.status is OrderStatus.SUCCESS and o.booked for o in orders)
     )
     say()
     say(
         "Done: payment COMPLETED, every order captured once and booked once, a partial refund"
-        " paid back exactly, ledger balanced."
+        " paid back exactly, the seller paid out, ledger balanced."
         if ok
         else "Something is wrong: see above."
     )

@@ -73,6 +73,19 @@ class Traffic:
     refund_partial_p: float = 0.5
     refund_twice_p: float = 0.2
     refund_delay_s_max: float = 600.0
+    # --- payouts (simulator/world_payouts.py) ---------------------------------------------------
+    #: The share of sellers on a payout schedule (daily; weekly for `payout_weekly_p` of them).
+    #: 0: payouts off, and the run draws nothing for them (existing scenarios keep their trace).
+    payout_scheduled_p: float = 0.0
+    payout_weekly_p: float = 0.2
+    #: Days captured money stays pending before a payout may take it.
+    payout_delay_days: int = 1
+    #: The schedules' minimum payout, in major units of each currency.
+    payout_minimum_major: int = 0
+    #: Mean virtual seconds between manual payout requests (a scheduled seller asks for a part
+    #: of its wallet, sometimes more than it has); `payout_twice_p` of them twice at once.
+    payout_manual_interval_s: float = 0.0
+    payout_twice_p: float = 0.2
 
 
 @attrs.frozen
@@ -148,6 +161,21 @@ class Faults:
     dispute_win_p: float = 0.4
     dispute_open_s_max: float = 600.0
     dispute_close_s_max: float = 1800.0
+    #: The payout provider (simulator/payout_provider.py), per submit or query: 5xx before
+    #: acting, a hang, the answer lost after acting; per submit: refused at once (FAILED).
+    payout_unavailable_p: float = 0.0
+    payout_hang_p: float = 0.0
+    payout_timeout_after_p: float = 0.0
+    payout_reject_p: float = 0.0
+    #: Per accepted payout: it fails later, or is paid and returned by the bank later.
+    payout_failed_p: float = 0.0
+    payout_returned_p: float = 0.0
+    #: The provider's notices: sent twice, delayed (up to the max), or a delivery lost (the
+    #: provider sends it again later, as providers retry unacknowledged events).
+    payout_notice_duplicate_p: float = 0.0
+    payout_notice_delay_p: float = 0.0
+    payout_notice_delay_s_max: float = 3600.0
+    payout_notice_loss_p: float = 0.0
 
 
 @attrs.frozen
@@ -313,6 +341,9 @@ def _check_relations(s: Scenario) -> None:
         raise ScenarioError(
             "faults: settlement_trailer_missing_p + truncated_p + garbage_p must not exceed 1"
         )
+    payout_calls = f.payout_unavailable_p + f.payout_hang_p + f.payout_timeout_after_p
+    if payout_calls + f.payout_reject_p > 1 or f.payout_failed_p + f.payout_returned_p > 1:
+        raise ScenarioError("faults: the payout_*_p probabilities must not add up to more than 1")
     if f.psp_outage_s_min > f.psp_outage_s_max:
         raise ScenarioError("faults.psp_outage_s_min must not exceed psp_outage_s_max")
     if f.psp_outage_interval_s > 0 and f.psp_outage_s_max <= 0:

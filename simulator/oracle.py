@@ -53,6 +53,7 @@ from engine.states import OrderStatus, is_terminal
 from simulator.fake_psp import FakePsp
 from simulator.oracle_disputes import DISPUTE_INVARIANTS, check_disputes_final
 from simulator.oracle_flows import FLOW_INVARIANTS, check_flows_final
+from simulator.oracle_payouts import PAYOUT_INVARIANTS
 from simulator.oracle_refunds import REFUND_INVARIANTS, check_refunds_final
 
 INVARIANTS = (
@@ -69,6 +70,7 @@ INVARIANTS = (
     *FLOW_INVARIANTS,
     *REFUND_INVARIANTS,
     *DISPUTE_INVARIANTS,
+    *PAYOUT_INVARIANTS,
 )
 
 #: The most offending objects one violation lists (the rest are counted).
@@ -227,6 +229,7 @@ def check_final(
     notified: Collection[tuple[str, str]] | None = None,
     register_attempts_max: int | None = None,
     commission_bps: int = 1000,
+    paid_out: Mapping[str, int] | None = None,
 ) -> list[Violation]:
     """Every invariant over the final state; empty when the run proved exactly-once.
 
@@ -342,7 +345,7 @@ def check_final(
         found.append(violation(invariant, detail, objects))
     if snap.refunds or psp.refunds:
         for invariant, detail, objects in check_refunds_final(
-            psp, snap.refunds, snap.orders, snap.txns, snap.trial
+            psp, snap.refunds, snap.orders, snap.txns, snap.trial, paid_out
         ):
             found.append(violation(invariant, detail, objects))
     if snap.disputes or psp.disputes:  # issue 11, the chargeback part

@@ -205,6 +205,7 @@ def check_announcements(view: CommitView) -> list[str]:
         for m in view.outbox
         if (m.topic not in ALERT_TOPICS or m.topic in CHECKED_ALERTS)
         and not m.topic.startswith("dispute.")  # simulator/oracle_disputes.py checks those
+        and not m.topic.startswith("payout.")  # simulator/oracle_payouts.py checks those
     ]
     bad: list[str] = []
     for topic, key in sorted(set(expected) | set(written)):

@@ -79,6 +79,7 @@ def check_refunds_final(
     orders: Mapping[str, PaymentOrder],
     txns: Iterable[Transaction],
     trial: Mapping[tuple[str, str], int],
+    paid_out: Mapping[str, int] | None = None,
 ) -> Found:
     found = check_psp_refund_keys(psp, refunds, orders)
     found += _never_exceed(psp, refunds, orders, txns)
@@ -102,7 +103,7 @@ def check_refunds_final(
             )
         )
 
-    found += _money_conserved(psp, trial)
+    found += _money_conserved(psp, trial, paid_out or {})
     return found
 
 
@@ -146,7 +147,11 @@ def _never_exceed(
     return [("refunds_never_exceed_captured", "more refunded than captured", sorted(over))]
 
 
-def _money_conserved(psp: FakePsp, trial: Mapping[tuple[str, str], int]) -> Found:
+def _money_conserved(
+    psp: FakePsp, trial: Mapping[tuple[str, str], int], paid_out: Mapping[str, int]
+) -> Found:
+    """`paid_out`: what the payout provider paid out and kept paid, per currency (payouts,
+    simulator/oracle_payouts.py, which checks the same sum from the wallets)."""
     captured = psp.captured_total()
     # What disputes keep withdrawn counts as paid back too (simulator/oracle_disputes.py), and
     # what open chargebacks cost us is debited to `chargebacks` (zero without disputes).
@@ -160,6 +165,8 @@ def _money_conserved(psp: FakePsp, trial: Mapping[tuple[str, str], int]) -> Foun
             CHARGEBACKS,
         ):
             held[currency] -= total  # liabilities and revenue are credits; a receivable a debit
+    for currency, minor in paid_out.items():
+        held[currency] += minor
     off: list[str] = []
     for currency in sorted(set(captured) | set(held) | set(refunded)):
         if captured[currency] != held[currency] + refunded[currency]:

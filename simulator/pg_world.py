@@ -36,6 +36,7 @@ from simulator.oracle import check_books, check_psp_keys
 from simulator.pg_store import PgSimStore, read_books, read_snapshot
 from simulator.stall import STALL_S_DEFAULT, RunInconclusive, watch_progress
 from simulator.world import ORACLE_INTERVAL_S, QUIET_POLL_S, SimWorld
+from simulator.world_payouts import read_payouts
 
 #: What the report says about this tier, whatever the scenario.
 TIER_NOTES = (
@@ -135,6 +136,9 @@ class PgWorld(SimWorld):
                 await super().run()
                 with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
                     self.pg_store.final = await read_snapshot(pg)
+                    if self.payouts.on:  # simulator/world_payouts.py
+                        sellers = self.payouts.seller_ids()
+                        self.payouts.final_rows = await read_payouts(pg, sellers)
                 nursery.cancel_scope.cancel()
 
     def _answered(self) -> int:
@@ -172,6 +176,7 @@ class PgWorld(SimWorld):
             len(await pg.list_unfinished_payments(1000))
             + len(await pg.list_unfinished_orders(1000))
             + len(await pg.list_unfinished_refunds(1000))
+            + len(await pg.list_unfinished_payouts(1000))
         )
 
     async def _offer_refunds(self, pg: PostgresStore) -> None:
@@ -200,6 +205,7 @@ class PgWorld(SimWorld):
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
                 and (not self.refunds.on or self.refunds.quiet())
                 and (not self.disputes.on or self.disputes.quiet())
+                and self.payouts.quiet()
             ):
                 async with self._bounded("quiet detection"):
                     self.pg_store.unfinished_count = await self._unfinished()

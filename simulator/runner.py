@@ -31,6 +31,7 @@ from simulator.oracle_recon import check_recon
 from simulator.recon_faults import swarm_settlement_faults
 from simulator.virtual_clock import virtual_clock
 from simulator.world import SimWorld
+from simulator.world_payouts import judge_payouts, swarm_payout_faults, swarm_payout_traffic
 
 #: The most reruns one shrink may spend, and the shortest traffic phase it tries (virtual s).
 SHRINK_RUNS_MAX = 24
@@ -169,7 +170,7 @@ def swarm_faults(seed: int) -> Faults:
             dispute_open_s_max=round(disputes.uniform(1.0, 1800.0), 1),
             dispute_close_s_max=round(disputes.uniform(1.0, 3600.0), 1),
         )
-    return swarm_settlement_faults(faults, seed)
+    return swarm_payout_faults(swarm_settlement_faults(faults, seed), seed)
 
 
 def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
@@ -177,7 +178,7 @@ def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
     its own, so adding it changed no fault plan an earlier seed drew."""
     rng = stream(seed, "swarm_traffic")
     on = rng.random() < 0.5
-    return attrs.evolve(
+    traffic = attrs.evolve(
         traffic,
         refund_p=round(rng.uniform(0.05, 0.5), 4) if on else 0.0,
         refund_partial_p=round(rng.uniform(0.0, 1.0), 4),
@@ -185,6 +186,7 @@ def swarm_traffic(traffic: Traffic, seed: int) -> Traffic:
         refund_delay_s_max=round(rng.uniform(1.0, 3600.0), 1),
         checkout_id_reuse_p=round(rng.uniform(0.0, 0.05), 4) if rng.random() < 0.3 else 0.0,
     )
+    return swarm_payout_traffic(traffic, seed)
 
 
 def resolve(scenario: Scenario, seed: int) -> Scenario:
@@ -251,8 +253,10 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
             notified=world.notified,
             register_attempts_max=world.config.register_attempts_max,
             commission_bps=world.config.commission_bps,
+            paid_out=world.payouts.paid_out(),
         )
         found += check_recon(world.settlement, snap, world.psp.dispute_book.withdrawn_total())
+        found += judge_payouts(world, snap)
         for v in found:
             verdicts[v.invariant] = f"violated: {v}"
         completed = snap_completed = sum(
@@ -280,6 +284,8 @@ def judge(world: SimWorld, wall_s: float, replay: str) -> RunResult:
         stats["refunds"] = world.refunds.report()
     if world.disputes.on:
         stats["disputes"] = world.disputes.report()
+    if world.payouts.on:
+        stats["payouts"] = world.payouts.report()
     if world.sweep is not None:
         stats["crash_sweep"] = world.sweep.report()
     return RunResult(

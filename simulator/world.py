@@ -67,6 +67,9 @@ from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
 from simulator.world_disputes import PspDisputes
+from simulator.world_payouts import SimPayouts
+from simulator.world_payouts import check_commit as check_payouts_at_commit
+from simulator.world_payouts import check_tick as check_payouts_at_tick
 from simulator.world_recon import ReconDesk
 from simulator.world_refunds import MerchantRefunds, captured_now
 from simulator.world_webhooks import WebhookDelivery
@@ -85,7 +88,9 @@ CRASH_FALLBACK_S = 1.0
 
 def simulation_config() -> EngineConfig:
     # The doorbell wakes consumers after each commit; polling is only a backstop.
-    return EngineConfig(outbox_poll_interval_s=5.0)
+    # The payout scheduler looks every 10 virtual minutes (only when payouts are on), so short
+    # scenarios meet their first scheduled payouts while the faults are still on.
+    return EngineConfig(outbox_poll_interval_s=5.0, payout_schedule_interval_s=600.0)
 
 
 @attrs.define
@@ -147,6 +152,7 @@ class SimWorld:
         self.buyers = Buyers(self)
         self.refunds = MerchantRefunds(self)
         self.disputes = PspDisputes(self)  # simulator/world_disputes.py
+        self.payouts = SimPayouts(self)  # simulator/world_payouts.py
         self._crash_armed = False
         self._incarnations = 0
         self.inc: Incarnation | None = None
@@ -222,6 +228,7 @@ class SimWorld:
                 status = message.payload.get("status", "")
                 self.note("state", message.topic, message.key, status)
         found = self._check_flows_at_commit(uow, before)
+        found += check_payouts_at_commit(self.payouts, uow)
         if uow._txns or uow._deltas:
             trial, balances = self.store.touched_books(uow)
             found += check_books(trial, balances, uow._txns, trial_is_complete=False)
@@ -346,6 +353,8 @@ class SimWorld:
             note=self.note,
         )
         self.psp.withhold = self.settlement.withholder(lambda: self.faults_on)
+        if self.payouts.on:
+            self.payouts.make_provider()
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)
@@ -355,6 +364,8 @@ class SimWorld:
                 await root.start(self.refunds.run)
             if self.disputes.on:
                 await root.start(self.disputes.run)
+            if self.payouts.on:
+                await root.start(self.payouts.run)
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
             if self.plan.psp_outage_interval_s > 0:
@@ -410,6 +421,7 @@ class SimWorld:
                 and self.psp.webhook_receive.statistics().current_buffer_used == 0
                 and (not self.refunds.on or self.refunds.quiet())
                 and (not self.disputes.on or self.disputes.quiet())
+                and self.payouts.quiet()
             ):
                 return
 
@@ -435,6 +447,7 @@ class SimWorld:
                         notifier=self._notify,
                         notifier_inline=True,
                         faults=self.seams,
+                        payout_gateway=self.payouts.provider,
                     ) as engine,
                     trio.open_nursery() as requests,
                 ):
@@ -605,5 +618,6 @@ class SimWorld:
                         self.psp, self.store.committed_refunds(), self.store.committed_orders()
                     )
                 ]
+            found += check_payouts_at_tick(self.payouts)
             if found:
                 self.violate(found[0])

@@ -34,6 +34,7 @@ from web import (
     logs,
     merchant_webhooks,
     payments,
+    payouts,
     reconciliations,
     refunds,
     webhooks,
@@ -86,6 +87,7 @@ def create_app(wiring: Wiring, settings: WebSettings | None = None) -> QuartTrio
         payments.bp,
         refunds.bp,
         reconciliations.bp,  # issue 12
+        payouts.bp,
         ledger.bp,
         deadletters.bp,
         webhooks.bp,

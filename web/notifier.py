@@ -103,6 +103,12 @@ class WebhookNotifier:
                 data["amount"] = _amount(payload)
                 del data["amount_minor"]
             return {str(seller): data}
+        if message.topic.startswith("payout."):
+            # A payout names its merchant (actors/merchant.py): only that merchant hears it.
+            data = {"object": "payout", **payload}
+            data["amount"] = _amount(payload)
+            del data["amount_minor"]
+            return {str(payload["merchant_id"]): data}
         if message.topic.startswith("payment."):
             by_seller: dict[str, dict[str, Any]] = {}
             for order in await self._store.get_orders(str(payload["payment_id"])):

@@ -28,6 +28,7 @@ from engine.errors import StoreUnavailable
 from engine.gateway import Gateway
 from engine.ids import Ids
 from engine.limits import EngineConfig
+from engine.payout_gateway import PayoutGateway
 from engine.ports import Clock, Rng
 from engine.store.port import Store
 from web.liveness import Liveness
@@ -61,6 +62,9 @@ class Wiring:
     #: Builds the merchant notifier once the store and clock exist (create_app defaults it to
     #: signed webhook delivery, web/notifier.py).
     make_notifier: Callable[[Store, Clock], Notifier] | None = None
+    #: Opens the payout provider (actors/merchant.py); None: this server makes no payouts
+    #: (POST /v1/payouts answers 503 payouts-unavailable).
+    open_payout_gateway: Callable[[Clock], AbstractAsyncContextManager[PayoutGateway]] | None = None
 
 
 @attrs.define(eq=False)
@@ -125,6 +129,15 @@ async def _end_lease(runtime: Runtime) -> None:
 
 
 @asynccontextmanager
+async def _open_payout_gateway(wiring: Wiring, clock: Clock) -> AsyncIterator[PayoutGateway | None]:
+    if wiring.open_payout_gateway is None:
+        yield None
+        return
+    async with wiring.open_payout_gateway(clock) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
 async def open_runtime(
     wiring: Wiring, settings: WebSettings, metrics: Metrics
 ) -> AsyncIterator[Runtime]:
@@ -136,8 +149,16 @@ async def open_runtime(
         notifier = None if wiring.make_notifier is None else wiring.make_notifier(store, clock)
         async with (
             wiring.open_gateway(clock) as gateway,
+            _open_payout_gateway(wiring, clock) as payout_gateway,
             open_engine(
-                store, gateway, clock, ids, rng, wiring.engine_config, notifier=notifier
+                store,
+                gateway,
+                clock,
+                ids,
+                rng,
+                wiring.engine_config,
+                notifier=notifier,
+                payout_gateway=payout_gateway,
             ) as engine,
             trio.open_nursery() as nursery,
         ):

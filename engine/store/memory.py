@@ -35,6 +35,7 @@ from engine.records import (
     PaymentOrder,
     Refund,
 )
+from engine.store.memory_payouts import PayoutReadsMixin
 from engine.store.memory_recon import MemoryRecon, ReconTable
 from engine.store.memory_tables import Tables
 from engine.store.memory_unit import Checkpoint, MemoryUnitOfWork, _no_checkpoint
@@ -83,13 +84,14 @@ class _UnitOfWorkContext:
         store.commits += 1
 
 
-class MemoryStore(MemoryRecon):
+class MemoryStore(MemoryRecon, PayoutReadsMixin):
     """The `Store` port in memory. See the module docstring for how it keeps PostgreSQL's rules."""
 
     name = "memory"
 
     def __init__(self, checkpoint: Checkpoint | None = None) -> None:
         self._t = Tables()
+        self._payout_table = self._t.payouts
         self._cp: Checkpoint = checkpoint or _no_checkpoint
         self.commits = 0
         self.rollbacks = 0

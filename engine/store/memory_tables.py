@@ -25,6 +25,7 @@ from engine.records import (
 )
 from engine.states import OrderStatus, is_terminal
 from engine.store.memory_disputes import DisputeTable
+from engine.store.memory_payouts import PayoutTable
 from engine.store.memory_refunds import RefundTable
 
 
@@ -78,6 +79,7 @@ class Tables:
         self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
         self.refunds = RefundTable()
         self.disputes = DisputeTable()
+        self.payouts = PayoutTable()
 
     def subscribe(self, subscriber: str, topics: Sequence[str]) -> None:
         for topic in topics:

@@ -22,7 +22,7 @@ from engine.errors import (
     UnbalancedTransaction,
     VersionConflict,
 )
-from engine.ledger import Transaction, imbalance
+from engine.ledger import Entry, Transaction, imbalance
 from engine.records import (
     Balance,
     DeadLetter,
@@ -37,6 +37,7 @@ from engine.records import (
 )
 from engine.states import is_terminal
 from engine.store.memory_disputes import DisputeOverlay
+from engine.store.memory_payouts import PayoutOverlay, PayoutUnitMixin
 from engine.store.memory_refunds import RefundOverlay
 from engine.store.memory_tables import Pending, Tables, order_unfinished, zero_pair
 
@@ -50,7 +51,7 @@ async def _no_checkpoint() -> None:
 _DELETED = None
 
 
-class MemoryUnitOfWork:
+class MemoryUnitOfWork(PayoutUnitMixin):
     def __init__(self, tables: Tables, checkpoint: Checkpoint) -> None:
         self._t = tables
         self._cp = checkpoint
@@ -70,6 +71,7 @@ class MemoryUnitOfWork:
         self._endpoints: dict[str, WebhookEndpoint] = {}
         self._refunds = RefundOverlay(tables.refunds)
         self._disputes = DisputeOverlay(tables.disputes)
+        self._payouts = PayoutOverlay(tables.payouts)
 
     # --- payments and orders ---------------------------------------------------------------
     async def insert_payment(self, payment: Payment, orders: Sequence[PaymentOrder]) -> None:
@@ -177,6 +179,12 @@ class MemoryUnitOfWork:
         return self._disputes.of_order(order_id, limit, after)
 
     # --- ledger and wallets ----------------------------------------------------------------
+    def _committed_entries(self, account: str) -> list[tuple[str, int, Entry]]:
+        return self._t.entries_by_account.get(account, [])
+
+    def _committed_txn(self, txn_id: str) -> Transaction:
+        return self._t.txns[txn_id]
+
     async def post_transaction(self, txn: Transaction) -> None:
         # Assert at the boundary, as the database's deferred trigger does at commit.
         if len(txn.entries) < 2 or imbalance(txn.entries):
@@ -313,6 +321,7 @@ class MemoryUnitOfWork:
                 raise DuplicateKey("idempotency.scope_key", claim)
         self._refunds.validate(lambda i: i in t.orders or i in self._orders)
         self._disputes.validate(lambda i: i in t.orders or i in self._orders)
+        self._payouts.validate()
 
     def _apply(self) -> None:
         t = self._t
@@ -373,6 +382,7 @@ class MemoryUnitOfWork:
             t.psp_events[event.event_id] = event
         self._refunds.apply()
         self._disputes.apply()
+        self._payouts.apply()
         for key, record in self._idem.items():
             if record is _DELETED:
                 t.idempotency.pop(key, None)
@@ -394,6 +404,7 @@ class MemoryUnitOfWork:
             or self._endpoints
             or self._refunds.rows
             or self._disputes.rows
+            or self._payouts.wrote()
         )
 
     def commit(self) -> None:

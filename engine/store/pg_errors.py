@@ -34,6 +34,9 @@ UNIQUE_KEYS: Mapping[str, str] = {
     "api_keys_key_hash_uq": "api_keys.key_hash",
     "refunds_pk": "refunds.refund_id",
     "refunds_creation_key_uq": "refunds.creation_key",
+    "payouts_pk": "payouts.payout_id",
+    "payouts_creation_key_uq": "payouts.creation_key",
+    "payout_events_pk": "payout_events.event_id",
 }
 _WALLET_CHECKS = frozenset({"wallets_available_non_negative", "wallets_reserved_non_negative"})
 

@@ -37,6 +37,7 @@ from engine.store import pg_disputes as dq
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_refunds as rq
+from engine.store.pg_payouts import PgPayoutUnitMixin
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -58,7 +59,7 @@ async def _after_acks(
     return await op(conn, *args, **kw)
 
 
-class PostgresUnitOfWork:
+class PostgresUnitOfWork(PgPayoutUnitMixin):
     """One database transaction on one connection. Used by one task at a time (a lock keeps
     concurrent callers in line, as the memory store tolerates them)."""
 

@@ -33,6 +33,7 @@ from typing import Protocol
 
 from engine.access import ApiKey, WebhookEndpoint
 from engine.ledger import Entry, Transaction
+from engine.payouts import PayoutSchedule
 from engine.reconciliation.run import ReconItem, ReconRun
 from engine.records import (
     Balance,
@@ -43,6 +44,7 @@ from engine.records import (
     OutboxMessage,
     Payment,
     PaymentOrder,
+    Payout,
     PspEvent,
     Refund,
 )
@@ -190,6 +192,36 @@ class UnitOfWork(Protocol):
         """Register or replace the merchant's webhook endpoint (one per merchant)."""
         ...
 
+    # --- payouts (engine/payouts.py, actors/merchant.py; migration 0006) ----------------------
+    async def insert_payout(self, payout: Payout) -> None:
+        """Record a new payout. DuplicateKey('payouts.payout_id' or 'payouts.creation_key')."""
+        ...
+
+    async def update_payout(self, payout: Payout) -> Payout:
+        """Write `payout` (read at `payout.version`); returns it at the new version."""
+        ...
+
+    async def get_payout(self, payout_id: str) -> Payout | None: ...
+
+    async def get_payout_by_creation_key(self, creation_key: str) -> Payout | None: ...
+
+    async def record_payout_event(
+        self, event_id: str, kind: str, payout_id: str, received_at_ms: int
+    ) -> None:
+        """Keep a payout provider's notice. DuplicateKey('payout_events.event_id') if seen."""
+        ...
+
+    async def get_payout_schedule(self, merchant_id: str) -> PayoutSchedule | None: ...
+
+    async def put_payout_schedule(self, schedule: PayoutSchedule) -> None:
+        """Register or replace the merchant's payout schedule (one per merchant)."""
+        ...
+
+    async def pending_capture_minor(self, merchant_id: str, currency: str, since_ms: int) -> int:
+        """The merchant's net share of its captures posted at or after `since_ms` (what the
+        payout delay still holds back), in minor units."""
+        ...
+
 
 class Store(Protocol):
     """Units of work plus committed-state reads for queries, recovery and the oracle."""
@@ -319,6 +351,27 @@ class Store(Protocol):
 
     async def readiness(self) -> list[str]:
         """What keeps the store from serving (unreachable, migrations pending); empty: ready."""
+        ...
+
+    # --- payouts (migration 0006) -------------------------------------------------------------
+    async def get_payout(self, payout_id: str) -> Payout | None: ...
+
+    async def list_payouts(
+        self, merchant_id: str, limit: int, after: str | None = None
+    ) -> list[Payout]:
+        """The merchant's payouts, ascending payout id, strictly after `after`."""
+        ...
+
+    async def list_unfinished_payouts(self, limit: int, after: str | None = None) -> list[Payout]:
+        """Payouts whose money is reserved and fate unknown, ascending id: recovery's input."""
+        ...
+
+    async def get_payout_schedule(self, merchant_id: str) -> PayoutSchedule | None: ...
+
+    async def list_payout_schedules(
+        self, limit: int, after: str | None = None
+    ) -> list[PayoutSchedule]:
+        """Daily and weekly schedules (not manual ones), ascending merchant id."""
         ...
 
 

@@ -62,6 +62,7 @@ from engine.store import pg_refunds as rq
 from engine.store.pg_bridge import Bridge, open_bridge
 from engine.store.pg_bridge import tolerate_lost_connections as tolerate_lost_connections
 from engine.store.pg_bridge import unavailable as unavailable
+from engine.store.pg_payouts import PgPayoutReadsMixin
 from engine.store.pg_recon import PostgresRecon
 from engine.store.pg_unit import PostgresUnitOfWork
 from engine.store.port import EntryCursor, Store, UnitOfWork
@@ -217,7 +218,7 @@ class PostgresStatistics:
     reads_answered: int
 
 
-class PostgresStore(PostgresRecon):
+class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
     """The `Store` port on PostgreSQL. Open it with `open_postgres_store`."""
 
     name = "postgres"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import trio
@@ -38,6 +39,8 @@ class World:
     delivered: list[tuple[PspNotification, str]] = attrs.Factory(list)
     engine: Engine | None = None
     faults: frozenset[str] = frozenset()
+    #: A payout provider (simulator/payout_provider.py) for tests of payouts; None: no payouts.
+    payout_provider: Any = None
 
     @asynccontextmanager
     async def running(self, extra_subscribers: Sequence[Subscriber] = ()) -> AsyncIterator[Engine]:
@@ -51,6 +54,7 @@ class World:
                 self.config,
                 faults=self.faults,
                 extra_subscribers=tuple(extra_subscribers),
+                payout_gateway=self.payout_provider,
             ) as engine,
             trio.open_nursery() as nursery,
         ):

@@ -86,6 +86,7 @@ def test_demo_runs_a_checkout_to_booked_money(
             assert "redelivered evt_" in out and ": duplicate;" in out
             assert "a partial refund paid back exactly" in out
             assert "Cr refunds_clearing" in out and "Dr refunds_clearing" in out
+            assert "the seller paid out" in out and "Cr bank_cash" in out
             printed = [line.split() for line in out.splitlines() if line.startswith("     ")]
             printed = [words for words in printed if words[-1].startswith("pek_")]
             assert [scope for scope, _ in printed] == ["storefront", "admin"]

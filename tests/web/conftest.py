@@ -63,8 +63,12 @@ def settings(**overrides: Any) -> WebSettings:
 
 @asynccontextmanager
 async def open_api(
-    web_settings: WebSettings | None = None, store: Any = None, make_notifier: Any = None
+    web_settings: WebSettings | None = None,
+    store: Any = None,
+    make_notifier: Any = None,
+    payout_provider: Any = None,
 ) -> AsyncIterator[Api]:
+    """`payout_provider`: a payout gateway for the engine (tests/web/test_payouts_api.py)."""
     holder: dict[str, FakePsp] = {}
     memory = store or MemoryStore()
 
@@ -84,6 +88,7 @@ async def open_api(
         epoch_ms=lambda: EPOCH_MS,
         seed=7,
         make_notifier=make_notifier,
+        open_payout_gateway=None if payout_provider is None else _yielding(payout_provider),
     )
     app = create_app(wiring, web_settings or settings())
     async with app.test_app() as test_app:
@@ -93,6 +98,14 @@ async def open_api(
         )
         _, admin = await create_api_key(runtime.store, runtime.ids, runtime.clock, "admin")
         yield Api(test_app.test_client(), runtime, holder["psp"], storefront, admin)
+
+
+def _yielding(value: Any) -> Any:
+    @asynccontextmanager
+    async def open_it(clock: Clock) -> AsyncIterator[Any]:
+        yield value
+
+    return open_it
 
 
 @pytest.fixture

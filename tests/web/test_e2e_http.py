@@ -21,6 +21,7 @@ from engine.limits import EngineConfig
 from engine.store.memory import MemoryStore
 from payengine.serve import hypercorn_config
 from psp.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
+from tests.web.conftest import _yielding
 from web.app import create_app
 from web.http_gateway import open_http_gateway
 from web.keys import create_api_key
@@ -43,8 +44,11 @@ def _listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def running_world() -> AsyncIterator[tuple[str, str, Runtime, PspFace]]:
-    """Our API and the fake PSP's face on real sockets: (api url, psp url, runtime, face)."""
+async def running_world(
+    payout_gateway: Any = None,
+) -> AsyncIterator[tuple[str, str, Runtime, PspFace]]:
+    """Our API and the fake PSP's face on real sockets: (api url, psp url, runtime, face).
+    `payout_gateway`: the engine's payout provider (tests/web/test_payouts_api.py)."""
     api_sock, psp_sock = _listening_socket(), _listening_socket()
     api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
     psp_url = f"http://127.0.0.1:{psp_sock.getsockname()[1]}"
@@ -58,6 +62,7 @@ async def running_world() -> AsyncIterator[tuple[str, str, Runtime, PspFace]]:
         open_store=open_store,
         open_gateway=lambda clock: open_http_gateway(psp_url),
         engine_config=EngineConfig(outbox_poll_interval_s=0.05),
+        open_payout_gateway=None if payout_gateway is None else _yielding(payout_gateway),
     )
     api = create_app(wiring, WebSettings(psp_webhook_secrets=(SECRET,), public_base_url=api_url))
     psp = create_psp_app(PspFaceSettings(psp_url, f"{api_url}/v1/psp/webhooks", (SECRET,)))
