@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from engine.ledger import MERCHANT_RECEIVABLE, PLATFORM_REVENUE, REFUNDS_CLEARING
+from engine.ledger import CHARGEBACKS, MERCHANT_RECEIVABLE, PLATFORM_REVENUE, REFUNDS_CLEARING
 from engine.payout_gateway import ProviderPayoutStatus
 from engine.payouts import PAYOUT_IN_FLIGHT
 from engine.records import Balance, OutboxMessage, Payout
@@ -175,23 +175,20 @@ def money_conserved(
     trial: Mapping[tuple[str, str], int],
     balances: Iterable[Balance],
 ) -> Found:
-    """PSP captured - PSP refunded = sellers' balances - receivables + revenue + refunds in
-    flight + paid out (net of returns), per currency, to the minor unit.
-
-    Chargebacks, when they come, add one term on each side from their own outside facts: the
-    PSP's clawbacks of lost disputes are subtracted on the left (`- psp.disputes_lost_total()`)
-    and the `chargebacks` expense account's balance (what the platform absorbed and did not
-    recover from the seller) on the right (`- held` of CHARGEBACKS, a debit), in `right` below.
-    """
-    left = psp.captured_total() - psp.refund_book.total()
+    """PSP captured - PSP refunded - what PSP disputes keep withdrawn = sellers' balances -
+    receivables + revenue + refunds in flight - open chargebacks + paid out (net of returns),
+    per currency, to the minor unit. The balances are the wallets' projection, so this sum
+    also checks the wallets against outside facts (`money_conserved` in oracle_refunds.py sums
+    the ledger's accounts instead)."""
+    left = psp.captured_total() - psp.refund_book.total() - psp.dispute_book.withdrawn_total()
     right: Counter[str] = Counter()
     for balance in balances:
         right[balance.currency] += balance.available_minor + balance.reserved_minor
     for (account, currency), total in trial.items():
         if account.partition(":")[0] == MERCHANT_RECEIVABLE:
             right[currency] -= total  # an asset (debit): what sellers owe us
-        elif account in (PLATFORM_REVENUE, REFUNDS_CLEARING):
-            right[currency] -= total  # revenue and liability are credits
+        elif account in (PLATFORM_REVENUE, REFUNDS_CLEARING, CHARGEBACKS):
+            right[currency] -= total  # revenue and liability are credits; chargebacks a debit
     for currency, minor in paid_out.items():
         right[currency] += minor
     off = [

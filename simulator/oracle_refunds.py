@@ -103,7 +103,7 @@ def check_refunds_final(
             )
         )
 
-    found += _money_conserved(psp, trial, paid_out or {})
+    found += money_conserved(psp, trial, paid_out or {})
     return found
 
 
@@ -147,7 +147,7 @@ def _never_exceed(
     return [("refunds_never_exceed_captured", "more refunded than captured", sorted(over))]
 
 
-def _money_conserved(
+def money_conserved(
     psp: FakePsp, trial: Mapping[tuple[str, str], int], paid_out: Mapping[str, int]
 ) -> Found:
     """`paid_out`: what the payout provider paid out and kept paid, per currency (payouts,
