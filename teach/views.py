@@ -5,7 +5,7 @@ engine: plain dictionaries for the templates. Amounts are formatted from integer
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
@@ -15,7 +15,7 @@ from engine.ledger import Entry, Transaction, account_type
 from engine.money import format_amount
 from engine.records import PaymentOrder
 from engine.states import OrderStatus, PaymentStatus, RefundStatus
-from engine.store.port import EntryCursor, Store
+from engine.store.port import EntryCursor, ReconciledStore, Store
 from teach.machines import svg
 
 #: Payments listed on the Inside and Money pages (newest first).
@@ -29,11 +29,7 @@ DEAD_LETTERS_LISTED_MAX = 50
 SUBSCRIBERS = ("notifications", "analytics")
 #: Sections of the Money page that appear once the store can list them (built by other
 #: issues: payouts, disputes, reconciliation): (title, store method taking a limit).
-OPTIONAL_SECTIONS = (
-    ("Payouts", "list_payouts"),
-    ("Disputes", "list_disputes"),
-    ("Reconciliation runs", "list_reconciliation_runs"),
-)
+#: Rows each money-out section (payouts, disputes, reconciliation items) lists at most.
 OPTIONAL_ROWS_MAX = 20
 
 
@@ -237,13 +233,22 @@ def _cells(record: Any) -> dict[str, str]:
 
 
 async def optional_sections(store: Store) -> list[dict[str, Any]]:
-    """The sections whose data source exists in this build (no placeholders otherwise)."""
+    """Payouts, disputes and reconciliation items, as the store has them (the oldest first)."""
+    payouts: list[Any] = []
+    for merchant_id in sorted({b.merchant_id for b in await store.all_balances()}):
+        payouts += await store.list_payouts(merchant_id, OPTIONAL_ROWS_MAX)
+        if len(payouts) >= OPTIONAL_ROWS_MAX:
+            break
+    # Both shipped stores keep reconciliation runs (engine/store/port.py ReconciledStore).
+    recon = cast(ReconciledStore, store)
+    sections: list[tuple[str, list[Any]]] = [
+        ("Payouts", payouts[:OPTIONAL_ROWS_MAX]),
+        ("Disputes", await store.list_disputes(OPTIONAL_ROWS_MAX)),
+        ("Reconciliation items", await recon.list_recon_items(OPTIONAL_ROWS_MAX)),
+    ]
     found = []
-    for title, method in OPTIONAL_SECTIONS:
-        lister = getattr(store, method, None)
-        if lister is None:
-            continue
-        rows = [_cells(r) for r in await lister(OPTIONAL_ROWS_MAX)]
+    for title, records in sections:
+        rows = [_cells(r) for r in records]
         columns = list(rows[0]) if rows else []
         found.append({"title": title, "columns": columns, "rows": rows})
     return found

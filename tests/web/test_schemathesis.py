@@ -10,7 +10,9 @@ has), and any body holding 13-19 digits that pass the Luhn check is refused by t
 (400 card-data-refused). A `POST /v1/refunds` may be refused for what only the stored order
 can say (it exists; its currency, so the decimals an amount may have) or for a non-positive
 amount. A `POST /v1/reconciliations` body is a settlement file, readable or not by its
-format's rules. Every other schema-valid request must be accepted.
+format's rules. A `POST /v1/payouts` may be refused for what only the stored wallet or
+the caller can say (the balance, the currency's decimals; `merchant_id` is required with an
+admin key). Every other schema-valid request must be accepted.
 
 Bounded for CI: `EXAMPLES_PER_OPERATION` cases per operation and `STATEFUL_STEPS_MAX` steps.
 The full run of issue 13 (500 examples per operation, on PostgreSQL):
@@ -46,7 +48,7 @@ STORE = os.environ.get("PAYENGINE_SCHEMATHESIS_STORE", "memory")
 #: From this many examples on, the run must create at least one payment per 50 examples.
 FULL_RUN_EXAMPLES = 100
 #: Stateful scenarios run; each is a short chain of calls following the links.
-STATEFUL_SCENARIOS = max(30, EXAMPLES_PER_OPERATION // 2)
+STATEFUL_SCENARIOS = max(60, EXAMPLES_PER_OPERATION // 2)
 STATEFUL_STEPS_MAX = 10
 #: Hypothesis runs of the state machine, each ended early by Flaky at worst (see the test).
 STATEFUL_RUNS_MAX = 20
@@ -83,7 +85,16 @@ def _headers(server: LiveServer, path: str) -> dict[str, str]:
 #: A reconciliation upload's body is a settlement file (a Stripe or Adyen report, a camt.053):
 #: what makes one readable is its format's rules, not a JSON Schema (an empty body is refused).
 CROSS_FIELD_RULES = frozenset(
-    {("POST", "/v1/payments"), ("POST", "/v1/refunds"), ("POST", "/v1/reconciliations")}
+    {
+        ("POST", "/v1/payments"),
+        ("POST", "/v1/refunds"),
+        ("POST", "/v1/reconciliations"),
+        # merchant_id is required with an admin key, implied by a merchant's own key.
+        ("POST", "/v1/payouts"),
+        # A schedule's minimum amounts have the decimals of their currency, and JSON Schema's
+        # integer admits 2.0 where the API wants 2 (refused with a 422 that says so).
+        ("PUT", "/v1/merchants/{merchant_id}/payout-schedule"),
+    }
 )
 
 
