@@ -24,14 +24,16 @@ streams do not disturb each other and no value depends on PYTHONHASHSEED. Each c
 from its own stream `"<seed>:chk:<i>"`.
 
 This module is the world's spine: the run's two phases, the engine's incarnations and crashes,
-the PSP's fault choices and the oracle's ticks. Two parts live in their own modules and are
-owned by the world: webhook delivery and our endpoint (simulator/world_webhooks.py,
-`world.webhooks`) and the buyers and their clients (simulator/world_buyers.py, `world.buyers`).
+and the oracle's ticks; the PSP's fault choices and the outages are simulator/world_weather.py.
+Two parts live in their own modules and are owned by the world: webhook delivery and our
+endpoint (simulator/world_webhooks.py, `world.webhooks`) and the buyers and their clients
+(simulator/world_buyers.py, `world.buyers`); the oracle's checks at each commit are
+simulator/world_commit.py.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -50,28 +52,28 @@ from engine.store.memory import MemoryUnitOfWork
 from scenarios import Faults, Scenario
 from simulator.crash_sweep import CrashSweep
 from simulator.determinism import stream
-from simulator.fake_psp import Action, FakePsp
+from simulator.fake_psp import FakePsp
 from simulator.oracle import Violation, check_books, check_psp_keys
 from simulator.oracle import violation as oracle_violation
-from simulator.oracle_disputes import check_dispute_announcements
-from simulator.oracle_flows import (
-    Change,
-    CommitView,
-    check_announcements,
-    check_commission,
-    check_payment_orders,
-)
 from simulator.oracle_refunds import check_psp_refund_keys
 from simulator.progress import ProgressInstrument
 from simulator.store import Before, SimStore
 from simulator.trace import Trace
 from simulator.world_buyers import Buyers
+from simulator.world_commit import check_commit
 from simulator.world_disputes import PspDisputes
 from simulator.world_payouts import SimPayouts
-from simulator.world_payouts import check_commit as check_payouts_at_commit
 from simulator.world_payouts import check_tick as check_payouts_at_tick
 from simulator.world_recon import ReconDesk
-from simulator.world_refunds import MerchantRefunds, captured_now
+from simulator.world_refunds import MerchantRefunds
+from simulator.world_weather import (
+    choose,
+    db_outages,
+    end_db_outage,
+    end_psp_outage,
+    latency,
+    psp_outages,
+)
 from simulator.world_webhooks import WebhookDelivery
 
 T = TypeVar("T")
@@ -136,9 +138,9 @@ class SimWorld:
         self.forged_accepted = 0
         self.faults_on = True
         self.trace_states = trace_states
-        self._rng_psp = stream(seed, "psp")
+        self.rng_psp = stream(seed, "psp")
         self._rng_crash = stream(seed, "crash")
-        self._rng_outage = stream(seed, "outage")
+        self.rng_outage = stream(seed, "outage")
         #: The end of the PSP outage under way (virtual s), and the event set when it ends.
         self.outage_until: float | None = None
         self.outage_over = trio.Event()
@@ -222,84 +224,14 @@ class SimWorld:
 
     def _on_commit(self, uow: MemoryUnitOfWork, before: Before) -> None:
         """Trace the state changes this commit announced; check the books it touched and the
-        flow invariants of the rows it wrote (simulator/oracle_flows.py)."""
+        flow invariants of the rows it wrote (simulator/world_commit.py)."""
         if self.trace_states:
             for message in uow._outbox:
                 status = message.payload.get("status", "")
                 self.note("state", message.topic, message.key, status)
-        found = self._check_flows_at_commit(uow, before)
-        found += check_payouts_at_commit(self.payouts, uow)
-        if uow._txns or uow._deltas:
-            trial, balances = self.store.touched_books(uow)
-            found += check_books(trial, balances, uow._txns, trial_is_complete=False)
+        found = check_commit(self, uow, before)
         if found:
             self.violate(found[0])
-
-    def _check_flows_at_commit(self, uow: MemoryUnitOfWork, before: Before) -> list[Violation]:
-        if self.refunds.on:
-            for order_id, order in uow._orders.items():
-                if order.booked and captured_now(before[1][order_id], order):
-                    self.refunds.order_captured(order)
-        if self.disputes.on:
-            for order_id, order in uow._orders.items():
-                if order.booked and captured_now(before[1][order_id], order):
-                    self.disputes.order_captured(order)
-        if uow._disputes.rows:
-            inserted = [k for k, base in uow._disputes.base.items() if base is None]
-            bad = check_dispute_announcements(uow._disputes.rows, inserted, uow._outbox)
-            if bad:
-                return [oracle_violation("dispute_announced", "a dispute change unannounced", bad)]
-        if not (uow._payments or uow._orders or uow._outbox or uow._txns or uow._psp_events):
-            return []
-        found: list[Violation] = []
-        store = self.store
-        orders = store.committed_orders()
-        if uow._txns:
-            bad = check_commission(uow._txns, orders, self.config.commission_bps)
-            if bad:
-                found.append(
-                    oracle_violation(
-                        "commission_recomputed", "a capture's commission is not the rate's", bad
-                    )
-                )
-        statuses_before, orders_before, refunds_before = before
-        view = CommitView(
-            payments=[Change(statuses_before[k], p) for k, p in uow._payments.items()],
-            orders=[Change(orders_before[k], o) for k, o in uow._orders.items()],
-            outbox=uow._outbox,
-            txns=uow._txns,
-            refunds=[Change(refunds_before[k], r) for k, r in uow._refunds.rows.items()],
-            events=uow._psp_events,
-            committed_payments=store.committed_payments(),
-            committed_orders=orders,
-        )
-        bad = check_announcements(view)
-        if bad:
-            found.append(
-                oracle_violation(
-                    "state_changes_announced",
-                    "a state change and its outbox message are not one for one in a commit",
-                    bad,
-                )
-            )
-        payment_ids = set(uow._payments) | {o.payment_id for o in uow._orders.values()}
-        payments = store.committed_payments()
-        wrong = []
-        for payment_id in sorted(payment_ids):
-            payment = payments.get(payment_id)
-            if payment is not None:
-                problem = check_payment_orders(payment, store.committed_orders_of(payment_id))
-                if problem:
-                    wrong.append(problem)
-        if wrong:
-            found.append(
-                oracle_violation(
-                    "payment_status_agrees_with_orders",
-                    "a payment's status contradicts its orders",
-                    wrong,
-                )
-            )
-        return found
 
     async def request(self, call: Callable[[Engine], Awaitable[T]]) -> T | None:
         """Run `call` in the current engine incarnation; None if it is down or crashed meanwhile."""
@@ -340,8 +272,8 @@ class SimWorld:
         self.clock = TrioClock(EPOCH_MS)
         self.ids = Ids(self.clock, stream(self.seed, "ids"))
         self.psp = FakePsp(self.clock)
-        self.psp.chooser = self._choose
-        self.psp.latency = self._latency
+        self.psp.chooser = functools.partial(choose, self)
+        self.psp.latency = functools.partial(latency, self)
         self.psp.hang_s = 3600.0
         self.settlement = ReconDesk(
             self.psp,
@@ -369,9 +301,9 @@ class SimWorld:
             if self.plan.crash_interval_s > 0:
                 root.start_soon(self._crash_scheduler)
             if self.plan.psp_outage_interval_s > 0:
-                root.start_soon(self._outage_scheduler)
+                root.start_soon(psp_outages, self)
             if self.plan.db_outage_interval_s > 0:
-                root.start_soon(self._db_outage_scheduler)
+                root.start_soon(db_outages, self)
             if self.progress is not None:  # an instrument: a task would change the schedule
                 progress = self.progress
                 trio.lowlevel.add_instrument(ProgressInstrument(lambda: progress(self)))
@@ -380,8 +312,8 @@ class SimWorld:
                 self.faults_on = False
                 self.psp.hear()  # withheld captures: the PSP answers again
                 self.disputes.faults_off.set()
-                self._end_outage()
-                self._end_db_outage()
+                end_psp_outage(self)
+                end_db_outage(self)
                 self.note("faults_off")
                 with trio.move_on_after(self.scenario.liveness_s_max) as bound:
                     await self._wait_quiet()
@@ -490,98 +422,9 @@ class SimWorld:
             if self._crash_armed:  # no store checkpoint came: crash between two of them
                 self._crash()
 
-    # --- correlated faults: PSP outages ------------------------------------------------------
-    async def _outage_scheduler(self) -> None:
-        """Outages come as a Poisson process while the faults are on; each lasts a while."""
-        f = self.plan
-        rng = self._rng_outage
-        while True:
-            await trio.sleep(rng.expovariate(1.0 / f.psp_outage_interval_s))
-            if not self.faults_on:
-                return
-            duration_s = rng.uniform(f.psp_outage_s_min, f.psp_outage_s_max)
-            self.outage_until = trio.current_time() + duration_s
-            self.outage_over = trio.Event()
-            self.webhooks_stalled = rng.random() < f.psp_outage_webhooks_stall_p
-            kind = "psp_outage" if self.webhooks_stalled else "psp_api_outage"
-            self.fault(kind, round(duration_s, 3))
-            await trio.sleep(duration_s)
-            self._end_outage()
-
-    async def _db_outage_scheduler(self) -> None:
-        """Database outages, as PSP outages: a Poisson process while the faults are on."""
-        f = self.plan
-        rng = stream(self.seed, "db_outage")
-        while True:
-            await trio.sleep(rng.expovariate(1.0 / f.db_outage_interval_s))
-            if not self.faults_on:
-                return
-            duration_s = rng.uniform(f.db_outage_s_min, f.db_outage_s_max)
-            self.db_down = True
-            self.fault("db_outage", round(duration_s, 3))
-            await trio.sleep(duration_s)
-            self._end_db_outage()
-
-    def _end_db_outage(self) -> None:
-        if self.db_down:
-            self.db_down = False
-            self.note("db_outage_over")
-
-    def _end_outage(self) -> None:
-        if self.outage_until is not None:
-            self.outage_until = None
-            self.webhooks_stalled = False
-            self.outage_over.set()
-            self.note("psp_outage_over")
-
     @property
     def in_outage(self) -> bool:
         return self.outage_until is not None
-
-    # --- the PSP's faults ----------------------------------------------------------------------
-    def _choose(self, operation: str) -> Action:
-        action = Action.OK
-        if self.outage_until is not None:
-            # Down: connections time out or are refused, nothing is acted on.
-            action = Action.HANG if self._rng_outage.random() < 0.5 else Action.UNAVAILABLE
-            self.fault(f"psp_outage_{action.value}", operation)
-            return action
-        if self.faults_on:
-            f = self.plan
-            r = self._rng_psp.random()
-            table: list[tuple[float, Action]] = [
-                (f.psp_unavailable_p, Action.UNAVAILABLE),
-                (f.psp_hang_p, Action.HANG),
-                (f.psp_timeout_after_p, Action.TIMEOUT_AFTER),
-            ]
-            if operation == "capture":
-                table += [
-                    (f.psp_decline_p, Action.DECLINE),
-                    (f.psp_failed_attempt_p, Action.FAILED_ATTEMPT),
-                ]
-            elif operation == "refund":
-                table += [
-                    (f.psp_decline_p, Action.DECLINE),
-                    (f.psp_refund_pending_p, Action.PENDING),
-                ]
-            for p, candidate in table:
-                if r < p:
-                    action = candidate
-                    break
-                r -= p
-        if action is not Action.OK:
-            self.fault(f"psp_{action.value}", operation)
-        else:
-            self.note("psp", operation)
-        return action
-
-    def _latency(self, operation: str) -> float:
-        f = self.plan
-        if f.psp_latency_ms_median <= 0:
-            return 0.0
-        # Log-normal around the median with a long tail, capped: PSP latency's usual shape.
-        ms = f.psp_latency_ms_median * math.exp(self._rng_psp.gauss(0.0, 0.8))
-        return min(ms, f.psp_latency_ms_max) / 1000.0
 
     # --- the oracle during the run ------------------------------------------------------------
     def _check_actor_crashes(self) -> None:
