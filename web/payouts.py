@@ -21,12 +21,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-import trio
 from quart import Blueprint, Response, g, request
 from quart_schema import document_querystring, document_request, document_response, tag
 
-from actors.runtime import AskTimeout
-from actors.service import Rejection
 from engine.errors import InvalidInput, UnknownCurrency
 from engine.money import format_amount, parse_amount
 from engine.payouts import PayoutSchedule, ScheduleInterval
@@ -34,11 +31,11 @@ from engine.records import Payout
 from web import logs
 from web.auth import guarded
 from web.bodies import decode_as, raw_body
+from web.creation import create_through_engine
 from web.idempotency import check_key, fingerprint, run_idempotent
 from web.problems import (
     FORBIDDEN,
     NOT_FOUND,
-    UNAVAILABLE,
     VALIDATION_FAILED,
     ApiProblem,
     FieldError,
@@ -204,12 +201,6 @@ def _amount_minor(text: str, currency: str, pointer: str) -> int:
     return money.minor
 
 
-def _unavailable() -> ApiProblem:
-    return ApiProblem(
-        UNAVAILABLE, "the engine did not answer in time", headers={"Retry-After": "1"}
-    )
-
-
 @bp.post("/v1/payouts")
 @tag(["payouts"])
 @document_request(CreatePayoutIn)
@@ -240,18 +231,13 @@ async def create_payout() -> Response:
     scope = str(g.api_key.key_id)
 
     async def execute() -> Response:
-        try:
-            with trio.fail_after(runtime.settings.engine_call_timeout_s):
-                result = await runtime.engine.payouts.create_payout(
-                    merchant_id, body.currency, amount_minor, idempotency_key=f"{scope}:{key}"
-                )
-        except InvalidInput as exc:
-            raise ApiProblem(VALIDATION_FAILED, str(exc)) from None
-        except (trio.TooSlowError, AskTimeout):
-            raise _unavailable() from None
-        if isinstance(result, Rejection):
-            # Raised, not returned: the claim is released and nothing is stored or written.
-            raise ApiProblem(_REJECTIONS[result.reason], f"{result.reason}: {result.detail}")
+        result = await create_through_engine(
+            runtime,
+            lambda: runtime.engine.payouts.create_payout(
+                merchant_id, body.currency, amount_minor, idempotency_key=f"{scope}:{key}"
+            ),
+            _REJECTIONS,
+        )
         logs.bind(payout_id=result.payout_id)
         return json_response(
             payout_out(result), 201, {"Location": f"/v1/payouts/{result.payout_id}"}

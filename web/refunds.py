@@ -19,12 +19,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-import trio
 from quart import Blueprint, Response, g, request
 from quart_schema import document_querystring, document_request, document_response, tag
 
-from actors.runtime import AskTimeout
-from actors.service import Rejection
 from engine.access import ApiKey
 from engine.errors import InvalidInput
 from engine.money import format_amount, parse_amount
@@ -32,10 +29,10 @@ from engine.records import PaymentOrder, Refund
 from web import logs
 from web.auth import guarded
 from web.bodies import decode_as, raw_body
+from web.creation import create_through_engine
 from web.idempotency import check_key, fingerprint, run_idempotent
 from web.problems import (
     NOT_FOUND,
-    UNAVAILABLE,
     VALIDATION_FAILED,
     ApiProblem,
     FieldError,
@@ -220,24 +217,17 @@ async def create_refund() -> Response:
     scope = str(g.api_key.key_id)
 
     async def execute() -> Response:
-        try:
-            with trio.fail_after(runtime.settings.engine_call_timeout_s):
-                result = await runtime.engine.service.create_refund(
-                    order.order_id,
-                    amount_minor,
-                    body.reason,
-                    idempotency_key=f"{scope}:{key}",
-                    currency=body.currency,
-                )
-        except InvalidInput as exc:
-            raise ApiProblem(VALIDATION_FAILED, str(exc)) from None
-        except (trio.TooSlowError, AskTimeout):
-            raise ApiProblem(
-                UNAVAILABLE, "the engine did not answer in time", headers={"Retry-After": "1"}
-            ) from None
-        if isinstance(result, Rejection):
-            # Raised, not returned: the claim is released and nothing is stored or written.
-            raise ApiProblem(_REJECTIONS[result.reason], f"{result.reason}: {result.detail}")
+        result = await create_through_engine(
+            runtime,
+            lambda: runtime.engine.service.create_refund(
+                order.order_id,
+                amount_minor,
+                body.reason,
+                idempotency_key=f"{scope}:{key}",
+                currency=body.currency,
+            ),
+            _REJECTIONS,
+        )
         logs.bind(refund_id=result.refund_id)
         return json_response(
             refund_out(result), 201, {"Location": f"/v1/refunds/{result.refund_id}"}
