@@ -7,7 +7,9 @@
 - time out the next capture after the PSP captured: the PSP acts and the answer is lost (the
   order retries with the same idempotency key and the PSP answers from its idempotency store);
 - crash and restart the engine: the API app and its engine stop (an in-flight unit of work is
-  rolled back) and start again; recovery hands every unfinished payment to its actor.
+  rolled back) and start again; recovery hands every unfinished payment to its actor;
+- corrupt tonight's settlement file (or write it clean): the PSP writes its report now, with
+  one discrepancy, and the reconciler runs it at once (teach/settlement.py).
 
 Each fault is armed on the timeline when pressed and noted again when it fires. The PSP side
 composes with a fault plan given by name (`payengine demo --faults NAME`).
@@ -42,6 +44,16 @@ FAULTS = (
         "outcome unknown, then a retry with the same key",
     ),
     ("crash_engine", "Crash and restart the engine", "recovery resumes every unfinished payment"),
+    (
+        "corrupt_settlement",
+        "Corrupt tonight's settlement file",
+        "one discrepancy in the PSP's report: reconciliation finds it (teach/settlement.py)",
+    ),
+    (
+        "reconcile_settlement",
+        "Reconcile tonight's file (uncorrupted)",
+        "the PSP's report matches the ledger line for line",
+    ),
 )
 FAULT_NAMES = frozenset(name for name, _, _ in FAULTS)
 
@@ -53,6 +65,8 @@ class Chaos:
     plan: PspFaultPlan | None = None
     #: Restarts the engine (the dispatcher's API mount); set by teach/server.py.
     restart_engine: Callable[[], Awaitable[None]] | None = None
+    #: Writes tonight's settlement file (corrupted when told) and reconciles it; teach/server.py.
+    settle: Callable[[bool], Awaitable[str]] | None = None
     armed: dict[str, int] = attrs.Factory(dict)
     fired: dict[str, int] = attrs.Factory(dict)
 
@@ -68,6 +82,10 @@ class Chaos:
                 "engine", "engine", "engine restarted", "recovery resumes unfinished payments"
             )
             return "the engine crashed and restarted"
+        if name in ("corrupt_settlement", "reconcile_settlement"):
+            assert self.settle is not None
+            self._fired(name)
+            return await self.settle(name == "corrupt_settlement")
         self.armed[name] = self.armed.get(name, 0) + 1
         label = next(label for n, label, _ in FAULTS if n == name)
         self.timeline.add("chaos", "chaos panel", f"armed: {label.lower()}")

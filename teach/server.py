@@ -32,6 +32,7 @@ from teach.chaos import Chaos
 from teach.mount import App, Dispatcher, Mount
 from teach.pages import Demo, create_pages_app
 from teach.recording import RecordingGateway, recording_notifier
+from teach.settlement import Settlements
 from teach.timeline import Timeline
 from teach.traffic import run_traffic
 from web.http_gateway import open_http_gateway
@@ -158,6 +159,7 @@ def build(
         await dispatcher.restart("api")
 
     chaos.restart_engine = restart
+    chaos.settle = Settlements(timeline, server.psp, server.runtime).tonight
     return server
 
 

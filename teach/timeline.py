@@ -31,7 +31,7 @@ DETAIL_CHARS_MAX = 160
 class Event(msgspec.Struct, frozen=True):
     seq: int
     at_ms: int
-    #: actor | psp | webhook | outbox | chaos | engine
+    #: actor | psp | webhook | outbox | chaos | engine | recon
     lane: str
     #: Who did it (an actor as kind:key, "PSP", a subscriber).
     who: str

@@ -232,6 +232,10 @@ def _cells(record: Any) -> dict[str, str]:
     return {"value": str(record)}
 
 
+#: The reconciliation item's fields the Money page shows, in order.
+RECON_ITEM_COLUMNS = ("reference", "klass", "reason", "action", "expected", "found", "status")
+
+
 async def optional_sections(store: Store) -> list[dict[str, Any]]:
     """Payouts, disputes and reconciliation items, as the store has them (the oldest first)."""
     payouts: list[Any] = []
@@ -250,6 +254,8 @@ async def optional_sections(store: Store) -> list[dict[str, Any]]:
     for title, records in sections:
         rows = [_cells(r) for r in records]
         columns = list(rows[0]) if rows else []
+        if title == "Reconciliation items":  # the readable ones (ids, times and seq are long)
+            columns = [c for c in RECON_ITEM_COLUMNS if c in columns]
         found.append({"title": title, "columns": columns, "rows": rows})
     return found
 

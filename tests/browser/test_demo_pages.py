@@ -93,6 +93,41 @@ def test_a_duplicated_webhook_shows_on_the_timeline_and_changes_nothing(pages: P
     assert payment_id
 
 
+def test_a_corrupted_settlement_file_shows_its_item_on_the_timeline_and_money_page(
+    pages: Pages,
+) -> None:
+    shopper = pages.new_page()
+    buy(shopper)
+    expect(shopper.locator("#payment-status")).to_have_attribute("data-status", "COMPLETED")
+    inside = pages.new_page()
+    inside.goto("/inside")
+    timeline = inside.locator("#timeline")
+    inside.click("#chaos-corrupt_settlement")
+    # The PSP's report altered one amount: reconciliation holds it for a person to look at.
+    expect(inside.locator("#chaos-said")).to_contain_text("manual_review amount_differs")
+    expect(
+        timeline.locator("li.lane-recon", has_text="manual_review: amount_differs").first
+    ).to_be_visible()
+    expect(timeline.locator("li.lane-chaos", has_text="amount altered").first).to_be_visible()
+    screenshot(inside, "inside-corrupt-settlement")
+    inside.click("#chaos-reconcile_settlement")
+    # Nothing new was booked since: the PSP has no file to send.
+    expect(inside.locator("#chaos-said")).to_contain_text("buy something first")
+    shopper.goto("/money")
+    expect(shopper.locator("body")).to_contain_text("amount_differs")
+
+
+def test_a_clean_settlement_file_matches_line_for_line(pages: Pages) -> None:
+    shopper = pages.new_page()
+    buy(shopper)
+    expect(shopper.locator("#payment-status")).to_have_attribute("data-status", "COMPLETED")
+    inside = pages.new_page()
+    inside.goto("/inside")
+    inside.click("#chaos-reconcile_settlement")
+    expect(inside.locator("#chaos-said")).to_contain_text("every one matched")
+    expect(inside.locator("#timeline li.lane-recon", has_text="reconciled").first).to_be_visible()
+
+
 def test_a_crash_and_restart_of_the_engine_loses_nothing(pages: Pages) -> None:
     inside = pages.new_page()
     inside.goto("/inside")
