@@ -106,6 +106,8 @@ class PgWorld(SimWorld):
         self._capture_orders: dict[str, PaymentOrder] = {}
         #: Captured orders already offered to their merchants for a refund.
         self._offered: set[str] = set()
+        #: Outbox deliveries still pending when quiet was last looked for (for the violation).
+        self._pending_deliveries = 0
         #: The world's own pool for its checks, apart from the engine's: under load the engine
         #: keeps every connection of its pool busy, and an observer queued behind it would be
         #: measuring the queue, not the engine (a real monitor has its own connection too).
@@ -210,8 +212,15 @@ class PgWorld(SimWorld):
                 async with self._bounded("quiet detection"):
                     self.pg_store.unfinished_count = await self._unfinished()
                     pending = await pg.count_pending_deliveries()
+                self._pending_deliveries = pending
                 if self.pg_store.unfinished_count == 0 and pending == 0:
                     return
+
+    def _unquiet(self) -> list[str]:
+        why = super()._unquiet()
+        if self._pending_deliveries:
+            why.append(f"{self._pending_deliveries} outbox delivery(ies) pending")
+        return why
 
     async def _oracle_ticker(self) -> None:
         pg = self.watch

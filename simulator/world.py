@@ -64,6 +64,7 @@ from simulator.world_commit import check_commit
 from simulator.world_disputes import PspDisputes
 from simulator.world_payouts import SimPayouts
 from simulator.world_payouts import check_tick as check_payouts_at_tick
+from simulator.world_quiet import actor_crashes, unquiet, wait_quiet
 from simulator.world_recon import ReconDesk
 from simulator.world_refunds import MerchantRefunds
 from simulator.world_weather import (
@@ -325,14 +326,15 @@ class SimWorld:
                 clients.cancel_scope.cancel()
             self.virtual_s = trio.current_time()
             if bound.cancelled_caught and self.violation is None:
-                unfinished = self.store.unfinished()
+                why = self._unquiet() or [
+                    f"the last settlement files not reconciled yet ({len(self.settlement.pending)} "
+                    f"waiting, {len(self.settlement.records)} done)"
+                ]
                 self.violate(
                     Violation(
                         "every_authorized_order_terminal",
                         f"not quiet {self.scenario.liveness_s_max:.0f} virtual s after the "
-                        f"faults stopped: {unfinished} unfinished payment(s)/order(s), "
-                        f"{self.webhooks.in_flight} webhook(s) in flight, "
-                        f"{self.buyers.active} buyer(s) active",
+                        f"faults stopped: {'; '.join(why)}",
                     )
                 )
             if self.inc is not None:  # the last incarnation's restarts (crashed ones add theirs)
@@ -341,21 +343,10 @@ class SimWorld:
             root.cancel_scope.cancel()
 
     async def _wait_quiet(self) -> None:
-        while True:
-            await trio.sleep(QUIET_POLL_S)
-            snap_pending = sum(len(p) for p in self.store._t.pending.values())
-            if (
-                self.buyers.active == 0
-                and self.webhooks.in_flight == 0
-                and self.inc is not None
-                and self.store.unfinished() == 0
-                and snap_pending == 0
-                and self.psp.webhook_receive.statistics().current_buffer_used == 0
-                and (not self.refunds.on or self.refunds.quiet())
-                and (not self.disputes.on or self.disputes.quiet())
-                and self.payouts.quiet()
-            ):
-                return
+        await wait_quiet(self, QUIET_POLL_S)
+
+    def _unquiet(self) -> list[str]:
+        return unquiet(self)
 
     # --- the engine, its crashes and restarts -------------------------------------------------
     async def _engine_supervisor(
@@ -428,22 +419,8 @@ class SimWorld:
 
     # --- the oracle during the run ------------------------------------------------------------
     def _check_actor_crashes(self) -> None:
-        """An actor crashes only on a broken invariant (expected failures are values): the
-        supervisor restarting one, or stopping a crash loop, is a bug the run must report even
-        when the restart hid it."""
-        inc = self.inc
-        if inc is None:
-            return
-        stats = inc.engine.system.statistics()
-        if stats.restarts or stats.crash_loops:
-            loops = [f"crash loop {c.kind} {c.key}: {c.last_error}" for c in stats.crash_loops]
-            self.violate(
-                Violation(
-                    "actors_never_crash",
-                    f"{stats.restarts} actor restart(s), {len(stats.crash_loops)} crash loop(s)",
-                    tuple(loops[:5]),
-                )
-            )
+        if self.inc is not None and (found := actor_crashes(self.inc.engine)) is not None:
+            self.violate(found)
 
     async def _oracle_ticker(self) -> None:
         while True:

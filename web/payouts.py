@@ -291,6 +291,7 @@ async def list_payouts(merchant_id: str) -> Response:
 @document_response(Problem, 401)
 @document_response(Problem, 403)
 @document_response(Problem, 422)
+@document_response(Problem, 503)
 @guarded_merchant
 async def put_schedule(merchant_id: str) -> Response:
     """Set how the merchant is paid: `manual` (only when it asks), `daily` or `weekly` (UTC;
@@ -304,10 +305,12 @@ async def put_schedule(merchant_id: str) -> Response:
         c: _amount_minor(text, c, f"/minimum_amounts/{c}")
         for c, text in body.minimum_amounts.items()
     }
-    try:
-        schedule = await runtime.engine.payouts.put_schedule(
-            merchant_id, ScheduleInterval(body.interval), body.delay_days, minimums
-        )
-    except InvalidInput as exc:
-        raise ApiProblem(VALIDATION_FAILED, str(exc)) from None
+    interval = ScheduleInterval(body.interval)
+    schedule = await create_through_engine(  # the engine's deadline and refusals, as creating
+        runtime,
+        lambda: runtime.engine.payouts.put_schedule(
+            merchant_id, interval, body.delay_days, minimums
+        ),
+        {},
+    )
     return json_response(schedule_out(schedule))
