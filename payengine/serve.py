@@ -45,7 +45,8 @@ from web.gctune import tune_for_serving
 from web.http_gateway import open_http_gateway
 from web.keepalive import keep_alive_safe
 from web.keys import create_api_key
-from web.wire import dead_letter_out, payment_out, trial_balance_out
+from web.wire import dead_letter_out, payment_out
+from web.wire_ledger import trial_balance_out
 
 #: How long in-flight requests may run on after a shutdown signal.
 GRACEFUL_TIMEOUT_S = 10.0
@@ -342,4 +343,3 @@ def register(sub: Any) -> None:
     ledger = sub.add_parser("ledger", help="the ledger")
     ledger.add_argument("action", choices=["trial-balance"])
     ledger.set_defaults(fn=cmd_ledger)
-

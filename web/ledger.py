@@ -12,15 +12,14 @@ from web.auth import guarded
 from web.problems import NOT_FOUND, VALIDATION_FAILED, ApiProblem, FieldError, Problem
 from web.responses import cursor, json_response, page_limit
 from web.runtime import current
-from web.wire import (
+from web.wire import EntriesQuery, check_merchant_id
+from web.wire_ledger import (
     AccountEntriesOut,
     BalanceOut,
-    EntriesQuery,
     TransactionOut,
     TrialBalanceOut,
     account_entry_out,
     balance_out,
-    check_merchant_id,
     parse_entry_id,
     transaction_out,
     trial_balance_out,

@@ -24,11 +24,15 @@ from simulator.pg_runner import (
     run_scenario_postgres,
 )
 from simulator.runner import scaled
+from simulator.world import simulation_config
 from tests import pgfixtures
 
 TIME_SCALE = 20.0
-#: Virtual seconds the quiet phase may take (90 wall s): a run that does not settle fails.
-LIVENESS_S_MAX = 1800.0
+#: Virtual seconds the quiet phase may take: a run that does not settle fails. A payment whose
+#: buyer gave up (a loaded machine makes the simulated buyers' patience run out in real time)
+#: ends only when its checkout expires, up to `checkout_expiry_s` after the last arrival; the
+#: bound leaves the expiry sweep 10 virtual minutes beyond that (2,400 s: 120 wall s at most).
+LIVENESS_S_MAX = simulation_config().checkout_expiry_s + 600.0
 
 
 def _short(name: str, factor: float = 0.02) -> Scenario:
