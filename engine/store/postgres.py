@@ -55,6 +55,7 @@ from engine.records import (
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
 from engine.store import pg_disputes as dq
+from engine.store import pg_leases
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
@@ -252,6 +253,7 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         uow = PostgresUnitOfWork(cast(Any, run_in_unit), state)
         try:
             yield uow
+            await pg_leases.fence_unit(uow, state.conn is not None)  # several processes
         except BaseException:
             await self._end(state, commit=False)
             raise
