@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -49,6 +49,10 @@ class Leases:
             lease_store(ctx.store, ctx), self.me, options.url, options.limits, self._gained
         )
         self.placement = Placement(self.manager, ctx.store)
+        if ctx.store.name == "postgres":  # outbox deliveries claimed (SKIP LOCKED), not read
+            from engine.store.pg_leases import DELIVERY_CLAIM_MS
+
+            cast(Any, ctx.store).delivery_claim_ms = DELIVERY_CLAIM_MS
         self.recovered = 0
         self.first_recovery = trio.Event()
         #: Recovery beyond the partitions' aggregates (the payouts': actors/payout_service.py),

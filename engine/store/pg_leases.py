@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.leases import CURRENT_FENCE, Fence, Grant, LeaseLost, LeaseRow
+from engine.records import Delivery
+from engine.store import pg_messages as mq
 
 _LIVE = "expires_at > now()"
 
@@ -164,3 +166,48 @@ class PgLeases:
 
     async def table(self) -> list[LeaseRow]:
         return list(await self._read(table))
+
+
+# --- outbox deliveries claimed by one process at a time ---------------------------------------
+
+#: A claimed delivery is hidden from the other processes' consumers this long: past the
+#: handler's deadline (actors/outbox.py, 30 s), so only a dead claimer's deliveries reappear.
+DELIVERY_CLAIM_MS = 60_000
+
+
+async def claim_due_deliveries(
+    db: Any, subscriber: str, now_ms: int, limit: int, claim_ms: int
+) -> list[Delivery]:
+    """The due deliveries of `subscriber`, claimed: locked with `FOR UPDATE SKIP LOCKED` (a
+    row another process is claiming right now is skipped, never waited for) and moved to
+    `now_ms + claim_ms`, so no other process's consumer fetches them while this one delivers.
+    An ack deletes the row, a retry sets its next attempt: the claim ends with either; a
+    claimer that dies leaves it to lapse. One statement."""
+    rows = await db.fetch(
+        "WITH due AS ("
+        "  SELECT d.subscriber, d.message_id, d.next_attempt_at_ms, o.seq"
+        "  FROM outbox_deliveries d JOIN outbox o ON o.message_id = d.message_id"
+        "  WHERE d.subscriber = $1 AND d.status = 'pending' AND d.next_attempt_at_ms <= $2"
+        "  ORDER BY o.seq LIMIT $3 FOR UPDATE OF d SKIP LOCKED),"
+        " claimed AS ("
+        "  UPDATE outbox_deliveries d SET next_attempt_at_ms = $2 + $4 FROM due"
+        "  WHERE d.subscriber = due.subscriber AND d.message_id = due.message_id"
+        "  RETURNING d.message_id, d.attempts, d.last_error, due.next_attempt_at_ms AS due_ms,"
+        "  due.seq)"
+        f" SELECT c.attempts, c.due_ms, c.last_error, {mq._MESSAGE_COLUMNS}"
+        " FROM claimed c JOIN outbox o ON o.message_id = c.message_id ORDER BY c.seq",
+        subscriber,
+        now_ms,
+        limit,
+        claim_ms,
+    )
+    return [
+        Delivery(
+            subscriber=subscriber,
+            message=mq._message_from_row(row),
+            attempts=int(row["attempts"]),
+            next_attempt_at_ms=int(row["due_ms"]),
+            last_error=row["last_error"],
+        )
+        for row in rows
+    ]

@@ -232,6 +232,8 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         self._committed = 0
         self._rolled_back = 0
         self._reads = 0
+        #: Several processes on one database: due deliveries are claimed, not just read.
+        self.delivery_claim_ms: int | None = None
 
     def statistics(self) -> PostgresStatistics:
         return PostgresStatistics(
@@ -380,6 +382,11 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
     async def fetch_due_deliveries(
         self, subscriber: str, now_ms: int, limit: int
     ) -> list[Delivery]:
+        if self.delivery_claim_ms is not None:  # several processes (pg_leases.py)
+            return await self._read(
+                pg_leases.claim_due_deliveries,
+                *(subscriber, now_ms, reads.check_limit(limit), self.delivery_claim_ms),
+            )
         return await self._read(
             mq.fetch_due_deliveries, subscriber, now_ms, reads.check_limit(limit)
         )
