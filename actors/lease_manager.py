@@ -14,7 +14,8 @@ What the process may drive is decided on its own monotonic clock: a lease counts
 new work for partitions that may have been taken meanwhile; a commit already on its way is
 stopped by the fence.
 
-Gained partitions are handed to `on_gained` (recovery of their unfinished entities).
+Gained partitions are handed to `on_gained` (recovery of their unfinished entities), and so are
+partitions renewed after they had lapsed locally: meanwhile their messages were refused.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class LeaseManager:
         self.members = 1
         self.takeovers = 0
         self.renewals = 0
+        #: Renewals that came after the leases had lapsed locally (see `tick`).
+        self.lapses = 0
 
     # --- what the engine asks --------------------------------------------------------------
     def partition(self, family_key: str) -> int:
@@ -100,6 +103,15 @@ class LeaseManager:
         self.members = await self.leases.join(self.me, self.url, limits.ttl_s)
         renewed = await self.leases.renew(self.me, list(self._held), limits.ttl_s)
         self.renewals += 1
+        # Trust lapsed before this renewal answered (a slow renewal, a pause): messages for
+        # these partitions were refused meanwhile, and a refused tell is gone. What is renewed
+        # is then recovered like a partition gained, so nothing refused is left behind.
+        regained = frozenset(g.partition for g in renewed)
+        if trio.current_time() < self._valid_until:
+            regained = frozenset()
+        elif regained:
+            self.lapses += 1
+            log.warning("leases renewed after they lapsed locally: %d recovered", len(regained))
         self._held = {g.partition: g.epoch for g in renewed}
         self._valid_until = started + limits.ttl_s - limits.safety_s
         share = fair_share(limits.partitions, self.members)
@@ -121,4 +133,6 @@ class LeaseManager:
                 len(self._held),
                 self.members,
             )
-            await self._on_gained(frozenset(g.partition for g in gained))
+        recover = (regained & frozenset(self._held)) | {g.partition for g in gained}
+        if recover:
+            await self._on_gained(frozenset(recover))
