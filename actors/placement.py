@@ -4,9 +4,10 @@ Why a wrapper around each actor instead of a change to every actor: ownership is
 the entity's *family* (engine/leases.py), not of what the actor does. `FencedActor` asks the
 lease manager, before each message, for the fence of its family's partition: none (another
 process holds it, or this one may have lost it) and the message is refused with `NotOwner`
-before anything is read from the PSP or written; otherwise the fence is set on the task
-(`CURRENT_FENCE`) for the handler, and every unit of work the handler commits checks it in its
-own transaction (engine/store/pg_leases.py).
+before anything is read from the PSP or written. An actor that last drove its entity under an
+older epoch (the partition went to another process and came back) reloads its state first. The
+fence is set on the task (`CURRENT_FENCE`) for the handler, and every unit of work the handler
+commits checks it in its own transaction (engine/store/pg_leases.py).
 
 Family keys: a checkout is keyed by its payment id; its orders, and their refunds and disputes
 (actors keyed by order id), belong to the payment's family, found once per order from the store
@@ -82,6 +83,8 @@ class FencedActor:
         self._placement = placement
         self._kind = kind
         self._key = key
+        #: The epoch of the lease this incarnation last handled a message under.
+        self._epoch: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -92,6 +95,12 @@ class FencedActor:
 
     async def receive(self, message: Any) -> Any:
         fence = await self._placement.fence(self._kind, self._key)
+        if fence.epoch != self._epoch:
+            if self._epoch is not None:
+                # The partition changed hands since this incarnation last drove it (it came
+                # back after another process drove it): what it holds in memory is stale.
+                await self.inner.on_start()
+            self._epoch = fence.epoch
         token = CURRENT_FENCE.set(fence)
         try:
             return await self.inner.receive(message)
