@@ -14,6 +14,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 import attrs
 import trio
@@ -28,6 +29,7 @@ from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
 from actors.payout_messages import MERCHANT
 from actors.payout_service import PayoutService
+from actors.placement import FencedCalls
 from actors.refund import REFUND_TOPICS, RefundActor
 from actors.runtime import ActorFactory, ActorSystem
 from actors.service import PaymentService
@@ -231,6 +233,11 @@ async def open_engine(
         register(REFUND, lambda key: RefundActor(ctx, str(key)))
         ctx.payout_gateway = payout_gateway
         register(MERCHANT, lambda key: MerchantActor(ctx, str(key)))
+        if placed is not None:  # no PSP call for an entity whose lease may have moved
+            ctx.gateway = cast(Gateway, FencedCalls(gateway, placed.manager))
+            if payout_gateway is not None:
+                fenced = FencedCalls(payout_gateway, placed.manager)
+                ctx.payout_gateway = cast(PayoutGateway, fenced)
         await nursery.start(timers.run, nursery)
 
         async def notify_delivery(delivery: Delivery) -> None:

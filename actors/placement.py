@@ -106,3 +106,29 @@ class FencedActor:
             return await self.inner.receive(message)
         finally:
             CURRENT_FENCE.reset(token)
+
+
+class FencedCalls:
+    """A PSP (or payout provider) client that makes a call of owned work only while its process
+    still trusts the lease the work runs under: a process resumed after a pause (its monotonic
+    clock jumped past its lease) does not call the PSP for an entity another process may be
+    driving now. The message's fence was checked when the handler began; this checks it again
+    right before each call, so the window left is the call's own send (see the architecture)."""
+
+    def __init__(self, inner: Any, manager: LeaseManager) -> None:
+        self._inner = inner
+        self._manager = manager
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute
+        manager = self._manager
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            fence = CURRENT_FENCE.get()
+            if fence is not None and manager.fence(fence.partition) != fence:
+                raise NotOwner(fence.partition)
+            return await attribute(*args, **kwargs)
+
+        return call

@@ -12,7 +12,7 @@ import trio.testing
 
 from actors.lease_manager import LeaseManager
 from actors.messages import CHECKOUT, ORDER
-from actors.placement import FencedActor, Placement
+from actors.placement import FencedActor, FencedCalls, Placement
 from engine.leases import CURRENT_FENCE, LeaseLimits, NotOwner
 from engine.store.memory import MemoryStore
 from engine.store.memory_leases import MemoryLeases
@@ -77,3 +77,35 @@ async def test_an_order_belongs_to_its_payments_partition(
     assert await placement.partition(CHECKOUT, payment.payment_id) == manager.partition(
         payment.payment_id
     )
+
+
+class Psp:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.name = "fake"
+
+    async def capture(self, key: str) -> str:
+        self.calls += 1
+        return key
+
+
+async def test_no_psp_call_once_the_lease_may_have_lapsed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    table = MemoryLeases(TrioClock())
+    await table.ensure_partitions(64)
+    a = LeaseManager(table, "inc_a", "http://a", LIMITS, _nothing)
+    await a.tick()
+    psp = Psp()
+    fenced: Any = FencedCalls(psp, a)
+    assert fenced.name == "fake"
+    assert await fenced.capture("ord_1") == "ord_1"  # outside owned work: no fence to check
+    token = CURRENT_FENCE.set(a.fence(3))
+    try:
+        assert await fenced.capture("ord_2") == "ord_2"
+        await trio.sleep(LIMITS.ttl_s - LIMITS.safety_s)  # paused in the handler
+        with pytest.raises(NotOwner):
+            await fenced.capture("ord_3")
+        assert psp.calls == 2
+    finally:
+        CURRENT_FENCE.reset(token)
