@@ -83,13 +83,16 @@ class PspRecorder:
                                 ended,
                             )
                         )
-                self.send_response(answer.status_code)
-                for k, v in answer.headers.items():
-                    if k.lower() in ("content-type", "idempotency-key", "request-id"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
+                try:
+                    self.send_response(answer.status_code)
+                    for k, v in answer.headers.items():
+                        if k.lower() in ("content-type", "idempotency-key", "request-id"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except OSError:
+                    pass  # the caller was killed meanwhile: nobody to answer
 
             do_GET = do_POST = do_DELETE = _forward
 
