@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+import httpx
 import pytest
 
 from tests.reliability.checks import check_all
@@ -98,6 +99,16 @@ def _wait_balanced(db: Database, processes: int) -> float:
     raise AssertionError(f"not balanced over {processes} processes: {rows}")
 
 
+def _forwarded(engine: LeasedEngine) -> int:
+    """Webhooks the PSP's target forwarded to their owner and the owner answered 2xx."""
+    text = httpx.get(f"{engine.url}/metrics", timeout=30).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith('requests_forwarded_total{status="2')
+    )
+
+
 def run(processes: int, load_s: float, kill: int, pause: int | None) -> None:
     with stack(processes) as (db, psp, engines, calls):
         watch = LeaseWatch(db)
@@ -127,13 +138,15 @@ def run(processes: int, load_s: float, kill: int, pause: int | None) -> None:
         acked = [a for load in loads for a in load.stats.acknowledged]
         verdict = check_all(db, engines[0].url, engines[0].keys["admin"], psp.url, acked)
         balanced_s = _wait_balanced(db, processes)
+        forwarded = _forwarded(engines[0])
         watch.stop()
         found = overlaps(list(calls), _family_of(db))
         owners = {owner for owner, _ in watch.last.values()}
         print(
             f"\nleases ({processes} processes): {verdict.acknowledged} acknowledged, "
             f"{verdict.completed} completed in {verdict.settle_s:.1f} s after the load, "
-            f"{len(calls)} PSP calls, {watch.takeovers} takeovers seen in "
+            f"{len(calls)} PSP calls, {forwarded} webhooks forwarded by e0, "
+            f"{watch.takeovers} takeovers seen in "
             f"{watch.samples} samples, owners now {len(owners)} (balanced after {balanced_s:.1f} s)"
         )
         assert verdict.acknowledged > 0, "no payment was acknowledged"
@@ -144,6 +157,7 @@ def run(processes: int, load_s: float, kill: int, pause: int | None) -> None:
             assert not load.stats.surprises, load.stats.surprises[:10]
         assert not watch.problems, watch.problems[:10]
         assert not found, found[:10]
+        assert forwarded > 0, "no webhook was forwarded to its owner"
         # The killed incarnation's partitions were taken over: some epoch is past the first.
         assert max(epoch for _, epoch in watch.last.values()) >= 2
         assert all(not e.unexpected_exits for e in engines), [e.unexpected_exits for e in engines]
