@@ -14,6 +14,7 @@ import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 import attrs
 import trio
@@ -21,19 +22,22 @@ import trio
 from actors.checkout import CheckoutActor
 from actors.context import Context, Doorbell
 from actors.dispute import DISPUTE_ALERT, DISPUTE_TOPICS
+from actors.engine_leases import Leases
 from actors.merchant import PAYOUT_TOPICS, MerchantActor
 from actors.messages import CHECKOUT, ORDER, REFUND, QueryDispute, QueryRefund, ResumeCheckout
 from actors.order import OrderActor
 from actors.outbox import OutboxConsumer, Subscriber
 from actors.payout_messages import MERCHANT
 from actors.payout_service import PayoutService
+from actors.placement import FencedCalls
 from actors.refund import REFUND_TOPICS, RefundActor
-from actors.runtime import ActorSystem
+from actors.runtime import ActorFactory, ActorSystem
 from actors.service import PaymentService
 from actors.store_retry import when_store_answers
 from actors.timers import Timers
 from engine.gateway import Gateway
 from engine.ids import Ids
+from engine.leases import LeaseOptions
 from engine.limits import EngineConfig
 from engine.payout_gateway import PayoutGateway
 from engine.ports import Clock, Rng
@@ -105,6 +109,8 @@ class Engine:
         self.analytics = analytics
         self.recovered = 0
         self.recovery_done = trio.Event()
+        #: Several processes on one database (engine/leases.py); None: this one drives all.
+        self.leases: Leases | None = None
 
     @property
     def system(self) -> ActorSystem:
@@ -187,6 +193,11 @@ class Engine:
         return self.ctx.system.health()
 
 
+async def _set_after(first: trio.Event, then: trio.Event) -> None:
+    await first.wait()
+    then.set()
+
+
 @asynccontextmanager
 async def open_engine(
     store: Store,
@@ -202,6 +213,7 @@ async def open_engine(
     faults: frozenset[str] = frozenset(),
     recover: bool = True,
     payout_gateway: PayoutGateway | None = None,
+    leases: LeaseOptions | None = None,
 ) -> AsyncIterator[Engine]:
     config = (config or EngineConfig()).check()
     notify = notifier or RecordingNotifier()
@@ -209,11 +221,23 @@ async def open_engine(
         system = ActorSystem(nursery, config)
         timers: Timers[None] = Timers()
         ctx = Context(store, gateway, clock, ids, rng, config, system, timers, Doorbell(), faults)
-        system.register(CHECKOUT, lambda key: CheckoutActor(ctx, str(key)))
-        system.register(ORDER, lambda key: OrderActor(ctx, str(key)))
-        system.register(REFUND, lambda key: RefundActor(ctx, str(key)))
+        # Several processes on one database: each actor is driven by its partition's owner.
+        placed = None if leases is None else Leases(ctx, leases)
+
+        def register(kind: str, factory: ActorFactory) -> None:
+            wrapped = factory if placed is None else placed.placement.wrap(kind, factory)
+            system.register(kind, wrapped)
+
+        register(CHECKOUT, lambda key: CheckoutActor(ctx, str(key)))
+        register(ORDER, lambda key: OrderActor(ctx, str(key)))
+        register(REFUND, lambda key: RefundActor(ctx, str(key)))
         ctx.payout_gateway = payout_gateway
-        system.register(MERCHANT, lambda key: MerchantActor(ctx, str(key)))
+        register(MERCHANT, lambda key: MerchantActor(ctx, str(key)))
+        if placed is not None:  # no PSP call for an entity whose lease may have moved
+            ctx.gateway = cast(Gateway, FencedCalls(gateway, placed.manager))
+            if payout_gateway is not None:
+                fenced = FencedCalls(payout_gateway, placed.manager)
+                ctx.payout_gateway = cast(PayoutGateway, fenced)
         await nursery.start(timers.run, nursery)
 
         async def notify_delivery(delivery: Delivery) -> None:
@@ -243,7 +267,13 @@ async def open_engine(
         engine = Engine(ctx, consumers, analytics)
         if payout_gateway is not None:
             await nursery.start(engine.payouts.run_scheduler)
-        if recover:
+        engine.leases = placed
+        if placed is not None:  # recovery of the partitions this process gains, as it gains them
+            if payout_gateway is not None:
+                placed.extra_recovery = engine.payouts.recover
+            await nursery.start(placed.run)
+            nursery.start_soon(_set_after, placed.first_recovery, engine.recovery_done)
+        elif recover:
             nursery.start_soon(engine.recover)
         else:
             engine.recovery_done.set()

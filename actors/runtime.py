@@ -40,6 +40,7 @@ import attrs
 import trio
 
 from engine.errors import StoreUnavailable, VersionConflict
+from engine.leases import Fenced
 from engine.limits import EngineConfig, store_retry_delay_s
 
 log = logging.getLogger("payengine.actors")
@@ -409,6 +410,11 @@ class ActorSystem:
                 await self._wait_for_store(cell, outage_attempt, exc)
                 if not await self._start(cell, actor, crashes):
                     return False
+            except Fenced as exc:
+                # Another process drives this entity (engine/leases.py): nothing was written;
+                # the asker hears why, and the state is reloaded. Not a crash.
+                self._reply(envelope, False, exc)
+                return await self._start(cell, actor, crashes)
             except Exception as exc:  # a crash: trio.Cancelled is a BaseException, never caught
                 self._reply(envelope, False, ActorCrashed(f"{cell.kind} {cell.key!r}: {exc!r}"))
                 if not self._crashed(cell, crashes, exc):

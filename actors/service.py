@@ -32,6 +32,7 @@ from actors.messages import (
 from actors.runtime import AskTimeout
 from engine.errors import DuplicateKey, InvalidInput, StoreUnavailable
 from engine.gateway import DISPUTE_EVENTS, REFUND_EVENTS, SESSION_EVENTS, PspNotification
+from engine.leases import NotOwner
 from engine.money import AMOUNT_MINOR_MAX, currency_exponent
 from engine.records import Dispute, Payment, PaymentOrder, PspEvent, Refund
 from engine.risk import CheckoutFacts, RiskRule, assess, default_rules
@@ -239,9 +240,10 @@ class PaymentService:
                 timeout_s=register_timeout_s,
             )
             payment = registered
-        except (AskTimeout, StoreUnavailable):
+        except (AskTimeout, StoreUnavailable, NotOwner):
             # The payment is recorded; its actor keeps registering it (after an outage too,
-            # actors/runtime.py): the client sees CREATED and may read it again.
+            # actors/runtime.py; in the process that owns it, actors/engine_leases.py): the
+            # client sees CREATED and may read it again.
             pass
         return PaymentView(payment, orders, created=True)
 

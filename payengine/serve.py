@@ -102,6 +102,8 @@ class ServeOptions:
     webhook_secret: str | None = None
     #: The PSP's API key (Stripe's secret key); None: the in-process fake PSP's.
     psp_api_key: str | None = None
+    #: One of several processes on one database (ownership leases, engine/leases.py).
+    leases: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -119,6 +121,7 @@ class ServeOptions:
             keyfile=args.keyfile,
             webhook_secret=args.webhook_secret,
             psp_api_key=args.psp_api_key or os.environ.get("PAYENGINE_PSP_API_KEY"),
+            leases=bool(getattr(args, "leases", False)),
         )
 
     @property
@@ -157,6 +160,7 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
     If the engine is gone (web/liveness.py: it ended with an error while serving), stop the
     same way and return EXIT_FAILED, so that a supervisor restarts the process. A database
     outage does not end the engine (docs/operations.md)."""
+    from engine.leases import LeaseOptions
     from psp.app import PspFaceSettings, create_psp_app
     from web.app import create_app
     from web.liveness import LIVENESS_EXTENSION, Liveness
@@ -175,6 +179,7 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
             else open_http_gateway(psp_url)
         ),
         engine_config=config.engine,
+        leases=LeaseOptions(url=api_url) if options.leases else None,
     )
     settings = WebSettings(psp_webhook_secrets=(secret,), public_base_url=api_url)
     api = create_app(wiring, settings)
@@ -320,6 +325,11 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the HTTP API (and the fake PSP) on Hypercorn")
     add_serve_arguments(serve)
     serve.add_argument("--print-keys", action="store_true", help="mint and print two keys")
+    serve.add_argument(
+        "--leases",
+        action="store_true",
+        help="one of several processes on one database: drive only the partitions it leases",
+    )
     serve.set_defaults(fn=cmd_serve)
 
     keys = sub.add_parser("keys", help="API keys")

@@ -17,6 +17,7 @@ import trio
 from actors.runtime import AskTimeout
 from actors.service import Rejection
 from engine.errors import InvalidInput
+from engine.leases import Fenced
 from web.problems import UNAVAILABLE, VALIDATION_FAILED, ApiProblem, ProblemType
 from web.runtime import Runtime
 
@@ -37,6 +38,12 @@ async def create_through_engine(
     except (trio.TooSlowError, AskTimeout):
         raise ApiProblem(
             UNAVAILABLE, "the engine did not answer in time", headers={"Retry-After": "1"}
+        ) from None
+    except Fenced:  # several processes: another one drives it (docs/architecture.md)
+        raise ApiProblem(
+            UNAVAILABLE,
+            "another engine process drives this entity now; send the request again",
+            headers={"Retry-After": "1"},
         ) from None
     if isinstance(result, Rejection):
         raise ApiProblem(rejections[result.reason], f"{result.reason}: {result.detail}")

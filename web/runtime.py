@@ -27,6 +27,7 @@ from engine.access import ApiKey
 from engine.errors import StoreUnavailable
 from engine.gateway import Gateway
 from engine.ids import Ids
+from engine.leases import LeaseOptions
 from engine.limits import EngineConfig
 from engine.payout_gateway import PayoutGateway
 from engine.ports import Clock, Rng
@@ -65,6 +66,8 @@ class Wiring:
     #: Opens the payout provider (actors/merchant.py); None: this server makes no payouts
     #: (POST /v1/payouts answers 503 payouts-unavailable).
     open_payout_gateway: Callable[[Clock], AbstractAsyncContextManager[PayoutGateway]] | None = None
+    #: One of several processes on one database (engine/leases.py); None: it drives everything.
+    leases: LeaseOptions | None = None
 
 
 @attrs.define(eq=False)
@@ -159,6 +162,7 @@ async def open_runtime(
                 wiring.engine_config,
                 notifier=notifier,
                 payout_gateway=payout_gateway,
+                leases=wiring.leases,
             ) as engine,
             trio.open_nursery() as nursery,
         ):

@@ -18,8 +18,10 @@ from quart_schema import document_response, hide, tag
 
 from actors.runtime import AskTimeout
 from engine.errors import StoreUnavailable
+from engine.leases import NotOwner
 from web import logs
 from web.bodies import raw_body
+from web.forward import forward_to_owner
 from web.problems import MALFORMED_JSON, SIGNATURE_INVALID, UNAVAILABLE, ApiProblem, Problem
 from web.psp_wire import UnknownEventType, decode_event
 from web.responses import json_response
@@ -66,6 +68,11 @@ async def psp_webhook() -> Response:
             outcome = await runtime.engine.service.handle_psp_event(event)
     except (trio.TooSlowError, AskTimeout, StoreUnavailable):
         outcome = "retry_later"  # nothing recorded (an outage is weather): the PSP redelivers
+    except NotOwner as exc:  # another process drives it (several processes): hand it over
+        forwarded = await forward_to_owner(runtime, exc.partition, body)
+        if forwarded is not None:
+            return forwarded
+        outcome = "retry_later"
     runtime.metrics.inc("psp_webhooks_total", outcome=outcome)
     if outcome not in RECORDED:
         raise ApiProblem(

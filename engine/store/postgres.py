@@ -55,6 +55,7 @@ from engine.records import (
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
 from engine.store import pg_disputes as dq
+from engine.store import pg_leases
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
@@ -231,6 +232,8 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         self._committed = 0
         self._rolled_back = 0
         self._reads = 0
+        #: Several processes on one database: due deliveries are claimed, not just read.
+        self.delivery_claim_ms: int | None = None
 
     def statistics(self) -> PostgresStatistics:
         return PostgresStatistics(
@@ -252,6 +255,7 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         uow = PostgresUnitOfWork(cast(Any, run_in_unit), state)
         try:
             yield uow
+            await pg_leases.fence_unit(uow, state.conn is not None)  # several processes
         except BaseException:
             await self._end(state, commit=False)
             raise
@@ -378,6 +382,11 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
     async def fetch_due_deliveries(
         self, subscriber: str, now_ms: int, limit: int
     ) -> list[Delivery]:
+        if self.delivery_claim_ms is not None:  # several processes (pg_leases.py)
+            return await self._read(
+                pg_leases.claim_due_deliveries,
+                *(subscriber, now_ms, reads.check_limit(limit), self.delivery_claim_ms),
+            )
         return await self._read(
             mq.fetch_due_deliveries, subscriber, now_ms, reads.check_limit(limit)
         )
