@@ -214,6 +214,8 @@ class GroupCommitter:
         self._linger_s = linger_s
         self._in_flight_max = in_flight_max
         self._pending: list[_Member] = []
+        #: Flushers running (their tasks are kept in `_flushers` so they are not collected).
+        self._running = 0
         self._flushers: set[asyncio.Task[None]] = set()
         self.groups = 0
         self.units = 0
@@ -226,30 +228,36 @@ class GroupCommitter:
         """Commit one unit's writes (and acks) in the next group; raises its own error."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Member(writes, acks, future))
-        if len(self._flushers) < self._in_flight_max and (
-            not self._flushers or len(self._pending) >= self._size_max
+        if self._running < self._in_flight_max and (
+            self._running == 0 or len(self._pending) >= self._size_max
         ):
+            # Counted here and uncounted in the flusher's own last step, with no await between
+            # its last look at `_pending` and that: a unit never waits without a flusher.
+            self._running += 1
             task = asyncio.get_running_loop().create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
         await future
 
     async def _flush(self) -> None:
-        while self._pending:
-            # Let every job of the bridge's current batch join (and linger, if asked to).
-            await asyncio.sleep(self._linger_s)
-            group = [m for m in self._pending[: self._size_max] if not m.future.done()]
-            del self._pending[: self._size_max]
-            if group:
-                try:
-                    await self._commit_group(group)
-                except Exception as exc:  # no connection, or an outage mid-group
-                    for member in group:
-                        _settle(member, exc)
-                except BaseException as exc:
-                    for member in group:
-                        _settle(member, exc)
-                    raise
+        try:
+            while self._pending:
+                # Let every job of the bridge's current batch join (and linger, if asked to).
+                await asyncio.sleep(self._linger_s)
+                group = [m for m in self._pending[: self._size_max] if not m.future.done()]
+                del self._pending[: self._size_max]
+                if group:
+                    try:
+                        await self._commit_group(group)
+                    except Exception as exc:  # no connection, or an outage mid-group
+                        for member in group:
+                            _settle(member, exc)
+                    except BaseException as exc:
+                        for member in group:
+                            _settle(member, exc)
+                        raise
+        finally:
+            self._running -= 1
 
     async def _commit_group(self, group: list[_Member]) -> None:
         conn = await self._acquire()

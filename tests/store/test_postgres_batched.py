@@ -144,3 +144,24 @@ async def test_a_store_without_write_behind_hands_out_its_ordinary_unit() -> Non
     with pytest.raises(DuplicateKey):  # raised by the call itself, as the memory unit does
         async with batched_unit_of_work(store) as uow:
             await uow.record_psp_event(event)
+
+
+async def test_units_arriving_while_a_group_ends_are_never_left_waiting(dsn: str) -> None:
+    """Waves of concurrent units: each arrives at some moment of a group's life (while
+    it gathers, commits, or has just found nothing more to take); every one commits."""
+    async with open_postgres_store(dsn) as store:
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for _ in range(25):
+                async with store.batched_unit_of_work() as uow:
+                    await uow.record_psp_event(psp_event())
+                done += 1
+
+        with trio.fail_after(90):
+            async with trio.open_nursery() as nursery:
+                for _ in range(16):
+                    nursery.start_soon(worker)
+        assert done == 16 * 25
+        assert store.group.statistics().units == 16 * 25
