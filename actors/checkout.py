@@ -31,6 +31,7 @@ from engine.errors import DuplicateKey
 from engine.gateway import GatewayUnavailable, PspEventKind, PspNotification, SessionStatus
 from engine.records import Payment, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, PaymentStatus, can_transition, is_terminal, transition
+from engine.store.batching import batched_unit_of_work
 from engine.store.port import UnitOfWork
 
 log = logging.getLogger("payengine.checkout")
@@ -116,7 +117,7 @@ class CheckoutActor:
             )
             return payment
         now_ms = self.ctx.clock.now_ms()
-        async with self.ctx.store.unit_of_work() as uow:
+        async with batched_unit_of_work(self.ctx.store) as uow:
             self.payment = await uow.update_payment(
                 evolve(
                     payment,
@@ -177,7 +178,7 @@ class CheckoutActor:
                 return "duplicate"
             recorded = None
         try:
-            async with self.ctx.store.unit_of_work() as uow:
+            async with batched_unit_of_work(self.ctx.store) as uow:
                 if recorded is not None:
                     await uow.record_psp_event(recorded)
                 if payment is None:
@@ -346,7 +347,7 @@ class CheckoutActor:
         if "partial_capture_marks_failed" in self.ctx.faults:  # planted bug, test-only seam
             succeeded = all(o.status is OrderStatus.SUCCESS for o in orders)
         target = PaymentStatus.COMPLETED if succeeded else PaymentStatus.FAILED
-        async with self.ctx.store.unit_of_work() as uow:
+        async with batched_unit_of_work(self.ctx.store) as uow:
             self.payment = await uow.update_payment(
                 evolve(
                     payment,

@@ -52,6 +52,7 @@ from engine.ledger import (
 from engine.money import Money, currency_exponent
 from engine.records import OutboxMessage, PaymentOrder, PspEvent, evolve
 from engine.states import OrderStatus, transition
+from engine.store.batching import batched_unit_of_work
 from engine.store.port import UnitOfWork
 
 log = logging.getLogger("payengine.order")
@@ -109,7 +110,7 @@ class OrderActor:
             # The checkout started this order with its authorization: capture now.
             return await self._attempt_capture()
         if order.status is OrderStatus.NOT_STARTED:
-            async with self.ctx.store.unit_of_work() as uow:
+            async with batched_unit_of_work(self.ctx.store) as uow:
                 self.order = await uow.update_order(
                     evolve(
                         order,
@@ -188,7 +189,7 @@ class OrderActor:
             and order.attempts + 1 >= self.ctx.config.capture_attempts_max
         ):
             return await self._settle(CaptureResult(CaptureStatus.DECLINED, reason=error), None)
-        async with self.ctx.store.unit_of_work() as uow:
+        async with batched_unit_of_work(self.ctx.store) as uow:
             self.order = await uow.update_order(
                 evolve(order, attempts=order.attempts + 1, updated_at_ms=self.ctx.clock.now_ms())
             )
@@ -215,7 +216,7 @@ class OrderActor:
                 return await self._record_only(event, conflicting=order.status is not target)
             return order.status.value
         try:
-            async with self.ctx.store.unit_of_work() as uow:
+            async with batched_unit_of_work(self.ctx.store) as uow:
                 if event is not None:
                     await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
                 await self._transition(uow, order, target, result)
@@ -324,7 +325,7 @@ class OrderActor:
         order = self.order
         if order is None:
             try:
-                async with self.ctx.store.unit_of_work() as uow:
+                async with batched_unit_of_work(self.ctx.store) as uow:
                     await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
             except DuplicateKey:
                 return "duplicate"
@@ -340,7 +341,7 @@ class OrderActor:
             # A failed *attempt* may be followed by a successful retry under the same key whose
             # answer we have not heard yet: only the PSP's current word on the key is final.
             try:
-                async with self.ctx.store.unit_of_work() as uow:
+                async with batched_unit_of_work(self.ctx.store) as uow:
                     await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
             except DuplicateKey:
                 return "duplicate"
@@ -360,7 +361,7 @@ class OrderActor:
         if "crash_on_late_event" in self.ctx.faults:  # planted bug, test-only seam
             raise RuntimeError(f"planted: late event {event.event_id} crashed the order actor")
         try:
-            async with self.ctx.store.unit_of_work() as uow:
+            async with batched_unit_of_work(self.ctx.store) as uow:
                 await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
                 if (
                     "duplicate_webhook_booked_twice" in self.ctx.faults  # planted bug seam

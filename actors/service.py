@@ -37,6 +37,7 @@ from engine.money import AMOUNT_MINOR_MAX, currency_exponent
 from engine.records import Dispute, Payment, PaymentOrder, PspEvent, Refund
 from engine.risk import CheckoutFacts, RiskRule, assess, default_rules
 from engine.states import OrderStatus, PaymentStatus, transition
+from engine.store.batching import batched_unit_of_work
 
 #: The longest identifier (checkout id, buyer id, seller id) we accept from outside.
 EXTERNAL_ID_LENGTH_MAX = 128
@@ -203,7 +204,7 @@ class PaymentService:
         )
         topic = "payment.created" if risk is None else "payment.rejected_by_risk"
         try:
-            async with self.ctx.store.unit_of_work() as uow:
+            async with batched_unit_of_work(self.ctx.store) as uow:
                 await uow.insert_payment(payment, orders)
                 await uow.append_outbox(
                     self.ctx.message(
@@ -312,7 +313,7 @@ class PaymentService:
             event.event_id, event.kind.value, dict(event.raw), self.ctx.clock.now_ms()
         )
         try:
-            async with self.ctx.store.unit_of_work() as uow:
+            async with batched_unit_of_work(self.ctx.store) as uow:
                 await uow.record_psp_event(record)
         except DuplicateKey as exc:
             if exc.key != "psp_events.event_id":

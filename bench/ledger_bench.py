@@ -40,7 +40,9 @@ def posting(seq: int, seller: str) -> Transaction:
     )
 
 
-async def store_postings(dsn: str, hot: int, concurrency: int, duration_s: float) -> dict[str, Any]:
+async def store_postings(
+    dsn: str, hot: int, concurrency: int, duration_s: float, batched: bool = True
+) -> dict[str, Any]:
     from engine.store.postgres import open_postgres_store
 
     seq = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
@@ -54,7 +56,9 @@ async def store_postings(dsn: str, hot: int, concurrency: int, duration_s: float
             while trio.current_time() < end:
                 n = next(seq)
                 seller = f"seller-{n % hot}" if hot else f"seller-u{n}"
-                async with store.unit_of_work() as uow:
+                # As the order actor books a capture: a write-behind unit, group-committed.
+                unit = store.batched_unit_of_work() if batched else store.unit_of_work()
+                async with unit as uow:
                     await uow.post_transaction(posting(n, seller))
                 done += 1
 
@@ -86,6 +90,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--interactive", action="store_true", help="one transaction per posting (no batching)"
+    )
     parser.add_argument("--json", help="append every result line to this file")
     args = parser.parse_args(argv)
     results = []
@@ -94,7 +101,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for hot in [int(h) for h in args.hot.split(",")]:
         line: dict[str, Any] = {"label": args.label, "bench": "ledger", "hot_accounts": hot}
         line["concurrency"] = args.concurrency
-        line.update(trio.run(store_postings, dsn, hot, args.concurrency, args.duration_s))
+        line.update(
+            trio.run(
+                store_postings, dsn, hot, args.concurrency, args.duration_s, not args.interactive
+            )
+        )
         # The same statements as plain SQL: the seller is the script's own hot set.
         seller = "seller-:s" if hot else "seller-u:s"
         pick = f"\\set s random(0, {max(hot, 1) - 1})" if hot else "\\set s random(1, 1000000000)"

@@ -35,6 +35,7 @@ from quart import Response
 
 from engine.errors import DuplicateKey, StoreUnavailable
 from engine.records import IdempotencyRecord
+from engine.store.batching import batched_unit_of_work
 from web.problems import (
     IDEMPOTENCY_KEY_IN_FLIGHT,
     IDEMPOTENCY_KEY_INVALID,
@@ -77,7 +78,7 @@ async def _claim(runtime: Runtime, record: IdempotencyRecord) -> IdempotencyReco
     """Claim the key for this process; None when claimed, else the record that holds it."""
     store = runtime.store
     try:
-        async with store.unit_of_work() as uow:
+        async with batched_unit_of_work(store) as uow:
             await uow.begin_idempotent(record)
         return None
     except DuplicateKey:
@@ -170,6 +171,6 @@ async def _run_claimed(
     body = await response.get_data(as_text=False)
     assert isinstance(body, bytes)
     headers = {h: response.headers[h] for h in STORED_HEADERS if h in response.headers}
-    async with runtime.store.unit_of_work() as uow:
+    async with batched_unit_of_work(runtime.store) as uow:
         await uow.complete_idempotent(scope, key, response.status_code, body, headers)
     return response

@@ -126,6 +126,20 @@ async def _holds(conn: Any, fence: Fence) -> bool:
     return found is not None
 
 
+async def check_fence(conn: Any, fence: Fence) -> None:
+    """A write-behind unit's first queued write (pg_batch.py): its fence, in the (group's)
+    transaction; `LeaseLost` fails that unit alone (the group reruns its members alone)."""
+    if not await _holds(conn, fence):
+        raise LeaseLost(fence)
+
+
+def fence_writes(writes: list[Any]) -> None:
+    """A write-behind unit of an owned entity checks its fence first (`check_fence`)."""
+    fence = CURRENT_FENCE.get()
+    if fence is not None:
+        writes.insert(0, (check_fence, (fence,)))
+
+
 async def fence_unit(uow: Any, began: bool) -> None:
     """Before a unit's commit (postgres.py): a unit of an owned entity that wrote (`began`: it
     has a transaction) checks its fence in that transaction; `LeaseLost` rolls it back."""

@@ -26,9 +26,6 @@ if the caller swallowed it and tried to commit.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -60,11 +57,23 @@ from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
 from engine.store import pg_refunds as rq
+from engine.store.pg_admin import apply_migrations as apply_migrations
+from engine.store.pg_admin import list_pending_migrations as list_pending_migrations
+from engine.store.pg_batch import GROUP_LINGER_S, GROUP_SIZE_MAX, BatchedUnitOfWork, GroupCommitter
 from engine.store.pg_bridge import Bridge, open_bridge
 from engine.store.pg_bridge import tolerate_lost_connections as tolerate_lost_connections
 from engine.store.pg_bridge import unavailable as unavailable
 from engine.store.pg_payouts import PgPayoutReadsMixin
 from engine.store.pg_recon import PostgresRecon
+from engine.store.pg_txn import (
+    UnitState,
+    acquire,
+    end_unit,
+    in_unit,
+    init_connection,
+    keep_session,
+    terminate,
+)
 from engine.store.pg_unit import PostgresUnitOfWork
 from engine.store.port import EntryCursor, Store, UnitOfWork
 
@@ -94,12 +103,18 @@ class PostgresLimits:
     shutdown_timeout_s: float = 5.0
     #: /readyz waits this long for the database: a partitioned database is "not ready" fast.
     readiness_timeout_s: float = 2.0
+    #: Group commit (pg_batch.py): write-only units sharing one transaction, at most this
+    #: many, gathered for this long (0: those that arrived together) before BEGIN.
+    group_size_max: int = GROUP_SIZE_MAX
+    group_linger_s: float = GROUP_LINGER_S
 
     def check(self) -> PostgresLimits:
+        if self.group_linger_s < 0:
+            raise InvalidInput("postgres limit group_linger_s must not be negative")
         if not 0 < self.pool_size_min <= self.pool_size_max:
             raise InvalidInput("postgres pool sizes need 0 < pool_size_min <= pool_size_max")
         for name, value in attrs.asdict(self).items():
-            if value <= 0:
+            if value <= 0 and name != "group_linger_s":
                 raise InvalidInput(f"postgres limit {name} must be positive, got {value!r}")
         return self
 
@@ -111,99 +126,6 @@ def _refuse_autojump_clock() -> None:
             "the postgres store needs real time: an autojump clock fires its timeouts "
             "while the database is answering; use the memory store for virtual time"
         )
-
-
-# --- asyncio side: connection set-up, and the two ends of a unit ------------------------------
-
-
-async def _init_connection(conn: Any) -> None:
-    """Every pooled connection decodes json/jsonb into dicts (payloads, response headers)."""
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name, schema="pg_catalog", encoder=q.dump_json, decoder=json.loads
-        )
-
-
-async def _keep_session(conn: Any) -> None:
-    """Pool reset: units always end their transaction and change no session state, so the
-    default reset (RESET ALL and friends, one more round trip per unit) is not needed. asyncpg
-    still rolls back a transaction left open."""
-
-
-class _UnitState:
-    """A unit's connection and transaction, set on the asyncio side by its first operation."""
-
-    __slots__ = ("acquire_timeout_s", "conn", "pool", "txn")
-
-    def __init__(self, pool: Any, acquire_timeout_s: float) -> None:
-        self.pool = pool
-        self.acquire_timeout_s = acquire_timeout_s
-        self.conn: Any = None
-        self.txn: Any = None
-
-
-async def _acquire(state: _UnitState) -> Any:
-    """A pooled connection; a pool that stays full for `acquire_timeout_s` is too slow."""
-    try:
-        async with asyncio.timeout(state.acquire_timeout_s) as deadline:
-            return await state.pool.acquire()
-    except TimeoutError:
-        if deadline.expired():
-            raise trio.TooSlowError(
-                f"no pooled connection free within {state.acquire_timeout_s} s"
-            ) from None
-        raise
-
-
-async def _in_unit(
-    state: _UnitState, op: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
-) -> T:
-    """Run `op(conn, ...)` in the unit's transaction; the first one acquires and begins it
-    (acquire, BEGIN and the operation in one bridge crossing)."""
-    if state.conn is None:
-        conn = await _acquire(state)
-        try:
-            txn = conn.transaction(isolation="read_committed")
-            await txn.start()
-        except BaseException:
-            await state.pool.release(conn)
-            raise
-        state.conn, state.txn = conn, txn
-    return await op(state.conn, *args, **kwargs)
-
-
-async def _end_unit(
-    state: _UnitState, *, commit: bool, acks: list[tuple[str, str]] | None = None
-) -> None:
-    """Commit (after the unit's deferred acks) or roll back, then give the connection back:
-    one bridge crossing."""
-    if state.conn is None:  # acks only: one statement, atomic on its own, no BEGIN/COMMIT
-        conn = await _acquire(state)
-        try:
-            await mq.ack_deliveries(conn, acks or [])
-        finally:
-            await state.pool.release(conn)
-        return
-    try:
-        if commit:
-            if acks:
-                await mq.ack_deliveries(state.conn, acks)
-            await state.txn.commit()
-        else:
-            await state.txn.rollback()
-    finally:
-        await state.pool.release(state.conn)
-
-
-def _terminate(conn: Any) -> None:
-    """Drop a connection whose state is unknown; the server rolls back a closed session.
-    Runs on the asyncio side (`Bridge.post`).
-
-    `_end_unit` gives the connection back to the pool even when its commit or rollback fails,
-    and a released proxy refuses every call: that refusal must not replace the caller's error.
-    """
-    with contextlib.suppress(asyncpg.InterfaceError):  # already released: the pool has it
-        conn.terminate()
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -234,6 +156,14 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         self._reads = 0
         #: Several processes on one database: due deliveries are claimed, not just read.
         self.delivery_claim_ms: int | None = None
+        state = UnitState(pool, limits.acquire_timeout_s)
+        #: Lives on the bridge's loop (pg_batch.py); only bridge jobs touch it.
+        self.group = GroupCommitter(
+            lambda: acquire(state),
+            pool.release,
+            size_max=limits.group_size_max,
+            linger_s=limits.group_linger_s,
+        )
 
     def statistics(self) -> PostgresStatistics:
         return PostgresStatistics(
@@ -246,11 +176,11 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[PostgresUnitOfWork]:
-        state = _UnitState(self._pool, self._limits.acquire_timeout_s)
+        state = UnitState(self._pool, self._limits.acquire_timeout_s)
         bridge = self._bridge
 
         def run_in_unit(op: Any, _state: Any, /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
-            return bridge.run(_in_unit, _state, op, *args, **kwargs)
+            return bridge.run(in_unit, _state, op, *args, **kwargs)
 
         uow = PostgresUnitOfWork(cast(Any, run_in_unit), state)
         try:
@@ -265,8 +195,40 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         acks, uow.pending_acks = uow.pending_acks, []
         await self._end(state, commit=True, acks=acks)
 
+    @asynccontextmanager
+    async def batched_unit_of_work(self) -> AsyncIterator[PostgresUnitOfWork]:
+        """A write-behind unit (pg_batch.py): reads of committed state, writes queued and
+        group-committed at the end; catch its errors around the whole unit."""
+        uow = BatchedUnitOfWork(cast(Any, self._read_in_unit), None)
+        try:
+            yield uow
+        except BaseException:
+            self._rolled_back += 1  # nothing was written
+            raise
+        writes, uow.pending_writes = uow.pending_writes, []
+        acks, uow.pending_acks = uow.pending_acks, []
+        if not (writes or acks):
+            self._committed += 1
+            return
+        pg_leases.fence_writes(writes)  # several processes: checked in the same transaction
+        with trio.move_on_after(self._limits.commit_timeout_s, shield=True) as scope:
+            try:
+                await self._bridge.run_abandoning(self.group.commit, writes, acks)
+            except BaseException:
+                self._rolled_back += 1
+                raise
+        if scope.cancelled_caught:
+            raise trio.TooSlowError(
+                f"commit did not answer within {self._limits.commit_timeout_s} s; "
+                "its outcome is unknown"
+            )
+        self._committed += 1
+
+    def _read_in_unit(self, op: Any, _: None, /, *args: Any) -> Awaitable[Any]:
+        return self._bridge.run(op, self._pool, *args)
+
     async def _end(
-        self, state: _UnitState, *, commit: bool, acks: list[tuple[str, str]] | None = None
+        self, state: UnitState, *, commit: bool, acks: list[tuple[str, str]] | None = None
     ) -> None:
         """Commit or roll back and release, shielded, within `commit_timeout_s`.
 
@@ -286,16 +248,16 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         conn = state.conn
         with trio.move_on_after(self._limits.commit_timeout_s, shield=True) as scope:
             try:
-                await self._bridge.run_abandoning(_end_unit, state, commit=commit, acks=acks)
+                await self._bridge.run_abandoning(end_unit, state, commit=commit, acks=acks)
             except Exception:
                 if commit:
                     self._rolled_back += 1
                     raise
                 if conn is not None:
-                    self._bridge.post(_terminate, conn)
+                    self._bridge.post(terminate, conn)
         if scope.cancelled_caught:
             if conn is not None:
-                self._bridge.post(_terminate, conn)
+                self._bridge.post(terminate, conn)
             if commit:
                 raise trio.TooSlowError(
                     f"commit did not answer within {self._limits.commit_timeout_s} s; "
@@ -468,8 +430,8 @@ async def open_postgres_store(
                 timeout=limits.connect_timeout_s,  # each (re)connect, e.g. after an outage
                 min_size=limits.pool_size_min,
                 max_size=limits.pool_size_max,
-                init=_init_connection,
-                reset=_keep_session,
+                init=init_connection,
+                reset=keep_session,
                 server_settings={
                     "application_name": "payengine",
                     "statement_timeout": str(round(limits.statement_timeout_s * 1000)),
@@ -485,26 +447,6 @@ async def open_postgres_store(
             yield store
         finally:
             await store.aclose()
-
-
-async def apply_migrations(dsn: str) -> list[str]:
-    """`payengine migrate`: apply pending migrations to `dsn`; returns the names applied."""
-    return await _with_connection(dsn, migrations.migrate)
-
-
-async def list_pending_migrations(dsn: str) -> list[str]:
-    """The migrations `apply_migrations` would apply to `dsn` now."""
-    return await _with_connection(dsn, migrations.pending_migrations)
-
-
-async def _with_connection(dsn: str, op: Callable[[Any], Awaitable[list[str]]]) -> list[str]:
-    async with open_bridge() as bridge:
-        conn = await bridge.run(asyncpg.connect, dsn)
-        try:
-            return await bridge.run(op, conn)
-        finally:
-            with trio.move_on_after(PostgresLimits().shutdown_timeout_s, shield=True):
-                await bridge.run(conn.close)
 
 
 def _implements_the_port(store: PostgresStore, uow: PostgresUnitOfWork) -> tuple[Store, UnitOfWork]:

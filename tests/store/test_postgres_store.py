@@ -293,7 +293,7 @@ async def test_dropping_a_connection_the_pool_already_has_back_raises_nothing(ds
     """A failed rollback has already given its connection back (`_end_unit` releases in a
     `finally`); dropping it then must not raise over the caller's own error, and the pool must
     go on serving."""
-    from engine.store.postgres import _terminate
+    from engine.store.pg_txn import terminate as _terminate
 
     async def released_then_dropped() -> int:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
