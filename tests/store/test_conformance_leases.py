@@ -8,6 +8,7 @@ Lease times here are short real times: the PostgreSQL table expires on the datab
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from engine.errors import NotFound
 from engine.leases import CURRENT_FENCE, Fence, Grant, LeaseLost, LeaseStore
+from engine.store.batching import batched_unit_of_work
 from engine.store.memory_leases import MemoryLeases
 from engine.store.port import Store
 from tests.factories import payment_with_orders
@@ -147,6 +149,48 @@ async def test_a_unit_commits_only_under_its_fence(store: Store, leases: LeaseSt
                 await uow.update_payment(other)
     finally:
         CURRENT_FENCE.reset(token)
+
+
+async def test_a_write_behind_unit_commits_only_under_its_fence(
+    store: Store, leases: LeaseStore
+) -> None:
+    """Group commit's units (pg_batch.py) check the fence too, in the group's transaction: a
+    stale one fails alone and writes nothing; a unit beside it in the group commits."""
+    [grant] = await leases.acquire("inc_a", 1, TTL_S)
+    mine, mine_orders = payment_with_orders([100])
+    token = CURRENT_FENCE.set(Fence(grant.partition, "inc_a", grant.epoch))
+    try:
+        async with batched_unit_of_work(store) as uow:
+            await uow.insert_payment(mine, mine_orders)
+        assert await store.get_payment(mine.payment_id) is not None
+    finally:
+        CURRENT_FENCE.reset(token)
+    if store.name != "postgres":
+        return  # one process: the memory store's fence is a no-op (test above)
+    await trio.sleep(TTL_S + 0.2)
+    assert await leases.acquire("inc_b", 1, TTL_S) == [Grant(grant.partition, 2)]
+    stale, stale_orders = payment_with_orders([200])
+    free, free_orders = payment_with_orders([300])
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def commit(name: str, fence: Fence | None, payment: Any, orders: Any) -> None:
+        token = CURRENT_FENCE.set(fence)
+        try:
+            async with batched_unit_of_work(store) as uow:
+                await uow.insert_payment(payment, orders)
+            outcomes[name] = None
+        except LeaseLost as exc:
+            outcomes[name] = exc
+        finally:
+            CURRENT_FENCE.reset(token)
+
+    async with trio.open_nursery() as nursery:  # together: likely one group
+        nursery.start_soon(commit, "stale", Fence(grant.partition, "inc_a", 1), stale, stale_orders)
+        nursery.start_soon(commit, "free", None, free, free_orders)
+    assert isinstance(outcomes["stale"], LeaseLost)
+    assert outcomes["free"] is None
+    assert await store.get_payment(stale.payment_id) is None
+    assert await store.get_payment(free.payment_id) is not None
 
 
 @settings(max_examples=60, deadline=None)
