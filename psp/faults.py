@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from engine.gateway import CaptureStatus, PspNotification
+from psp.payout_desk import PayoutKnobs
 from psp.pump import Delivery
 from scenarios import Faults
 from simulator.fake_psp import Action, FakePsp
@@ -101,6 +102,19 @@ class PspFaultPlan:
             self._fired("webhook_forged")
             found.append(Delivery(rng.uniform(0.0, REORDER_S_MAX), forged=True))
         return found
+
+    def payout_knobs(self) -> PayoutKnobs:
+        """The payouts desk's shares from the scenario's `payout_*` faults (psp/payout_desk.py):
+        payouts that fail, that are returned after paid, and creates whose answer is lost after
+        the payout was accepted (`payout_timeout_after_p`); the delays stay the desk's (real
+        seconds, not the scenario's virtual hours)."""
+        f = self.faults
+        return PayoutKnobs(
+            failed_p=f.payout_failed_p,
+            returned_p=f.payout_returned_p,
+            timeout_after_p=f.payout_timeout_after_p,
+            seed=self.rng.randrange(2**32),
+        )
 
     def _fired(self, name: str) -> None:
         self.fired[name] = self.fired.get(name, 0) + 1

@@ -11,6 +11,7 @@ are encoded and signed by psp/events.py (Stripe's envelope and signature). A fau
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import httpx
@@ -19,6 +20,11 @@ import trio
 from engine.gateway import PspNotification
 from engine.ports import Clock
 from psp.events import encode_event, sign_header
+from psp.payout_desk import PayoutEvent
+from psp.payout_events import encode_payout_event
+
+#: What the pump sends: the PSP's payment events and the payouts desk's (psp/payout_desk.py).
+Event = PspNotification | PayoutEvent
 
 
 @attrs.frozen
@@ -58,12 +64,13 @@ class WebhookPump:
     #: (body, Stripe-Signature) of delivered events, newest last (bounded).
     sent: list[tuple[bytes, str]] = attrs.Factory(list)
     failed: int = 0
-    #: How each event is delivered (a fault plan); None: once, at once.
-    plan: Callable[[PspNotification], Sequence[Delivery]] | None = None
+    #: How each event is delivered (a fault plan, which draws the same for either kind of
+    #: event); None: once, at once.
+    plan: Callable[[Any], Sequence[Delivery]] | None = None
 
     async def run(
         self,
-        events: trio.MemoryReceiveChannel[PspNotification],
+        events: trio.MemoryReceiveChannel[PspNotification] | trio.MemoryReceiveChannel[PayoutEvent],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -88,7 +95,7 @@ class WebhookPump:
         limiter: trio.CapacityLimiter,
         pending: trio.CapacityLimiter,
         token: object,
-        event: PspNotification,
+        event: Event,
         delivery: Delivery,
     ) -> None:
         try:
@@ -98,12 +105,10 @@ class WebhookPump:
         finally:
             pending.release_on_behalf_of(token)
 
-    async def _deliver(
-        self, client: httpx.AsyncClient, event: PspNotification, forged: bool
-    ) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, event: Event, forged: bool) -> None:
         assert self.webhook_url is not None
         secrets = (FORGED_SECRET,) if forged else self.secrets
-        body = encode_event(event)
+        body = encode_payout_event(event) if isinstance(event, PayoutEvent) else encode_event(event)
         delay_s = self.limits.delay_s_base
         for _ in range(1 if forged else self.limits.attempts_max):
             header = sign_header(secrets, self.clock.now_ms() // 1000, body)
