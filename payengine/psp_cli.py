@@ -81,6 +81,7 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
         webhook_plan=None if plan is None else plan.deliveries,
         background=None if plan is None else plan.disputes,
         payout_knobs=None if plan is None else plan.payout_knobs(),
+        payout_webhook_plan=None if plan is None else plan.payout_deliveries,
     )
     app = create_psp_app(settings)
 

@@ -43,7 +43,7 @@ from psp.disputes import DISPUTE_ROUTES
 from psp.idempotency import IdempotencyCache
 from psp.objects import StripeBooks
 from psp.page import outcome_for, page
-from psp.payout_desk import PayoutDesk, PayoutKnobs
+from psp.payout_desk import PayoutDesk, PayoutEvent, PayoutKnobs
 from psp.payouts import PAYOUT_ROUTES
 from psp.pump import Delivery, PumpLimits, WebhookPump
 from psp.resources import ROUTES, Handler
@@ -85,6 +85,8 @@ class PspFaceSettings:
     background: Callable[..., Awaitable[None]] | None = None
     #: The payouts desk's delays and fault shares (psp/payout_desk.py); None: the defaults.
     payout_knobs: PayoutKnobs | None = None
+    #: How each payout webhook is delivered (a fault plan's `payout_deliveries`); None: once.
+    payout_webhook_plan: Callable[[PayoutEvent], Sequence[Delivery]] | None = None
 
 
 @attrs.define(eq=False)
@@ -141,7 +143,12 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
         if settings.configure is not None:
             settings.configure(psp)
         pump = WebhookPump(
-            settings.webhook_url, settings.secrets, clock, settings.pump, plan=settings.webhook_plan
+            settings.webhook_url,
+            settings.secrets,
+            clock,
+            settings.pump,
+            plan=settings.webhook_plan,
+            payout_plan=settings.payout_webhook_plan,
         )
         pumping = trio.CancelScope()
         desk = PayoutDesk(clock, process_namespace(settings.epoch_ms()), settings.payout_knobs)

@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from engine.gateway import CaptureStatus, PspNotification
-from psp.payout_desk import PayoutKnobs
+from psp.payout_desk import PayoutEvent, PayoutKnobs
 from psp.pump import Delivery
 from scenarios import Faults
 from simulator.fake_psp import Action, FakePsp
@@ -79,6 +79,13 @@ class PspFaultPlan:
 
     def deliveries(self, event: PspNotification) -> list[Delivery]:
         """The copies of `event` to send (none when it is lost), drawn as the simulator does."""
+        return self._copies()
+
+    def payout_deliveries(self, event: PayoutEvent) -> list[Delivery]:
+        """The same draw for a payouts desk's event (psp/payout_desk.py)."""
+        return self._copies()
+
+    def _copies(self) -> list[Delivery]:
         f, rng = self.faults, self.rng
         if rng.random() < f.webhook_loss_p:
             self._fired("webhook_lost")

@@ -11,7 +11,6 @@ are encoded and signed by psp/events.py (Stripe's envelope and signature). A fau
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import attrs
 import httpx
@@ -64,9 +63,10 @@ class WebhookPump:
     #: (body, Stripe-Signature) of delivered events, newest last (bounded).
     sent: list[tuple[bytes, str]] = attrs.Factory(list)
     failed: int = 0
-    #: How each event is delivered (a fault plan, which draws the same for either kind of
-    #: event); None: once, at once.
-    plan: Callable[[Any], Sequence[Delivery]] | None = None
+    #: How each event is delivered (a fault plan); None: once, at once.
+    plan: Callable[[PspNotification], Sequence[Delivery]] | None = None
+    #: The same for the payouts desk's events; None: once, at once.
+    payout_plan: Callable[[PayoutEvent], Sequence[Delivery]] | None = None
 
     async def run(
         self,
@@ -84,10 +84,15 @@ class WebhookPump:
             async for event in events:
                 if self.webhook_url is None:
                     continue
-                for delivery in ONCE if self.plan is None else self.plan(event):
+                for delivery in self._deliveries(event):
                     token = object()
                     await pending.acquire_on_behalf_of(token)
                     nursery.start_soon(self._copy, client, limiter, pending, token, event, delivery)
+
+    def _deliveries(self, event: Event) -> Sequence[Delivery]:
+        if isinstance(event, PayoutEvent):
+            return ONCE if self.payout_plan is None else self.payout_plan(event)
+        return ONCE if self.plan is None else self.plan(event)
 
     async def _copy(
         self,

@@ -18,7 +18,7 @@ from engine.limits import EngineConfig
 from engine.store.memory import MemoryStore
 from payengine.serve import hypercorn_config
 from psp.app import PSP_EXTENSION, PspFace, PspFaceSettings, create_psp_app
-from psp.payout_desk import PayoutDesk, PayoutKnobs
+from psp.payout_desk import PayoutDesk, PayoutEvent, PayoutKnobs
 from psp.pump import Delivery
 from tests.web.test_e2e_http import FLOW_TIMEOUT_S, _listening_socket
 from web.app import create_app
@@ -94,15 +94,15 @@ class PayoutWorld:
         return balance["available"], balance["reserved"]
 
 
-def lose_payout_events(event: Any) -> Sequence[Delivery]:
-    """A webhook plan: payment events go out once, payout events are lost (tests send them)."""
-    return () if type(event).__name__ == "PayoutEvent" else (Delivery(),)
+def lose_payout_events(event: PayoutEvent) -> Sequence[Delivery]:
+    """A payout webhook plan: every payout event is lost (the test sends them itself)."""
+    return ()
 
 
 @asynccontextmanager
 async def payout_world(
     knobs: PayoutKnobs | None = None,
-    webhook_plan: Callable[[Any], Sequence[Delivery]] | None = None,
+    payout_webhook_plan: Callable[[PayoutEvent], Sequence[Delivery]] | None = None,
     engine_config: EngineConfig | None = None,
 ) -> AsyncIterator[PayoutWorld]:
     api_sock, psp_sock = _listening_socket(), _listening_socket()
@@ -128,7 +128,7 @@ async def payout_world(
             f"{api_url}/v1/psp/webhooks",
             (SECRET,),
             payout_knobs=knobs or PayoutKnobs(paid_after_s=0.2, returned_after_s=0.3),
-            webhook_plan=webhook_plan,
+            payout_webhook_plan=payout_webhook_plan,
         )
     )
     stop = trio.Event()

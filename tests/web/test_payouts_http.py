@@ -131,7 +131,7 @@ async def test_reordered_and_duplicated_webhooks_change_nothing_twice() -> None:
     """The PSP's payout events are lost on the way; we deliver them late, the return before
     the payment, each twice: the payout walks to RETURNED once, every copy after is a no-op."""
     knobs = PayoutKnobs(paid_after_s=0.1, returned_after_s=0.1)
-    async with payout_world(knobs, webhook_plan=lose_payout_events) as world:
+    async with payout_world(knobs, payout_webhook_plan=lose_payout_events) as world:
         await world.sell()
         world.desk.script_fate("returned")
         payout = await world.pay_out("10.00")
@@ -154,7 +154,7 @@ async def test_reordered_and_duplicated_webhooks_change_nothing_twice() -> None:
 async def test_a_failed_event_after_paid_is_a_return_as_stripe_sends_it() -> None:
     """Stripe's object does not say `returned`: a `payout.failed` of a payout our books have
     paid is its bank return, not a contradiction."""
-    async with payout_world(webhook_plan=lose_payout_events) as world:
+    async with payout_world(payout_webhook_plan=lose_payout_events) as world:
         await world.sell()
         world.desk.script_fate("returned")
         payout = await world.pay_out("10.00")
