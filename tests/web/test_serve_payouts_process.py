@@ -1,10 +1,12 @@
 """`payengine serve` and `payengine demo` pay sellers as real processes (issue 11): the fake PSP
 they start is also the payout provider, so `POST /v1/payouts` after a paid checkout ends PAID
 over real HTTP (the engine's payout call to the PSP, the PSP's signed `payout.paid` back),
-with the ledger balanced, instead of 503 payouts-unavailable."""
+with the ledger balanced, instead of 503 payouts-unavailable; the demo's Money page has a
+"Pay out" button that does the same."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -88,6 +90,29 @@ def test_the_served_demo_pays_a_seller_over_http(database_url: str) -> None:  # 
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=EXIT_TIMEOUT_S) as client:
             _sell_and_pay_out(client, keys, "demo-payout")
+            # The Money page's "Pay out" button pays what is left (1.25 EUR), over HTTP too.
+            page = client.get("/money").text
+            form = re.search(
+                r'name="merchant_id" value="seller-1">'
+                r'<input type="hidden" name="currency" value="EUR">'
+                r'<input type="hidden" name="key" value="([^"]+)"',
+                page,
+            )
+            assert form is not None, page
+            fields = {"merchant_id": "seller-1", "currency": "EUR", "key": form.group(1)}
+            for _ in range(2):  # a double click is one payout
+                clicked = client.post("/money/payout", data=fields)
+                assert clicked.status_code == 303, clicked.text
+            admin = {"Authorization": f"Bearer {keys['admin']}"}
+            listed = _until(
+                client,
+                "/v1/merchants/seller-1/payouts",
+                admin,
+                lambda page: (
+                    len(page["data"]) == 2 and all(p["status"] == "paid" for p in page["data"])
+                ),
+            )
+            assert sorted(p["amount"] for p in listed["data"]) == ["1.25", "10.00"]
         assert process.stop() == 0, "\n".join(process.lines)
     finally:
         process.kill()
