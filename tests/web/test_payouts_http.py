@@ -6,7 +6,9 @@ is lost after the PSP accepted it ends in exactly one payout at the PSP."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from collections.abc import Sequence
 
 import trio
 
@@ -14,6 +16,7 @@ from engine.ledger import TransactionKind
 from engine.records import Payout
 from psp.payout_desk import PayoutEvent, PayoutKnobs
 from psp.payout_events import encode_payout_event
+from psp.pump import Delivery
 from tests.web.payout_world import SECRET, PayoutWorld, lose_payout_events, payout_world
 from tests.web.test_e2e_http import FLOW_TIMEOUT_S
 from web.signature import sign_header
@@ -186,4 +189,53 @@ async def test_a_timeout_after_accept_ends_in_exactly_one_provider_payout() -> N
         assert [p.key for p in world.desk.payouts.values()] == [payout["id"]]
         assert world.desk.out_total() == {"EUR": 1000}
         assert await world.wallet() == ("17.00", "0.00")
+        await assert_balanced(world)
+
+
+async def test_many_payouts_under_faults_end_as_the_psp_says_once_each() -> None:
+    """Failures, returns and lost answers drawn by the desk's knobs; every payout webhook sent
+    twice, each copy late by a random delay (so returns overtake payments): every payout ends
+    as the PSP's books say, the PSP holds one payout per key, the wallet is what stayed out."""
+    rng = random.Random(11)
+    knobs = PayoutKnobs(
+        paid_after_s=0.05,
+        failed_p=0.3,
+        returned_p=0.3,
+        returned_after_s=0.05,
+        timeout_after_p=0.3,
+        seed=7,
+    )
+
+    def twice_late(event: PayoutEvent) -> Sequence[Delivery]:
+        return (Delivery(rng.uniform(0.0, 0.3)), Delivery(rng.uniform(0.0, 0.3)))
+
+    async with payout_world(knobs, payout_webhook_plan=twice_late) as world:
+        await world.sell()  # 27.00
+        made = [await world.pay_out("1.00", key=f"po-{i}") for i in range(16)]
+        word = {"paid": "paid", "failed": "failed"}
+        for payout in made:
+            await world.wait_for(
+                f"/v1/payouts/{payout['id']}",
+                lambda p: p["status"] in ("paid", "failed", "returned"),
+            )
+        with trio.fail_after(FLOW_TIMEOUT_S):  # let the last returns land
+            while True:
+                desk = {p.key: p for p in world.desk.payouts.values()}
+                ours = {p["id"]: await world.get(f"/v1/payouts/{p['id']}") for p in made}
+                expected = {
+                    key: "returned" if d.returned else word[d.status] for key, d in desk.items()
+                }
+                if all(d.status != "pending" for d in desk.values()) and expected == {
+                    k: o["status"] for k, o in ours.items()
+                }:
+                    break
+                await trio.sleep(0.05)
+        assert sorted(desk) == sorted(p["id"] for p in made)  # one PSP payout per payout id
+        # The faults fired: some answers were lost (a second create), each fate happened.
+        assert max(world.desk.creates.values()) >= 2, world.desk.creates
+        assert set(expected.values()) == {"paid", "failed", "returned"}, expected
+        assert len(world.desk.payouts) == len(made)
+        out = sum(1 for o in ours.values() if o["status"] == "paid")
+        assert await world.wallet() == (f"{27 - out}.00", "0.00")
+        assert world.desk.out_total() == ({"EUR": 100 * out} if out else {})
         await assert_balanced(world)
