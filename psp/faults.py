@@ -39,10 +39,13 @@ class PspFaultPlan:
     rng: random.Random
     #: Faults fired, by `psp_<action>` name.
     fired: dict[str, int] = attrs.Factory(dict)
+    #: The plan's seed; the payouts desk draws from its own rng seeded from it, so adding
+    #: payouts changes none of the other draws.
+    seed: int = 0
 
     @classmethod
     def of(cls, faults: Faults, seed: int) -> PspFaultPlan:
-        return cls(faults, random.Random(seed))
+        return cls(faults, random.Random(seed), seed=seed)
 
     def apply(self, psp: FakePsp) -> None:
         psp.chooser = self.choose
@@ -120,7 +123,7 @@ class PspFaultPlan:
             failed_p=f.payout_failed_p,
             returned_p=f.payout_returned_p,
             timeout_after_p=f.payout_timeout_after_p,
-            seed=self.rng.randrange(2**32),
+            seed=self.seed + 1,
         )
 
     def _fired(self, name: str) -> None:

@@ -11,7 +11,9 @@ import json
 import pytest
 import stripe
 
+from psp.faults import PspFaultPlan
 from psp.payout_desk import PayoutKnobs
+from scenarios import load_scenario
 from tests.psp.running import SECRET, running_psp
 
 KNOBS = PayoutKnobs(paid_after_s=0.1, returned_after_s=0.1)
@@ -110,3 +112,18 @@ async def test_an_answer_lost_after_accepting_is_503_and_the_retry_finds_the_pay
         retried = await client.v1.payouts.create_async(params, {"idempotency_key": "k1"})
         assert [p.payout_id for p in psp.face.payouts.payouts.values()] == [retried["id"]]
         assert psp.face.payouts.creates == {"k1": 2}
+
+
+def test_a_scenarios_payout_faults_become_the_desks_knobs() -> None:
+    scenario = load_scenario("payouts")
+    plan = PspFaultPlan.of(scenario.faults, 5)
+    before = plan.rng.getstate()
+    knobs = plan.payout_knobs()
+    f = scenario.faults
+    assert (knobs.failed_p, knobs.returned_p, knobs.timeout_after_p) == (
+        f.payout_failed_p,
+        f.payout_returned_p,
+        f.payout_timeout_after_p,
+    )
+    assert knobs.failed_p + knobs.returned_p > 0  # the shipped scenario has some
+    assert plan.rng.getstate() == before  # the other faults' draws are unchanged
