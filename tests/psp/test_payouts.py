@@ -7,14 +7,20 @@ is Stripe's `payout.failed` of a paid payout (with the fake's `returned: true`).
 from __future__ import annotations
 
 import json
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import stripe
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stripe._encode import _api_encode
 
 from psp.faults import PspFaultPlan
 from psp.payout_desk import PayoutKnobs
 from scenarios import load_scenario
 from tests.psp.running import SECRET, running_psp
+from tests.psp.test_no_500 import HEADERS, ODD, _assert_stripe_shaped, face_client
 
 KNOBS = PayoutKnobs(paid_after_s=0.1, returned_after_s=0.1)
 
@@ -127,3 +133,45 @@ def test_a_scenarios_payout_faults_become_the_desks_knobs() -> None:
     )
     assert knobs.failed_p + knobs.returned_p > 0  # the shipped scenario has some
     assert plan.rng.getstate() == before  # the other faults' draws are unchanged
+
+
+PAYOUT_ENDPOINTS = st.sampled_from(
+    [("POST", "/v1/payouts"), ("GET", "/v1/payouts"), ("GET", "/v1/payouts/po_x")]
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    endpoint=PAYOUT_ENDPOINTS,
+    pairs=st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), max_size=6),
+)
+async def test_any_form_on_the_payout_endpoints_is_a_stripe_answer(
+    endpoint: tuple[str, str], pairs: list[tuple[str, str]]
+) -> None:
+    method, path = endpoint
+    async with face_client() as (client, face):
+        encoded = urlencode(pairs)
+        if method == "GET":
+            answer = await client.get(f"{path}?{encoded}", headers=HEADERS)
+        else:
+            answer = await client.post(path, data=encoded, headers=HEADERS)
+        _assert_stripe_shaped(answer.status_code, await answer.get_json())
+        made = 1 if method == "POST" and answer.status_code == 200 else 0
+        assert len(face.payouts.payouts) == made
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(["amount", "currency", "destination"]), value=ODD, drop=st.booleans())
+async def test_a_payout_with_any_field_broken_is_made_or_refused_never_a_500(
+    field: str, value: Any, drop: bool
+) -> None:
+    params: dict[str, Any] = {"amount": 500, "currency": "eur", "destination": "merchant:s1"}
+    if drop:
+        del params[field]
+    else:
+        params[field] = value
+    async with face_client() as (client, face):
+        body = urlencode(list(_api_encode(params)))
+        answer = await client.post("/v1/payouts", data=body, headers=HEADERS)
+        _assert_stripe_shaped(answer.status_code, await answer.get_json())
+        assert len(face.payouts.payouts) == (1 if answer.status_code == 200 else 0)
