@@ -116,3 +116,53 @@ def test_the_served_demo_pays_a_seller_over_http(database_url: str) -> None:  # 
         assert process.stop() == 0, "\n".join(process.lines)
     finally:
         process.kill()
+
+
+def test_serve_pays_through_a_separate_psp_serve_process(database_url: str) -> None:  # noqa: F811
+    """`payengine serve --psp-url` at a `payengine psp serve` process: the payout goes to that
+    PSP with its API key, and its signed `payout.paid` comes back to the API."""
+    port, psp_port = _free_port(), _free_port()
+    api_key, secret = "sk_test_payouts_process", "whsec_payouts_process"
+    psp = Process(
+        [
+            "psp",
+            "serve",
+            "--port",
+            str(psp_port),
+            "--api-key",
+            api_key,
+            "--webhook-url",
+            f"http://127.0.0.1:{port}/v1/psp/webhooks",
+            "--webhook-secret",
+            secret,
+        ],
+        database_url,
+    )
+    api = None
+    try:
+        psp.wait_for(f"fake PSP (Stripe API) on http://127.0.0.1:{psp_port}")
+        api = Process(
+            [
+                "serve",
+                "--port",
+                str(port),
+                "--psp-url",
+                f"http://127.0.0.1:{psp_port}",
+                "--psp-api-key",
+                api_key,
+                "--webhook-secret",
+                secret,
+                "--print-keys",
+            ],
+            database_url,
+        )
+        keys = _keys(api)
+        api.wait_for(f"payengine API on http://127.0.0.1:{port}")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=EXIT_TIMEOUT_S) as client:
+            _sell_and_pay_out(client, keys, "psp-process-payout")
+        assert api.stop() == 0, "\n".join(api.lines)
+        assert psp.stop() == 0, "\n".join(psp.lines)
+    finally:
+        if api is not None:
+            api.kill()
+        psp.kill()
