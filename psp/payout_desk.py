@@ -180,7 +180,10 @@ class PayoutDesk:
         return CallAction.OK
 
     def _new_id(self, prefix: str) -> str:
-        return f"{prefix}_{self.namespace}{next(self._seq):08d}"
+        """`po_<namespace>_<seq>`: the underscore keeps the namespace's digits and the
+        sequence's apart, so no id is a 13+ digit run that the API's card-number guard
+        (web/cardguard.py) would take for a card in the webhook's body."""
+        return f"{prefix}_{self.namespace}_{next(self._seq):08d}"
 
     # --- the API's verbs -----------------------------------------------------------------------
     def find(self, key: str) -> DeskPayout | None:

@@ -6,6 +6,7 @@ is Stripe's `payout.failed` of a paid payout (with the fake's `returned: true`).
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -16,11 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stripe._encode import _api_encode
 
+from actors.clock import TrioClock
+from engine.money import Money
 from psp.faults import PspFaultPlan
-from psp.payout_desk import PayoutKnobs
+from psp.payout_desk import DeskPayout, PayoutDesk, PayoutEvent, PayoutKnobs, payout_json
+from psp.payout_events import encode_payout_event
 from scenarios import load_scenario
 from tests.psp.running import SECRET, running_psp
 from tests.psp.test_no_500 import HEADERS, ODD, _assert_stripe_shaped, face_client
+from web.cardguard import contains_card_number
 
 KNOBS = PayoutKnobs(paid_after_s=0.1, returned_after_s=0.1)
 
@@ -175,3 +180,17 @@ async def test_a_payout_with_any_field_broken_is_made_or_refused_never_a_500(
         answer = await client.post("/v1/payouts", data=body, headers=HEADERS)
         _assert_stripe_shaped(answer.status_code, await answer.get_json())
         assert len(face.payouts.payouts) == (1 if answer.status_code == 200 else 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=2**48), st.integers(min_value=1, max_value=10**6))
+async def test_no_payout_event_contains_card_number(epoch_ms: int, sequence: int) -> None:
+    """The API refuses a body with a Luhn-valid 13+ digit run (web/cardguard.py): the desk's
+    ids, amounts and times never make one, whatever the namespace's hex digits are."""
+    desk = PayoutDesk(TrioClock(epoch_ms), f"{epoch_ms:x}", PayoutKnobs())
+    desk._seq = itertools.count(sequence)
+    payout = DeskPayout(
+        desk._new_id("po"), "po_key", Money(99_999_999, "EUR"), "merchant:s1", {}, epoch_ms // 1000
+    )
+    event = PayoutEvent(desk._new_id("evt"), "payout.paid", payout_json(payout), epoch_ms)
+    assert not contains_card_number(encode_payout_event(event))
