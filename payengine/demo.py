@@ -5,7 +5,8 @@ DATABASE_URL), applies the migrations, runs the engine with the in-process fake 
 one buyer's cart with orders for three sellers from checkout to booked money, printing every
 state change, the outbox events that other services hear, the double-entry ledger lines, each
 seller's wallet and the trial balance. Then it shows a duplicate webhook doing nothing, a
-partial refund with its ledger lines, and a payout of the seller's wallet with its own.
+partial refund with its ledger lines, and a payout of the seller's wallet with its own, sent
+over real HTTP to the fake PSP's payouts API (payengine/demo_payout_http.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from engine.money import format_amount
 from engine.records import Delivery, PaymentOrder, Refund
 from engine.states import TRANSITIONS, OrderStatus, PaymentStatus, RefundStatus
 from engine.store.port import Store
-from payengine.demo_payout import demo_provider, payout_step, pump_payout_notices
+from payengine.demo_payout import payout_step
+from payengine.demo_payout_http import http_payouts
 from simulator.fake_psp import FakePsp, process_namespace
 
 #: How long the demo waits for the flow before it gives up and says so.
@@ -89,9 +91,8 @@ async def run_demo(
     say("   Amounts are integers of minor units; on the wire they are decimal strings.")
     if keys:
         _print_keys(keys, say)
-    payouts = demo_provider(clock)
     async with (
-        trio.open_nursery() as outer,
+        http_payouts() as payouts,
         open_engine(
             store,
             psp,
@@ -105,16 +106,14 @@ async def run_demo(
                     teach,
                 ),
             ),
-            payout_gateway=payouts,
+            payout_gateway=payouts.gateway,
         ) as engine,
         trio.open_nursery() as nursery,
     ):
-        await outer.start(payouts.run)
+        payouts.engine = engine
         nursery.start_soon(_pump_webhooks, psp, engine)
-        nursery.start_soon(pump_payout_notices, payouts, engine)
         code = await _walk(engine, psp, store, say)
         nursery.cancel_scope.cancel()
-        outer.cancel_scope.cancel()
     if keys and code == 0:
         _print_try_it(keys, api_url, say)
     return code

@@ -1,7 +1,8 @@
 """`payengine demo`, step 9: the seller is paid out, with the ledger lines of each phase.
 
 Apart from demo.py so that file keeps to the checkout and its refund. The payout provider is
-the simulator's in-process fake (simulator/payout_provider.py), paying after a moment.
+the fake PSP's payouts API over real HTTP (payengine/demo_payout_http.py), paying after a
+moment and saying so by a signed `payout.paid` webhook.
 """
 
 from __future__ import annotations
@@ -14,38 +15,9 @@ from actors.engine import Engine
 from actors.service import Rejection
 from engine.ledger import TransactionKind
 from engine.money import format_amount
-from engine.ports import Clock
 from engine.records import PaymentOrder
 from engine.states import PayoutStatus
 from engine.store.port import Store
-from simulator.fake_psp import process_namespace
-from simulator.payout_provider import FakePayoutProvider, OutcomePlan, PayoutOutcome
-
-#: How long after a submit the demo's provider says the payout is paid (real seconds).
-DEMO_PAID_AFTER_S = 0.2
-
-
-class _DemoProvider(FakePayoutProvider):
-    """Ids of this process's own (as the demo's FakePsp has): a second demo on the same
-    database must not have its provider's notices taken for the first one's duplicates."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(clock)
-        self._namespace = process_namespace(clock.now_ms())
-
-    def _new_id(self, prefix: str) -> str:
-        return super()._new_id(f"{prefix}_{self._namespace}")
-
-
-def demo_provider(clock: Clock) -> FakePayoutProvider:
-    provider = _DemoProvider(clock)
-    provider.outcome = lambda _: OutcomePlan(PayoutOutcome.PAID, DEMO_PAID_AFTER_S)
-    return provider
-
-
-async def pump_payout_notices(provider: FakePayoutProvider, engine: Engine) -> None:
-    async for notice in provider.notices_receive:
-        await engine.payouts.apply_notice(notice)
 
 
 async def payout_step(
@@ -72,6 +44,7 @@ async def payout_step(
         return False
     amount = format_amount(payout.amount_minor, payout.currency)
     say(f"   payout {payout.payout_id} of {amount} {payout.currency} is {payout.status.value}")
+    say("   sent to the PSP's POST /v1/payouts over HTTP, Idempotency-Key: the payout id")
     say("   (its payout id is the provider's idempotency key: a retry never pays twice)")
 
     async def paid() -> bool:
@@ -81,7 +54,7 @@ async def payout_step(
     if not await wait(paid):
         say("   the payout was not paid in time: something is wrong")
         return False
-    say("   the provider paid it; its ledger lines:")
+    say("   the PSP paid it and said so by a signed payout.paid webhook; its ledger lines:")
     for kind in (TransactionKind.PAYOUT_RESERVE, TransactionKind.PAYOUT_POST):
         async with store.unit_of_work() as uow:
             txn = await uow.get_transaction_by_reference(kind, payout.payout_id)

@@ -80,6 +80,8 @@ def cmd_psp_serve(args: argparse.Namespace, config: Config) -> int:
         configure=None if plan is None else plan.apply,
         webhook_plan=None if plan is None else plan.deliveries,
         background=None if plan is None else plan.disputes,
+        payout_knobs=None if plan is None else plan.payout_knobs(),
+        payout_webhook_plan=None if plan is None else plan.payout_deliveries,
     )
     app = create_psp_app(settings)
 

@@ -9,7 +9,9 @@
 
 `serve` runs the API on Hypercorn's trio worker (TLS when given a certificate and key) and, by
 default, the fake PSP's HTTP face on a second port, wired to each other over real HTTP: the
-engine reaches the PSP through the HTTP Gateway, the PSP posts signed webhooks back. SIGINT or
+engine reaches the PSP through the HTTP Gateway, the PSP posts signed webhooks back. The same
+PSP is the payout provider (web/http_payout_gateway.py; its `payout.*` webhooks come back to
+the same endpoint), as Stripe's and Adyen's payouts are. SIGINT or
 SIGTERM starts a graceful shutdown: the listeners close, in-flight requests finish (within
 `GRACEFUL_TIMEOUT_S`), then the engine stops.
 """
@@ -42,7 +44,8 @@ from engine.store.port import Store
 from payengine.cli_base import EXIT_FAILED, EXIT_OK, UsageError, run, where
 from payengine.config import Config
 from web.gctune import tune_for_serving
-from web.http_gateway import open_http_gateway
+from web.http_gateway import FAKE_PSP_API_KEY, open_http_gateway
+from web.http_payout_gateway import open_http_payout_gateway
 from web.keepalive import keep_alive_safe
 from web.keys import create_api_key
 from web.wire import dead_letter_out, payment_out
@@ -180,6 +183,9 @@ async def serve_api(store: Store, config: Config, options: ServeOptions, where: 
         ),
         engine_config=config.engine,
         leases=LeaseOptions(url=api_url) if options.leases else None,
+        open_payout_gateway=lambda clock: open_http_payout_gateway(
+            psp_url, options.psp_api_key or FAKE_PSP_API_KEY
+        ),
     )
     settings = WebSettings(psp_webhook_secrets=(secret,), public_base_url=api_url)
     api = create_app(wiring, settings)

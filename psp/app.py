@@ -10,6 +10,8 @@ any Stripe integration run unchanged against a stateful, fault-injecting test PS
 - `GET /v1/charges/{id}`, `GET /v1/charges?payment_intent=` (one charge per capture);
 - `POST /v1/refunds`, `GET /v1/refunds/{id}`, `GET /v1/refunds`;
 - `GET /v1/disputes/{id}`, `GET /v1/disputes` (psp/disputes.py);
+- `POST /v1/payouts`, `GET /v1/payouts/{id}`, `GET /v1/payouts` (psp/payouts.py: the PSP is
+  also the payout provider, as Stripe and Adyen are; `payout.*` webhooks);
 - `GET|POST /pay/{session_id}`: the hosted page the buyer clicks through (no API key).
 Every refusal is Stripe's error object with Stripe's status code (psp/wire.py); POSTs honour
 `Idempotency-Key` as Stripe does (psp/idempotency.py); every outcome is also a signed webhook
@@ -41,6 +43,8 @@ from psp.disputes import DISPUTE_ROUTES
 from psp.idempotency import IdempotencyCache
 from psp.objects import StripeBooks
 from psp.page import outcome_for, page
+from psp.payout_desk import PayoutDesk, PayoutEvent, PayoutKnobs
+from psp.payouts import PAYOUT_ROUTES
 from psp.pump import Delivery, PumpLimits, WebhookPump
 from psp.resources import ROUTES, Handler
 from psp.wire import StripeError
@@ -79,6 +83,10 @@ class PspFaceSettings:
     #: Runs beside the webhook sender while the face serves (a fault plan's `disputes`: the card
     #: networks opening and deciding chargebacks); None: nothing.
     background: Callable[..., Awaitable[None]] | None = None
+    #: The payouts desk's delays and fault shares (psp/payout_desk.py); None: the defaults.
+    payout_knobs: PayoutKnobs | None = None
+    #: How each payout webhook is delivered (a fault plan's `payout_deliveries`); None: once.
+    payout_webhook_plan: Callable[[PayoutEvent], Sequence[Delivery]] | None = None
 
 
 @attrs.define(eq=False)
@@ -89,6 +97,8 @@ class PspFace:
     idempotency: IdempotencyCache
     #: The webhook sender's scope, cancelled when the face stops serving.
     pumping: trio.CancelScope
+    #: The payouts (psp/payout_desk.py); its events go through the same pump.
+    payouts: PayoutDesk
 
 
 def _json(data: dict[str, Any], status: int = 200, replayed: bool = False) -> Response:
@@ -133,21 +143,29 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
         if settings.configure is not None:
             settings.configure(psp)
         pump = WebhookPump(
-            settings.webhook_url, settings.secrets, clock, settings.pump, plan=settings.webhook_plan
+            settings.webhook_url,
+            settings.secrets,
+            clock,
+            settings.pump,
+            plan=settings.webhook_plan,
+            payout_plan=settings.payout_webhook_plan,
         )
         pumping = trio.CancelScope()
+        desk = PayoutDesk(clock, process_namespace(settings.epoch_ms()), settings.payout_knobs)
 
         async def run_pump(*, task_status: trio.TaskStatus[None]) -> None:
             with pumping:
                 async with trio.open_nursery() as nursery:
                     if settings.background is not None:
                         await nursery.start(settings.background, psp)
+                    await nursery.start(desk.run)
+                    await nursery.start(pump.run, desk.events_receive)
                     await pump.run(psp.webhook_receive, task_status=task_status)
 
         await app.nursery.start(run_pump)
-        books = StripeBooks(psp, settings.public_url)
+        books = StripeBooks(psp, settings.public_url, payouts=desk)
         app.extensions[PSP_EXTENSION] = PspFace(
-            psp, pump, books, IdempotencyCache(trio.current_time), pumping
+            psp, pump, books, IdempotencyCache(trio.current_time), pumping, desk
         )
 
     @app.after_serving
@@ -205,7 +223,7 @@ def create_psp_app(settings: PspFaceSettings) -> QuartTrio:
             face().idempotency.finish(scope, key, status, encoded)
         return Response(encoded, status=status, content_type="application/json")
 
-    for method, rule, handler in ROUTES + DISPUTE_ROUTES:
+    for method, rule, handler in ROUTES + DISPUTE_ROUTES + PAYOUT_ROUTES:
         app.add_url_rule(rule, handler.__name__, _view(answer, handler), methods=[method])
 
     @app.errorhandler(HTTPException)

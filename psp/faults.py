@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from engine.gateway import CaptureStatus, PspNotification
+from psp.payout_desk import PayoutEvent, PayoutKnobs
 from psp.pump import Delivery
 from scenarios import Faults
 from simulator.fake_psp import Action, FakePsp
@@ -38,10 +39,13 @@ class PspFaultPlan:
     rng: random.Random
     #: Faults fired, by `psp_<action>` name.
     fired: dict[str, int] = attrs.Factory(dict)
+    #: The plan's seed; the payouts desk draws from its own rng seeded from it, so adding
+    #: payouts changes none of the other draws.
+    seed: int = 0
 
     @classmethod
     def of(cls, faults: Faults, seed: int) -> PspFaultPlan:
-        return cls(faults, random.Random(seed))
+        return cls(faults, random.Random(seed), seed=seed)
 
     def apply(self, psp: FakePsp) -> None:
         psp.chooser = self.choose
@@ -78,6 +82,13 @@ class PspFaultPlan:
 
     def deliveries(self, event: PspNotification) -> list[Delivery]:
         """The copies of `event` to send (none when it is lost), drawn as the simulator does."""
+        return self._copies()
+
+    def payout_deliveries(self, event: PayoutEvent) -> list[Delivery]:
+        """The same draw for a payouts desk's event (psp/payout_desk.py)."""
+        return self._copies()
+
+    def _copies(self) -> list[Delivery]:
         f, rng = self.faults, self.rng
         if rng.random() < f.webhook_loss_p:
             self._fired("webhook_lost")
@@ -101,6 +112,19 @@ class PspFaultPlan:
             self._fired("webhook_forged")
             found.append(Delivery(rng.uniform(0.0, REORDER_S_MAX), forged=True))
         return found
+
+    def payout_knobs(self) -> PayoutKnobs:
+        """The payouts desk's shares from the scenario's `payout_*` faults (psp/payout_desk.py):
+        payouts that fail, that are returned after paid, and creates whose answer is lost after
+        the payout was accepted (`payout_timeout_after_p`); the delays stay the desk's (real
+        seconds, not the scenario's virtual hours)."""
+        f = self.faults
+        return PayoutKnobs(
+            failed_p=f.payout_failed_p,
+            returned_p=f.payout_returned_p,
+            timeout_after_p=f.payout_timeout_after_p,
+            seed=self.seed + 1,
+        )
 
     def _fired(self, name: str) -> None:
         self.fired[name] = self.fired.get(name, 0) + 1

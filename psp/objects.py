@@ -64,6 +64,8 @@ class StripeBooks:
     charge_metadata: dict[str, dict[str, str]] = attrs.Factory(dict)
     refunds: dict[str, RefundExtra] = attrs.Factory(dict)  # by refund id
     refund_keys: dict[str, str] = attrs.Factory(dict)  # refund id -> idempotency key
+    #: The payouts desk (psp/payout_desk.py), set by the face once it runs.
+    payouts: Any = None
     _keys: itertools.count[int] = attrs.Factory(itertools.count)
 
     def now_s(self) -> int:

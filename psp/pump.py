@@ -19,6 +19,11 @@ import trio
 from engine.gateway import PspNotification
 from engine.ports import Clock
 from psp.events import encode_event, sign_header
+from psp.payout_desk import PayoutEvent
+from psp.payout_events import encode_payout_event
+
+#: What the pump sends: the PSP's payment events and the payouts desk's (psp/payout_desk.py).
+Event = PspNotification | PayoutEvent
 
 
 @attrs.frozen
@@ -60,10 +65,12 @@ class WebhookPump:
     failed: int = 0
     #: How each event is delivered (a fault plan); None: once, at once.
     plan: Callable[[PspNotification], Sequence[Delivery]] | None = None
+    #: The same for the payouts desk's events; None: once, at once.
+    payout_plan: Callable[[PayoutEvent], Sequence[Delivery]] | None = None
 
     async def run(
         self,
-        events: trio.MemoryReceiveChannel[PspNotification],
+        events: trio.MemoryReceiveChannel[PspNotification] | trio.MemoryReceiveChannel[PayoutEvent],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -77,10 +84,15 @@ class WebhookPump:
             async for event in events:
                 if self.webhook_url is None:
                     continue
-                for delivery in ONCE if self.plan is None else self.plan(event):
+                for delivery in self._deliveries(event):
                     token = object()
                     await pending.acquire_on_behalf_of(token)
                     nursery.start_soon(self._copy, client, limiter, pending, token, event, delivery)
+
+    def _deliveries(self, event: Event) -> Sequence[Delivery]:
+        if isinstance(event, PayoutEvent):
+            return ONCE if self.payout_plan is None else self.payout_plan(event)
+        return ONCE if self.plan is None else self.plan(event)
 
     async def _copy(
         self,
@@ -88,7 +100,7 @@ class WebhookPump:
         limiter: trio.CapacityLimiter,
         pending: trio.CapacityLimiter,
         token: object,
-        event: PspNotification,
+        event: Event,
         delivery: Delivery,
     ) -> None:
         try:
@@ -98,12 +110,10 @@ class WebhookPump:
         finally:
             pending.release_on_behalf_of(token)
 
-    async def _deliver(
-        self, client: httpx.AsyncClient, event: PspNotification, forged: bool
-    ) -> None:
+    async def _deliver(self, client: httpx.AsyncClient, event: Event, forged: bool) -> None:
         assert self.webhook_url is not None
         secrets = (FORGED_SECRET,) if forged else self.secrets
-        body = encode_event(event)
+        body = encode_payout_event(event) if isinstance(event, PayoutEvent) else encode_event(event)
         delay_s = self.limits.delay_s_base
         for _ in range(1 if forged else self.limits.attempts_max):
             header = sign_header(secrets, self.clock.now_ms() // 1000, body)

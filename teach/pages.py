@@ -22,7 +22,7 @@ from quart import Response, abort, redirect, render_template, request
 from quart_trio import QuartTrio
 
 from actors.engine import Engine
-from actors.service import CreateCheckout, OrderLine, PaymentView
+from actors.service import CreateCheckout, OrderLine, PaymentView, Rejection
 from engine.errors import InvalidInput
 from engine.records import Refund
 from engine.store.port import Store
@@ -246,6 +246,26 @@ def create_pages_app(demo: Demo) -> QuartTrio:
     async def money_live() -> str:
         data = await views.money_page(demo.store, demo.ledger_tails)
         return await render_template("money_live.html", m=data)
+
+    @app.post("/money/payout")
+    async def payout() -> Any:
+        """Pay a seller its whole available balance in one currency (the API's POST
+        /v1/payouts): reserved now, sent to the demo's PSP over HTTP, posted on its webhook.
+        The form's one-time key makes a double click one payout."""
+        form = await request.form
+        merchant_id, currency = form.get("merchant_id", ""), form.get("currency", "")
+        key = form.get("key", "")
+        if not (_id_ok(merchant_id) and _id_ok(key) and _id_ok(currency)):
+            return await _error("A payout names a seller, a currency and a key.", 400)
+        try:
+            made = await engine().payouts.create_payout(
+                merchant_id, currency, None, idempotency_key=f"money-page:{key}"
+            )
+        except InvalidInput as exc:  # an unknown currency, among others
+            return await _error(f"The payout was refused: {exc}", 400)
+        if isinstance(made, Rejection):
+            return await _error(f"The payout was refused: {made.detail}", 409)
+        return redirect("/money", 303)
 
     # --- the tour and the reports --------------------------------------------------------------
     @app.get("/tour")

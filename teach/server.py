@@ -36,6 +36,7 @@ from teach.settlement import Settlements
 from teach.timeline import Timeline
 from teach.traffic import run_traffic
 from web.http_gateway import open_http_gateway
+from web.http_payout_gateway import open_http_payout_gateway
 from web.notifier import webhook_notifier
 from web.runtime import EXTENSION, Runtime, Wiring
 from web.settings import WebSettings
@@ -116,6 +117,7 @@ def build(
             open_gateway=gateway,
             engine_config=engine_config,
             make_notifier=lambda s, c: recording_notifier(webhook_notifier(s, c), timeline),
+            open_payout_gateway=lambda clock: open_http_payout_gateway(psp_url),
         )
         return create_app(
             wiring, WebSettings(psp_webhook_secrets=(secret,), public_base_url=base_url)

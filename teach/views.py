@@ -4,6 +4,7 @@ engine: plain dictionaries for the templates. Amounts are formatted from integer
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from typing import Any, cast
 
@@ -207,12 +208,15 @@ async def money_page(store: Store, tails: LedgerTails) -> dict[str, Any]:
             "merchant_id": b.merchant_id,
             "available": money(b.available_minor, b.currency),
             "reserved": money(b.reserved_minor, b.currency),
+            "currency": b.currency,
+            "payable": b.available_minor > 0,  # the Money page offers a payout
         }
         for b in sorted(await store.all_balances(), key=lambda b: (b.merchant_id, b.currency))
     ]
     refunds = [r for p in await recent_payments(store) for r in p["refunds"]]
     return {
         "wallets": wallets,
+        "nonce": secrets.token_hex(8),  # the Money page's payout forms' one-time key
         "t_accounts": [await _t_account(store, a, links, tails) for a in accounts],
         "trial": balances,
         "sums": [

@@ -6,7 +6,8 @@ which records it and applies it in one unit of work, deduplicating on the event 
 is the answer 2xx (applied, duplicate, ignored, unknown_reference: all durably recorded). A
 `retry_later` reply means nothing was recorded, so the answer is 503 and the PSP redelivers,
 as it does for any non-2xx. A well-formed event of a type we do not handle is acknowledged
-(200 `unhandled_type`) so the PSP stops sending it, as Stripe recommends.
+(200 `unhandled_type`) so the PSP stops sending it, as Stripe recommends. Payout events
+(`payout.*`, web/payout_wire.py) go to the payouts' `apply_notice` the same way.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from quart_schema import document_response, hide, tag
 
 from actors.runtime import AskTimeout
 from engine.errors import StoreUnavailable
+from engine.gateway import PspNotification
 from engine.leases import NotOwner
+from engine.payout_gateway import PayoutNotification
 from web import logs
 from web.bodies import raw_body
 from web.forward import forward_to_owner
+from web.payout_wire import as_return_if_paid, decode_payout_event, is_payout_event
 from web.problems import MALFORMED_JSON, SIGNATURE_INVALID, UNAVAILABLE, ApiProblem, Problem
 from web.psp_wire import UnknownEventType, decode_event
 from web.responses import json_response
@@ -56,7 +60,9 @@ async def psp_webhook() -> Response:
         runtime.metrics.inc("psp_webhooks_total", outcome="signature_invalid")
         raise ApiProblem(SIGNATURE_INVALID, str(exc)) from None
     try:
-        event = decode_event(body)
+        event: PspNotification | PayoutNotification = (
+            decode_payout_event(body) if is_payout_event(body) else decode_event(body)
+        )
     except UnknownEventType as exc:
         runtime.metrics.inc("psp_webhooks_total", outcome="unhandled_type")
         return json_response(WebhookAck(received=True, outcome=f"unhandled_type:{exc}"))
@@ -65,7 +71,11 @@ async def psp_webhook() -> Response:
     logs.bind(psp_event_id=event.event_id, psp_reference=event.reference)
     try:
         with trio.fail_after(runtime.settings.engine_call_timeout_s):
-            outcome = await runtime.engine.service.handle_psp_event(event)
+            if isinstance(event, PayoutNotification):
+                notice = await as_return_if_paid(runtime.store, event)
+                outcome = await runtime.engine.payouts.apply_notice(notice)
+            else:
+                outcome = await runtime.engine.service.handle_psp_event(event)
     except (trio.TooSlowError, AskTimeout, StoreUnavailable):
         outcome = "retry_later"  # nothing recorded (an outage is weather): the PSP redelivers
     except NotOwner as exc:  # another process drives it (several processes): hand it over
