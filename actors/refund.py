@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 from actors.context import Context
+from actors.debts import ask_settle
 from actors.dispute import DisputeHandler
 from actors.messages import (
     REFUND,
@@ -183,18 +184,17 @@ class RefundActor:
                 reason=command.reason,
             )
             await uow.insert_refund(refund)
-            balance = await uow.get_balance(order.seller_id, order.currency)
+            # The seller's whole share becomes its debt here; its merchant actor takes it from
+            # the wallet (actors/debts.py), so only that actor ever spends the wallet.
             entries = refund_entries(
-                order.seller_id,
-                refund.amount,
-                ctx.config.commission_bps,
-                available_minor=balance.available_minor,
+                order.seller_id, refund.amount, ctx.config.commission_bps, available_minor=0
             )
             await uow.post_transaction(
                 self._txn(TransactionKind.REFUND, refund, entries, f"refund of {order.order_id}")
             )
             await uow.append_outbox(self._message("refund.requested", refund, order.seller_id))
         ctx.doorbell.ring(("refund.requested",))
+        await ask_settle(ctx, order.seller_id, order.currency)
         self._later(0.0, AttemptRefund(refund.refund_id))
         return refund
 
@@ -309,6 +309,10 @@ class RefundActor:
         else:
             self.ctx.doorbell.ring((f"refund.{target.value.lower()}",))
             self.finished = True
+        if target is RefundStatus.FAILED:  # the reversal gave the seller's share back
+            order = await self.ctx.store.get_order(self.order_id)
+            assert order is not None, refund
+            await ask_settle(self.ctx, order.seller_id, refund.currency)
         return "applied" if event is not None else target.value
 
     async def _transition(

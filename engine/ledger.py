@@ -123,6 +123,9 @@ class TransactionKind(enum.StrEnum):
     CHARGEBACK_RECOVERY = "chargeback_recovery"
     CHARGEBACK_REINSTATED = "chargeback_reinstated"
     ADJUSTMENT = "adjustment"
+    #: The merchant actor nets a seller's debt against its wallet (engine/receivables.py).
+    RECEIVABLE_COLLECTED = "receivable_collected"
+    RECEIVABLE_RELEASED = "receivable_released"
 
 
 def _check_account(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
