@@ -14,9 +14,10 @@ OPEN -> WON | LOST (engine/states.py) in one unit of work with its posting:
 - WON (`closed` with status won, or `funds_reinstated`): the PSP gives the amount back,
   Dr psp_clearing / Cr chargebacks (`chargeback_reinstated_entries`).
 - LOST (`closed` with status lost): recovered from the seller by the refund wallet policy
-  ("the platform covers, the seller owes"; `chargeback_recovery_entries`): the seller's net
-  share from its available balance as far as it goes, the rest to `merchant_receivable:<id>`,
-  and the platform gives back its commission; Cr chargebacks.
+  ("the platform covers, the seller owes"; `chargeback_recovery_entries`): the seller's whole
+  net share is recorded as its debt (`merchant_receivable:<id>`), the platform gives back its
+  commission; Cr chargebacks. After the commit the seller's merchant actor takes the debt from
+  its wallet as far as it goes (actors/debts.py): only that actor spends a wallet.
 
 Every step is one unit of work holding the PSP event (deduplicated by event id), the dispute
 row, its ledger transaction and an outbox message (`dispute.created`, `dispute.won`,

@@ -9,9 +9,10 @@ later; keeping refunds apart keeps both state machines small.)
 
 A refund is REQUESTED -> SUBMITTED -> SUCCEEDED | FAILED (engine/states.py):
 
-- Creation writes the refund REQUESTED, its ledger transaction (the seller's net and our
-  commission move to `refunds_clearing`; engine/ledger.py `refund_entries` with the wallet
-  policy) and a `refund.requested` message in ONE unit of work.
+- Creation writes the refund REQUESTED, its ledger transaction (the seller's net share as its
+  debt and our commission move to `refunds_clearing`; engine/ledger.py `refund_entries`) and a
+  `refund.requested` message in ONE unit of work; then the seller's merchant actor takes the
+  debt from the wallet as far as it goes (actors/debts.py), as after a FAILED reversal.
 - The refund id is the PSP idempotency key, so every call for a refund, first or retried, after
   a timeout or a crash, is the same refund at the PSP. A timeout is not a failure: the refund
   stays as it is and the call is retried with backoff under the same key; after
