@@ -21,10 +21,11 @@ from engine.ledger import (
 )
 from engine.money import Money
 from engine.records import Payout, Refund
-from engine.states import PayoutStatus
+from engine.states import PayoutStatus, RefundStatus
 from simulator.oracle_wallet import check_wallet_at_commit
 from tests.actors.harness import make_world
 from tests.actors.test_payouts import account, payout_world, sold, wait_payout, wallet
+from tests.actors.test_refunds import wait_refund
 
 
 async def _order_of(world: object, engine: object, seller: str = "s1") -> str:
@@ -128,3 +129,21 @@ async def test_the_oracle_sees_a_payout_reserved_before_the_debt(
         owed = await account(world, merchant_receivable("s1"))
         found, _ = check_wallet_at_commit([reserve], {("s1", "USD"): owed})
         assert [f[0] for f in found] == ["debt_collected_before_payout"]
+
+
+async def test_a_failed_refund_gives_a_collected_share_back(autojump_clock: MockClock) -> None:
+    async with payout_world() as (world, engine, _):
+        await sold(world, engine)  # 9000 available
+        order_id = await _order_of(world, engine)
+        world.psp.script("refund", "pending")  # in flight at the PSP until it says otherwise
+        refund = await engine.service.create_refund(order_id, amount_minor=5_000)
+        assert isinstance(refund, Refund)
+        await wait_refund(world, refund.refund_id, RefundStatus.SUBMITTED)
+        assert await wallet(world) == (4_500, 0)  # the 4500 share was collected at once
+        payout = await engine.payouts.create_payout("s1", "USD", None, idempotency_key="p1")
+        assert isinstance(payout, Payout) and payout.amount_minor == 4_500
+        assert world.psp.refund_fails(refund.refund_id, "card_closed") is not None
+        await wait_refund(world, refund.refund_id, RefundStatus.FAILED)
+        # The reversal cancels the debt the seller already paid: released to its wallet.
+        assert await account(world, merchant_receivable("s1")) == 0
+        assert (await wallet(world))[0] == 4_500
