@@ -1,9 +1,10 @@
 """The merchant actor: one per merchant, keyed by its id, the only decider of its payouts.
 
-Why one per merchant: a payout spends the seller's wallet, and so may other flows (a refund,
-a lost chargeback: `TakeFromWallet`). One message at a time: two payouts are decided one after
-the other, each seeing the other's reservation, so they never spend the same money (the
-database's non-negative wallet check is the last line, not the mechanism).
+Why one per merchant: it is the only spender of the seller's wallet. A refund or a lost
+chargeback records the seller's share as a debt and asks `SettleDebts` (actors/debts.py);
+payouts settle debts first in their own unit. One message at a time: two payouts (or a payout
+and a debt) are decided one after the other, each seeing the other's effect, so they never
+spend the same money (the database's non-negative check is the last line, not the mechanism).
 
 A payout is two-phase, like a card authorization or TigerBeetle's pending transfer
 (engine/states.py: FUNDS_RESERVED -> SUBMITTED -> PAID | FAILED, PAID -> RETURNED):
