@@ -14,9 +14,10 @@ OPEN -> WON | LOST (engine/states.py) in one unit of work with its posting:
 - WON (`closed` with status won, or `funds_reinstated`): the PSP gives the amount back,
   Dr psp_clearing / Cr chargebacks (`chargeback_reinstated_entries`).
 - LOST (`closed` with status lost): recovered from the seller by the refund wallet policy
-  ("the platform covers, the seller owes"; `chargeback_recovery_entries`): the seller's net
-  share from its available balance as far as it goes, the rest to `merchant_receivable:<id>`,
-  and the platform gives back its commission; Cr chargebacks.
+  ("the platform covers, the seller owes"; `chargeback_recovery_entries`): the seller's whole
+  net share is recorded as its debt (`merchant_receivable:<id>`), the platform gives back its
+  commission; Cr chargebacks. After the commit the seller's merchant actor takes the debt from
+  its wallet as far as it goes (actors/debts.py): only that actor spends a wallet.
 
 Every step is one unit of work holding the PSP event (deduplicated by event id), the dispute
 row, its ledger transaction and an outbox message (`dispute.created`, `dispute.won`,
@@ -35,8 +36,9 @@ import attrs
 import trio
 
 from actors.context import Context
+from actors.debts import ask_settle
 from actors.messages import REFUND, ApplyDisputeEvent, QueryDispute
-from engine.errors import DuplicateKey, NegativeBalance
+from engine.errors import DuplicateKey
 from engine.gateway import (
     DisputeResult,
     GatewayUnavailable,
@@ -193,19 +195,10 @@ class DisputeHandler:
     async def _settle(
         self, order: PaymentOrder, word: DisputeWord, event: PspNotification | None
     ) -> str:
-        """Apply the PSP's word in one unit of work; a lost dispute's recovery reads the seller's
-        balance, so a concurrent posting that spent it meanwhile makes it read again."""
-        attempts_max = self.ctx.config.dispute_recovery_attempts_max
-        for attempt in range(1, attempts_max + 1):
-            try:
-                return await self._settle_once(order, word, event)
-            except NegativeBalance:
-                if attempt == attempts_max:
-                    raise
-                log.info(
-                    "dispute %s: the seller's balance moved, reading it again", word.dispute_id
-                )
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        """Apply the PSP's word in one unit of work. A lost dispute's recovery records the
+        seller's share as its debt and touches no wallet, so no concurrent posting can make it
+        fail: the seller's merchant actor takes the debt from the wallet (actors/debts.py)."""
+        return await self._settle_once(order, word, event)
 
     async def _settle_once(
         self, order: PaymentOrder, word: DisputeWord, event: PspNotification | None
@@ -245,6 +238,8 @@ class DisputeHandler:
             return "duplicate"
         if topics:
             ctx.doorbell.ring(tuple(topics))
+        if "dispute.lost" in topics or recover_again:  # a debt was recorded: settle it now
+            await ask_settle(ctx, order.seller_id, word.currency)
         if conflicting is not None:
             log.error("PSP contradicts dispute %s (%s)", conflicting.dispute_id, conflicting.status)
         if created and dispute.status is DisputeStatus.OPEN:
@@ -312,15 +307,11 @@ class DisputeHandler:
         self, uow: UnitOfWork, order: PaymentOrder, dispute: Dispute, reference: str
     ) -> None:
         """Take a lost dispute's amount back from the seller by the wallet policy."""
-        balance = await uow.get_balance(order.seller_id, dispute.currency)
         entries = chargeback_recovery_entries(
-            order.seller_id,
-            dispute.amount,
-            self.ctx.config.commission_bps,
-            available_minor=balance.available_minor,
-        )
+            order.seller_id, dispute.amount, self.ctx.config.commission_bps, available_minor=0
+        )  # the seller's whole share is its debt; its merchant actor collects it
         if "dispute_commission_kept" in self.ctx.faults:  # planted bug, test-only seam
-            entries = _planted_commission_kept_entries(order, dispute, balance.available_minor)
+            entries = _planted_commission_kept_entries(order, dispute, 0)
         await uow.post_transaction(
             self._txn(
                 TransactionKind.CHARGEBACK_RECOVERY,

@@ -1,9 +1,10 @@
 """The merchant actor: one per merchant, keyed by its id, the only decider of its payouts.
 
-Why one per merchant: a payout spends the seller's wallet, and so may other flows (a refund,
-a lost chargeback: `TakeFromWallet`). One message at a time: two payouts are decided one after
-the other, each seeing the other's reservation, so they never spend the same money (the
-database's non-negative wallet check is the last line, not the mechanism).
+Why one per merchant: it is the only spender of the seller's wallet. A refund or a lost
+chargeback records the seller's share as a debt and asks `SettleDebts` (actors/debts.py);
+payouts settle debts first in their own unit. One message at a time: two payouts (or a payout
+and a debt) are decided one after the other, each seeing the other's effect, so they never
+spend the same money (the database's non-negative check is the last line, not the mechanism).
 
 A payout is two-phase, like a card authorization or TigerBeetle's pending transfer
 (engine/states.py: FUNDS_RESERVED -> SUBMITTED -> PAID | FAILED, PAID -> RETURNED):
@@ -34,6 +35,7 @@ from typing import Any
 import trio
 
 from actors.context import Context
+from actors.debts import settle_debt, settle_debts
 from actors.payout_messages import (
     MERCHANT,
     ApplyPayoutNotice,
@@ -41,7 +43,9 @@ from actors.payout_messages import (
     CreatePayout,
     QueryPayout,
     RunSchedule,
+    SettleDebts,
     TakeFromWallet,
+    payout_payload,
 )
 from actors.service import Rejection
 from engine.errors import DuplicateKey
@@ -131,6 +135,8 @@ class MerchantActor:
             return await self._run_schedule()
         if isinstance(message, TakeFromWallet):
             return await self._take(message)
+        if isinstance(message, SettleDebts):  # a refund or lost dispute recorded a debt
+            return await settle_debts(self.ctx, self.merchant_id, message.currency)
         raise AssertionError(f"merchant actor got {message!r}")
 
     # --- creation: decide and reserve in one unit of work ------------------------------------
@@ -141,6 +147,8 @@ class MerchantActor:
                 existing = await uow.get_payout_by_creation_key(command.creation_key)
                 if existing is not None:
                     return self._same_request(existing, command)
+                if "debt_not_collected_before_payout" not in ctx.faults:  # planted bug seam
+                    await settle_debt(ctx, uow, self.merchant_id, command.currency)  # owed first
                 balance = await uow.get_balance(self.merchant_id, command.currency)
                 payoutable = await self._payoutable(uow, command.currency, balance.available_minor)
                 knows = bool(balance.available_minor or balance.reserved_minor) or any(
@@ -374,6 +382,8 @@ class MerchantActor:
             await uow.post_transaction(
                 self._txn(kind, payout, entries, f"payout {target.value.lower()}")
             )
+        if target in (PO.FAILED, PO.RETURNED):  # money back in the wallet: the debt first
+            await settle_debt(self.ctx, uow, self.merchant_id, payout.currency)
         await uow.append_outbox(self._message(f"payout.{target.value.lower()}", updated))
         return updated
 
@@ -433,17 +443,3 @@ class MerchantActor:
 
     def _later(self, delay_s: float, message: Any) -> None:
         self.ctx.tell_later(delay_s, MERCHANT, self.merchant_id, message)
-
-
-def payout_payload(payout: Payout) -> dict[str, Any]:
-    return {
-        "payout_id": payout.payout_id,
-        "merchant_id": payout.merchant_id,
-        "seller_id": payout.merchant_id,
-        "amount_minor": payout.amount_minor,
-        "currency": payout.currency,
-        "status": payout.status.value,
-        "trigger": payout.trigger,
-        "provider_ref": payout.provider_ref,
-        "failure_reason": payout.failure_reason,
-    }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from engine.ledger import TransactionKind
 from engine.money import Money
 from engine.payout_gateway import PayoutNotification
+from engine.records import Payout
 
 MERCHANT = "merchant"
 
@@ -60,3 +63,26 @@ class TakeFromWallet:
     amount: Money
     counter_account: str
     description: str = ""
+
+
+@attrs.frozen
+class SettleDebts:
+    """Net the merchant's debt in `currency` (`merchant_receivable:<id>`) against its available
+    balance now (actors/debts.py); replies with what was posted ('settled' when nothing)."""
+
+    currency: str
+
+
+def payout_payload(payout: Payout) -> dict[str, Any]:
+    """A payout as its outbox messages (and merchant notifications) carry it."""
+    return {
+        "payout_id": payout.payout_id,
+        "merchant_id": payout.merchant_id,
+        "seller_id": payout.merchant_id,
+        "amount_minor": payout.amount_minor,
+        "currency": payout.currency,
+        "status": payout.status.value,
+        "trigger": payout.trigger,
+        "provider_ref": payout.provider_ref,
+        "failure_reason": payout.failure_reason,
+    }

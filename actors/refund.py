@@ -9,9 +9,10 @@ later; keeping refunds apart keeps both state machines small.)
 
 A refund is REQUESTED -> SUBMITTED -> SUCCEEDED | FAILED (engine/states.py):
 
-- Creation writes the refund REQUESTED, its ledger transaction (the seller's net and our
-  commission move to `refunds_clearing`; engine/ledger.py `refund_entries` with the wallet
-  policy) and a `refund.requested` message in ONE unit of work.
+- Creation writes the refund REQUESTED, its ledger transaction (the seller's net share as its
+  debt and our commission move to `refunds_clearing`; engine/ledger.py `refund_entries`) and a
+  `refund.requested` message in ONE unit of work; then the seller's merchant actor takes the
+  debt from the wallet as far as it goes (actors/debts.py), as after a FAILED reversal.
 - The refund id is the PSP idempotency key, so every call for a refund, first or retried, after
   a timeout or a crash, is the same refund at the PSP. A timeout is not a failure: the refund
   stays as it is and the call is retried with backoff under the same key; after
@@ -32,6 +33,7 @@ from typing import Any
 import trio
 
 from actors.context import Context
+from actors.debts import ask_settle
 from actors.dispute import DisputeHandler
 from actors.messages import (
     REFUND,
@@ -183,18 +185,17 @@ class RefundActor:
                 reason=command.reason,
             )
             await uow.insert_refund(refund)
-            balance = await uow.get_balance(order.seller_id, order.currency)
+            # The seller's whole share becomes its debt here; its merchant actor takes it from
+            # the wallet (actors/debts.py), so only that actor ever spends the wallet.
             entries = refund_entries(
-                order.seller_id,
-                refund.amount,
-                ctx.config.commission_bps,
-                available_minor=balance.available_minor,
+                order.seller_id, refund.amount, ctx.config.commission_bps, available_minor=0
             )
             await uow.post_transaction(
                 self._txn(TransactionKind.REFUND, refund, entries, f"refund of {order.order_id}")
             )
             await uow.append_outbox(self._message("refund.requested", refund, order.seller_id))
         ctx.doorbell.ring(("refund.requested",))
+        await ask_settle(ctx, order.seller_id, order.currency)
         self._later(0.0, AttemptRefund(refund.refund_id))
         return refund
 
@@ -309,6 +310,10 @@ class RefundActor:
         else:
             self.ctx.doorbell.ring((f"refund.{target.value.lower()}",))
             self.finished = True
+        if target is RefundStatus.FAILED:  # the reversal gave the seller's share back
+            order = await self.ctx.store.get_order(self.order_id)
+            assert order is not None, refund
+            await ask_settle(self.ctx, order.seller_id, refund.currency)
         return "applied" if event is not None else target.value
 
     async def _transition(

@@ -21,6 +21,8 @@ Wallet policy for refunds: a refund takes the seller's net share from its availa
 When that balance is short, the platform covers the shortfall and the seller owes it: the
 shortfall is debited to `merchant_receivable:<id>` (an asset), so a wallet never goes below
 zero and the buyer is refunded in full all the same (docs/architecture.md has an example).
+The engine posts the whole share as the debt (`available_minor=0`) and lets the merchant actor
+take it from the wallet (engine/receivables.py), so one actor spends each wallet.
 
 Commission rounding: commission is `amount * rate_bps / 10000` rounded half to even to a whole
 minor unit; the seller is credited `amount - commission`. The two are computed from one
@@ -123,6 +125,9 @@ class TransactionKind(enum.StrEnum):
     CHARGEBACK_RECOVERY = "chargeback_recovery"
     CHARGEBACK_REINSTATED = "chargeback_reinstated"
     ADJUSTMENT = "adjustment"
+    #: The merchant actor nets a seller's debt against its wallet (engine/receivables.py).
+    RECEIVABLE_COLLECTED = "receivable_collected"
+    RECEIVABLE_RELEASED = "receivable_released"
 
 
 def _check_account(instance: object, attribute: attrs.Attribute[str], value: str) -> None:

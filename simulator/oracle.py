@@ -55,6 +55,7 @@ from simulator.oracle_disputes import DISPUTE_INVARIANTS, check_disputes_final
 from simulator.oracle_flows import FLOW_INVARIANTS, check_flows_final
 from simulator.oracle_payouts import PAYOUT_INVARIANTS
 from simulator.oracle_refunds import REFUND_INVARIANTS, check_refunds_final
+from simulator.oracle_wallet import WALLET_INVARIANTS, check_wallet_final
 
 INVARIANTS = (
     "at_most_one_capture_per_order",
@@ -71,6 +72,7 @@ INVARIANTS = (
     *REFUND_INVARIANTS,
     *DISPUTE_INVARIANTS,
     *PAYOUT_INVARIANTS,
+    *WALLET_INVARIANTS,
 )
 
 #: The most offending objects one violation lists (the rest are counted).
@@ -349,6 +351,11 @@ def check_final(
     if snap.disputes or psp.disputes:  # issue 11, the chargeback part
         for invariant, detail, objects in check_disputes_final(
             psp, snap.disputes, snap.orders, snap.txns, snap.trial, commission_bps
+        ):
+            found.append(violation(invariant, detail, objects))
+    if snap.txns and (snap.refunds or snap.disputes):  # issue 11: debts (oracle_wallet.py)
+        for invariant, detail, objects in check_wallet_final(
+            snap.refunds, snap.disputes, snap.orders, snap.txns, snap.trial, commission_bps
         ):
             found.append(violation(invariant, detail, objects))
     return found

@@ -23,6 +23,7 @@ from simulator.oracle_flows import (
     check_commission,
     check_payment_orders,
 )
+from simulator.oracle_wallet import check_commit as check_wallet_commit
 from simulator.store import Before
 from simulator.world_payouts import check_commit as check_payouts_at_commit
 from simulator.world_refunds import captured_now
@@ -35,6 +36,9 @@ def check_commit(world: SimWorld, uow: MemoryUnitOfWork, before: Before) -> list
     """Every violation the commit of `uow` shows (empty: it holds)."""
     found = _flows(world, uow, before)
     found += check_payouts_at_commit(world.payouts, uow)
+    if uow._txns:
+        wallet = check_wallet_commit(world.store._t, uow._txns, world.config.commission_bps)
+        found += [oracle_violation(*f) for f in wallet]
     if uow._txns or uow._deltas:
         trial, balances = world.store.touched_books(uow)
         found += check_books(trial, balances, uow._txns, trial_is_complete=False)

@@ -38,6 +38,7 @@ from engine.records import (
 from engine.states import is_terminal
 from engine.store.memory_disputes import DisputeOverlay
 from engine.store.memory_payouts import PayoutOverlay, PayoutUnitMixin
+from engine.store.memory_receivables import ReceivableUnitMixin
 from engine.store.memory_refunds import RefundOverlay
 from engine.store.memory_tables import Pending, Tables, order_unfinished, zero_pair
 
@@ -51,7 +52,7 @@ async def _no_checkpoint() -> None:
 _DELETED = None
 
 
-class MemoryUnitOfWork(PayoutUnitMixin):
+class MemoryUnitOfWork(PayoutUnitMixin, ReceivableUnitMixin):
     def __init__(self, tables: Tables, checkpoint: Checkpoint) -> None:
         self._t = tables
         self._cp = checkpoint

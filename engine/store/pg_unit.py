@@ -38,6 +38,7 @@ from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_refunds as rq
 from engine.store.pg_payouts import PgPayoutUnitMixin
+from engine.store.pg_receivables import PgReceivableUnitMixin
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -59,7 +60,7 @@ async def _after_acks(
     return await op(conn, *args, **kw)
 
 
-class PostgresUnitOfWork(PgPayoutUnitMixin):
+class PostgresUnitOfWork(PgPayoutUnitMixin, PgReceivableUnitMixin):
     """One database transaction on one connection. Used by one task at a time (a lock keeps
     concurrent callers in line, as the memory store tolerates them)."""
 

@@ -222,6 +222,12 @@ class UnitOfWork(Protocol):
         payout delay still holds back), in minor units."""
         ...
 
+    async def receivable_minor(self, merchant_id: str, currency: str) -> int:
+        """What the merchant owes the platform in `currency` (`merchant_receivable:<id>`, a
+        debit sum; negative when a reversal gave back a share already collected), as this unit
+        sees it (engine/receivables.py)."""
+        ...
+
 
 class Store(Protocol):
     """Units of work plus committed-state reads for queries, recovery and the oracle."""
