@@ -40,7 +40,7 @@ from engine.reconciliation import (
     write_camt053,
 )
 from engine.reconciliation.match import ItemClass, Reason
-from engine.states import OrderStatus, RefundStatus
+from engine.states import DisputeStatus, OrderStatus, RefundStatus
 from scenarios import Faults
 from simulator.determinism import stream
 from simulator.fake_psp import FakePsp
@@ -269,6 +269,13 @@ class ReconDesk:
                 refund = await store.get_refund(line.reference)
                 if refund is not None and refund.status is not RefundStatus.SUCCEEDED:
                     unheard.add((line.reference, Reason.REFUND_NOT_HEARD))
+            elif line.kind in (LineKind.CHARGEBACK, LineKind.CHARGEBACK_REVERSAL):
+                dispute = await store.get_dispute(line.reference)
+                if dispute is None or (
+                    line.kind is LineKind.CHARGEBACK_REVERSAL
+                    and dispute.status is DisputeStatus.OPEN
+                ):
+                    unheard.add((line.reference, Reason.DISPUTE_NOT_HEARD))
         outcome: Outcome = await reconciler.reconcile(delivery.data, window=delivery.window)
         items = tuple((i.reference, i.klass, i.reason) for i in outcome.stored)
         return RunRecord(
