@@ -51,11 +51,12 @@ WITHHELD = (
 def _withheld(day: DayTruth) -> set[str]:
     """The settlement keys of the clean lines a fault withheld (found by their PSP id, unique
     in a report: a dispute's withdrawal and its reversal share a reference)."""
-    faulted = {f.detail for f in day.injected if f.fault in WITHHELD}
+    by_id = {f.detail for f in day.injected if f.fault in WITHHELD and f.detail}
+    by_ref = {f.reference for f in day.injected if f.fault in WITHHELD and not f.detail}
     return {
         settlement_key(line.kind, line.reference)
         for line in day.clean
-        if (line.psp_reference or "") in faulted
+        if (line.psp_reference or "") in by_id or line.reference in by_ref
     }
 
 
