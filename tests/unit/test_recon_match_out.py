@@ -203,3 +203,16 @@ def test_bank_payout_lines_match_by_payout_id() -> None:
         (ItemClass.INVESTIGATE, Reason.MISSING_FROM_FILE, "pout_4"),
     ]
     assert all(posting_of(line) is None for line in lines)
+
+
+@given(disputes_st, st.sampled_from([Format.STRIPE, Format.ADYEN]))
+def test_dispute_lines_round_trip_through_the_writers(spec, source) -> None:
+    from engine.reconciliation import parse, write_adyen, write_stripe
+
+    ds = [_dispute(i, m, s) for i, (m, s) in enumerate(spec)]
+    lines = [attrs.evolve(line, source=source) for line in _file_of(ds)]
+    data = write_adyen(lines) if source is Format.ADYEN else write_stripe(lines)
+    back = parse(data).lines
+    assert [(ln.kind, ln.reference, ln.order_reference, ln.gross, ln.fee) for ln in back] == [
+        (ln.kind, ln.reference, ln.order_reference, ln.gross, ln.fee) for ln in lines
+    ]
