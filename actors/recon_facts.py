@@ -53,7 +53,7 @@ async def ledger_facts(
     disputes: dict[str, DisputeFact] = {}
     payouts: dict[str, PayoutFact] = {}
     async with store.unit_of_work() as uow:
-        await out_facts(uow, settlement, run_id, captures, disputes, payouts)
+        await out_facts(store, uow, settlement, run_id, captures, disputes, payouts)
         for line in settlement.lines:
             ref = line.reference
             if line.kind is LineKind.CAPTURE and ref not in captures:

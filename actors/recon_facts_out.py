@@ -4,7 +4,8 @@ of, and, with a window, the dispute and payout movements booked in it that the f
 
 A dispute line is settled by a posting under its settlement key (engine/reconciliation/
 match_out.py): `<dispute id>` for the withdrawal, `<dispute id>:reversal` for the reversal.
-A payout line posts nothing (the payout's own postings moved bank_cash), so a bank statement's
+A payout line posts nothing (the payout's own postings moved bank_cash): its matched item is
+stored (engine/reconciliation/run.py), the trace that settles it; so a bank statement's
 expected payouts are those whose PAYOUT_POST (or PAYOUT_RETURN) is booked in the window in the
 statement's currencies; a statement names each once.
 """
@@ -15,7 +16,7 @@ from engine.ids import first_id_at
 from engine.ledger import BANK_CASH, PSP_CLEARING, TransactionKind
 from engine.money import Money
 from engine.reconciliation.line import LineKind, Settlement
-from engine.reconciliation.match import Capture, DisputeFact, PayoutFact
+from engine.reconciliation.match import Capture, DisputeFact, ItemClass, PayoutFact
 from engine.reconciliation.match_out import REVERSAL_SUFFIX
 from engine.reconciliation.posting import posted_by
 from engine.store.port import PAGE_SIZE_MAX, UnitOfWork
@@ -53,14 +54,24 @@ async def dispute_fact(uow: UnitOfWork, ref: str, run_id: str) -> DisputeFact | 
     )
 
 
-async def payout_fact(uow: UnitOfWork, ref: str) -> PayoutFact | None:
+async def payout_fact(
+    uow: UnitOfWork, ref: str, run_id: str, store: Store | None = None
+) -> PayoutFact | None:
     payout = await uow.get_payout(ref)
     if payout is None:
         return None
-    return PayoutFact(ref, payout.amount, payout.status)
+    matched_by: dict[bool, str] = {}
+    if store is not None:
+        for item in await store.list_recon_items(PAGE_SIZE_MAX, reference=ref):
+            if item.klass is ItemClass.MATCHED and item.run_id != run_id:
+                matched_by.setdefault(_is_reversal_item(item.detail, item.found), item.run_id)
+    return PayoutFact(
+        ref, payout.amount, payout.status, matched_by.get(False), matched_by.get(True)
+    )
 
 
 async def out_facts(
+    store: Store,
     uow: UnitOfWork,
     settlement: Settlement,
     run_id: str,
@@ -83,7 +94,7 @@ async def out_facts(
                 if order is not None:
                     captures[order.order_id] = Capture(order.order_id, order.amount, order.status)
         elif line.kind in (LineKind.PAYOUT, LineKind.PAYOUT_REVERSAL) and ref not in payouts:
-            payout = await payout_fact(uow, ref)
+            payout = await payout_fact(uow, ref, run_id, store)
             if payout is not None:
                 payouts[ref] = payout
 
@@ -129,7 +140,7 @@ async def expected_out(
             reversal = EXPECTED_KINDS[kind][1]
             key = f"{ref}{REVERSAL_SUFFIX}" if reversal else ref
             if bank:
-                payout = payouts.get(ref) or await payout_fact(uow, ref)
+                payout = payouts.get(ref) or await payout_fact(uow, ref, run_id)
                 if payout is not None:
                     payouts[ref] = payout
                     due.append(key)

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from actors.messages import ORDER, REFUND, QueryCapture, QueryDispute, QueryRefund
+from actors.payout_messages import MERCHANT, QueryPayout
 from actors.recon_facts import Window, ledger_facts
 from engine.errors import DuplicateKey
 from engine.ids import Ids
@@ -146,6 +147,10 @@ class Reconciler:
                 order_id = dispute.order_id if dispute is not None else line.order_reference
                 if order_id is not None:
                     await self.tell(REFUND, order_id, QueryDispute(item.reference))
+            elif item.action is Action.QUERY_PAYOUT and self.tell is not None:
+                payout = await self.store.get_payout(item.reference)
+                if payout is not None:
+                    await self.tell(MERCHANT, payout.merchant_id, QueryPayout(item.reference))
         return posted
 
     async def _order_of_refund(self, refund_id: str) -> str | None:

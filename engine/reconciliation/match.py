@@ -64,8 +64,10 @@ class Reason(enum.StrEnum):
     # Disputes and seller payouts (engine/reconciliation/match_out.py).
     DISPUTE_NOT_HEARD = "dispute_not_heard"  # the PSP withdrew or reinstated; we never learned it
     REVERSED_BUT_LOST = "reversed_but_lost"  # the PSP gave back a dispute we recorded LOST
-    PAYOUT_NOT_PAID = "payout_not_paid"  # the bank paid a payout we do not record as paid
-    PAYOUT_RETURNED = "payout_returned"  # the bank returned a payout we record as paid
+    PAYOUT_NOT_PAID = "payout_not_paid"  # the bank paid a payout we record as failed or unsent
+    PAYOUT_NOT_HEARD = (
+        "payout_not_heard"  # the bank paid or returned it; the provider's word is late
+    )
 
 
 class Action(enum.StrEnum):
@@ -76,6 +78,10 @@ class Action(enum.StrEnum):
     POST_FEE = "post_fee"  # Dr psp_fees / Cr psp_clearing
     QUERY_REFUND = "query_refund"  # the refund actor asks the PSP, books, then settle
     QUERY_DISPUTE = "query_dispute"  # the order's refund actor asks the PSP, books, then settle
+    QUERY_PAYOUT = "query_payout"  # the merchant actor asks the payout provider and books
+    #: A matched line that posts nothing (a bank's seller payout): its stored item is the trace
+    #: that this line was matched, so a later file naming it again is `already_settled`.
+    KEEP_MATCH = "keep_match"
     NONE = "none"
 
 

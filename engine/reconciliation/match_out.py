@@ -26,12 +26,15 @@ Amount and currency are judged against the dispute (manual_review `amount_differ
 no dispute fee; a PSP that does would add it to the contract) or it is `fee_differs`.
 
 Seller payouts (camt.053 debits referenced by our payout id in `EndToEndId`), which post
-nothing (the payout's own posting already moved bank_cash):
+nothing (the payout's own posting already moved bank_cash); a matched one is stored as an item
+(action `keep_match`, resolved) so that a later statement naming it again is `already_settled`:
 
-- a payout (gross = -amount) PAID or RETURNED here: matched `as_expected`; in any other state:
-  manual_review `payout_not_paid`;
-- a return (`RvslInd`, gross = +amount) of a RETURNED payout: matched; of a PAID one (the
-  provider never told us): manual_review `payout_returned`; else `payout_not_paid`;
+- a payout (gross = -amount) PAID or RETURNED here: matched `as_expected`; SUBMITTED or
+  FUNDS_RESERVED (the provider's notice is late or lost): auto_fixed `payout_not_heard`, the
+  merchant actor asks the provider (QueryPayout); REQUESTED or FAILED: manual_review
+  `payout_not_paid`;
+- a return (`RvslInd`, gross = +amount) of a RETURNED payout: matched; of a PAID, SUBMITTED or
+  FUNDS_RESERVED one: auto_fixed `payout_not_heard`; else manual_review `payout_not_paid`;
 - either, of no payout of ours: investigate `unknown_reference`.
 
 A payout PAID in the statement's window that the statement lacks is investigate
@@ -63,6 +66,12 @@ OUT_KINDS = frozenset(
     }
 )
 REVERSALS = frozenset({LineKind.CHARGEBACK_REVERSAL, LineKind.PAYOUT_REVERSAL})
+#: The payout states in which the bank's word (paid; returned) is news the provider has not
+#: told us yet: the merchant actor asks the provider (QueryPayout), as after a lost notice.
+UNHEARD_PAYOUT: dict[bool, frozenset[PayoutStatus]] = {
+    False: frozenset({PayoutStatus.FUNDS_RESERVED, PayoutStatus.SUBMITTED}),
+    True: frozenset({PayoutStatus.FUNDS_RESERVED, PayoutStatus.SUBMITTED, PayoutStatus.PAID}),
+}
 #: What a reversal line's settlement key appends to its reference.
 REVERSAL_SUFFIX = ":reversal"
 
@@ -195,12 +204,18 @@ def _payout_item(line: SettlementLine, facts: LedgerFacts) -> Item:
     if line.gross != expected:
         return _item(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     detail = f"the payout is {payout.status}"
-    if not returned and payout.status in (PayoutStatus.PAID, PayoutStatus.RETURNED):
-        return _item(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.NONE, line, expected)
-    if returned and payout.status is PayoutStatus.RETURNED:
-        return _item(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.NONE, line, expected)
-    if returned and payout.status is PayoutStatus.PAID:
-        return _item(review, Reason.PAYOUT_RETURNED, Action.NONE, line, expected, detail)
+    matched = PayoutStatus.RETURNED if returned else PayoutStatus.PAID
+    if payout.status is matched or (not returned and payout.status is PayoutStatus.RETURNED):
+        return _item(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.KEEP_MATCH, line, expected)
+    if payout.status in UNHEARD_PAYOUT[returned]:
+        return _item(
+            ItemClass.AUTO_FIXED,
+            Reason.PAYOUT_NOT_HEARD,
+            Action.QUERY_PAYOUT,
+            line,
+            expected,
+            detail,
+        )
     return _item(review, Reason.PAYOUT_NOT_PAID, Action.NONE, line, expected, detail)
 
 

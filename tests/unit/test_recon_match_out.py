@@ -176,6 +176,8 @@ def _payout(n: int, minor: int, status: PayoutStatus) -> PayoutFact:
 def test_bank_payout_lines_match_by_payout_id() -> None:
     paid, returned = _payout(1, 900, PayoutStatus.PAID), _payout(2, 400, PayoutStatus.RETURNED)
     submitted, missing = _payout(3, 100, PayoutStatus.SUBMITTED), _payout(4, 50, PayoutStatus.PAID)
+    failed = _payout(5, 70, PayoutStatus.FAILED)
+    old = attrs.evolve(_payout(6, 10, PayoutStatus.PAID), settled_by="recon_old")
     bank = Format.CAMT053
     lines = [
         _line(LineKind.PAYOUT, "pout_1", Money(-900, "EUR"), source=bank),
@@ -183,24 +185,28 @@ def test_bank_payout_lines_match_by_payout_id() -> None:
         _line(LineKind.PAYOUT_REVERSAL, "pout_2", Money(400, "EUR"), source=bank),
         _line(LineKind.PAYOUT_REVERSAL, "pout_1", Money(900, "EUR"), source=bank),
         _line(LineKind.PAYOUT, "pout_3", Money(-100, "EUR"), source=bank),
+        _line(LineKind.PAYOUT, "pout_5", Money(-70, "EUR"), source=bank),
+        _line(LineKind.PAYOUT, "pout_6", Money(-10, "EUR"), source=bank),
         _line(LineKind.PAYOUT, "pout_9", Money(-1, "EUR"), source=bank),
         _line(LineKind.PAYOUT, "pout_1", Money(-901, "EUR"), source=bank),
     ]
     facts = LedgerFacts(
         {},
         expected=("pout_4",),
-        payouts={p.payout_id: p for p in (paid, returned, submitted, missing)},
+        payouts={p.payout_id: p for p in (paid, returned, submitted, missing, failed, old)},
     )
     items = match(_settlement(lines, bank), facts).items
-    assert [(i.klass, i.reason, i.reference) for i in items] == [
-        (ItemClass.MATCHED, Reason.AS_EXPECTED, "pout_1"),
-        (ItemClass.MATCHED, Reason.AS_EXPECTED, "pout_2"),
-        (ItemClass.MATCHED, Reason.AS_EXPECTED, "pout_2"),
-        (ItemClass.MANUAL_REVIEW, Reason.PAYOUT_RETURNED, "pout_1"),
-        (ItemClass.MANUAL_REVIEW, Reason.PAYOUT_NOT_PAID, "pout_3"),
-        (ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, "pout_9"),
-        (ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, "pout_1"),
-        (ItemClass.INVESTIGATE, Reason.MISSING_FROM_FILE, "pout_4"),
+    assert [(i.klass, i.reason, i.action, i.reference) for i in items] == [
+        (ItemClass.MATCHED, Reason.AS_EXPECTED, Action.KEEP_MATCH, "pout_1"),
+        (ItemClass.MATCHED, Reason.AS_EXPECTED, Action.KEEP_MATCH, "pout_2"),
+        (ItemClass.MATCHED, Reason.AS_EXPECTED, Action.KEEP_MATCH, "pout_2"),
+        (ItemClass.AUTO_FIXED, Reason.PAYOUT_NOT_HEARD, Action.QUERY_PAYOUT, "pout_1"),
+        (ItemClass.AUTO_FIXED, Reason.PAYOUT_NOT_HEARD, Action.QUERY_PAYOUT, "pout_3"),
+        (ItemClass.MANUAL_REVIEW, Reason.PAYOUT_NOT_PAID, Action.NONE, "pout_5"),
+        (ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, "pout_6"),
+        (ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, "pout_9"),
+        (ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, "pout_1"),
+        (ItemClass.INVESTIGATE, Reason.MISSING_FROM_FILE, Action.NONE, "pout_4"),
     ]
     assert all(posting_of(line) is None for line in lines)
 
