@@ -135,7 +135,7 @@ def test_reconcile_runs_the_file_through_the_engine(tmp_path: Path) -> None:
         assert f"{o['b']}  investigate  missing_from_file" in out
         # The repair went to the order actor, which asked the PSP (unreachable here: the
         # order stays EXECUTING for the running engine's poll, as after a timeout).
-        assert f"QueryCapture for {o['c']}:" in out
+        assert f"QueryCapture for {o['c']}: unknown" in out
         settled = trio.run(_settled, dsn, list(o.values()))
         assert settled == {o["a"]: False, o["b"]: False, o["c"]: True, o["d"]: True}
 
