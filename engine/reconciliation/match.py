@@ -57,7 +57,7 @@ class Reason(enum.StrEnum):
     DUPLICATE_REFERENCE = "duplicate_reference"
     ALREADY_SETTLED = "already_settled"
     MISSING_FROM_FILE = "missing_from_file"
-    KIND_NOT_RECONCILED = "kind_not_reconciled"  # disputes, payouts: not yet
+    KIND_NOT_RECONCILED = "kind_not_reconciled"  # adjustment lines
     REFUND_NOT_HEARD = "refund_not_heard"  # the PSP paid a refund; we never learned it
     REFUNDED_BUT_FAILED = "refunded_but_failed"
     DEPOSIT_DIFFERS = "deposit_differs"  # the bank credited another sum than the batch's net
@@ -350,7 +350,7 @@ def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
                 _on_line(ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE, line)
             )
         else:
-            detail = f"{line.kind} lines are not matched yet"
+            detail = f"{line.kind} lines are not reconciled"
             items.append(
                 _on_line(
                     ItemClass.INVESTIGATE,
