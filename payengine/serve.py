@@ -342,3 +342,4 @@ def register(sub: Any) -> None:
     ledger = sub.add_parser("ledger", help="the ledger")
     ledger.add_argument("action", choices=["trial-balance"])
     ledger.set_defaults(fn=cmd_ledger)
+

@@ -282,7 +282,9 @@ def check_final(
     # What the PSP captured less what it paid back for refunds and what its disputes keep
     # withdrawn (zero-free Counters) is what psp_clearing holds plus what settlement files
     # settled out of it (issue 12).
-    psp_total = psp.captured_total() - psp.refund_book.total() - psp.dispute_book.withdrawn_total()
+    psp_total = (
+        psp.captured_total() - psp.refund_book.total() - psp.dispute_book.withdrawn_total()
+    )
     ledger_total = psp_clearing_plus_settled(snap)
     money: list[str] = []
     for currency in sorted(set(psp_total) | set(ledger_total)):

@@ -29,7 +29,6 @@ from simulator.determinism import stream
 if TYPE_CHECKING:
     from simulator.world import SimWorld
 
-
 class PspDisputes:
     def __init__(self, world: SimWorld) -> None:
         self.world = world
