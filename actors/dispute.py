@@ -173,7 +173,11 @@ class DisputeHandler:
     async def _query(self, dispute_id: str) -> str:
         ctx = self.ctx
         dispute = await ctx.store.get_dispute(dispute_id)
-        if dispute is None or dispute.order_id != self.order_id:
+        if dispute is None:
+            # Reconciliation found a dispute of this order we never heard of (its webhooks
+            # lost): the PSP's answer records it, as its first event would have.
+            return await self._query_unheard(dispute_id)
+        if dispute.order_id != self.order_id:
             return "unknown_dispute"
         if is_terminal(dispute.status):
             self._finished(True)
@@ -190,6 +194,21 @@ class DisputeHandler:
         if word is None or word.target is DisputeStatus.OPEN:
             self._poll_later(dispute_id)
             return "open" if word is not None else "not_found"
+        return await self._settle(order, word, None)
+
+    async def _query_unheard(self, dispute_id: str) -> str:
+        ctx = self.ctx
+        try:
+            with trio.fail_after(ctx.config.psp_call_timeout_s):
+                result = await ctx.gateway.query_dispute(dispute_id)
+        except (GatewayUnavailable, trio.TooSlowError):
+            return "unknown"
+        word = word_of_result(result)
+        order = await ctx.store.get_order(self.order_id)
+        if word is None or order is None or order.status is not OrderStatus.SUCCESS:
+            return "unknown_dispute"
+        if not order.booked or dispute_mismatch(order, word) is not None:
+            return "unknown_dispute"
         return await self._settle(order, word, None)
 
     async def _settle(

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import attrs
 
+from actors.recon_facts_out import expected_out, out_facts
 from engine.ids import first_id_at
 from engine.ledger import PSP_CLEARING, TransactionKind
 from engine.money import Money
 from engine.reconciliation.line import LineKind, Settlement
-from engine.reconciliation.match import Capture, LedgerFacts, RefundFact
+from engine.reconciliation.match import Capture, DisputeFact, LedgerFacts, PayoutFact, RefundFact
 from engine.reconciliation.posting import posted_by
 from engine.store.port import PAGE_SIZE_MAX, UnitOfWork
 from engine.store.port import ReconciledStore as Store
@@ -49,7 +50,10 @@ async def ledger_facts(
     captures: dict[str, Capture] = {}
     refunds: dict[str, RefundFact] = {}
     batches: dict[str, Money] = {}
+    disputes: dict[str, DisputeFact] = {}
+    payouts: dict[str, PayoutFact] = {}
     async with store.unit_of_work() as uow:
+        await out_facts(store, uow, settlement, run_id, captures, disputes, payouts)
         for line in settlement.lines:
             ref = line.reference
             if line.kind is LineKind.CAPTURE and ref not in captures:
@@ -64,8 +68,19 @@ async def ledger_facts(
                 batches[line.reference] = Money(net, currency)
     expected: list[str] = []
     if window is not None:
-        expected = await _expected(store, window, run_id, captures, refunds)
-    return LedgerFacts(captures, tuple(expected), refunds=refunds, batches=batches)
+        if not settlement.statements:
+            expected = await _expected(store, window, run_id, captures, refunds)
+        expected += await expected_out(
+            store, window.start_ms, window.end_ms, run_id, settlement, disputes, payouts
+        )
+    return LedgerFacts(
+        captures,
+        tuple(expected),
+        refunds=refunds,
+        batches=batches,
+        disputes=disputes,
+        payouts=payouts,
+    )
 
 
 async def _capture(uow: UnitOfWork, ref: str, run_id: str, into: dict[str, Capture]) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 
 import attrs
 
-from actors.messages import ORDER, REFUND, QueryCapture, QueryRefund
+from actors.messages import ORDER, REFUND, QueryCapture, QueryDispute, QueryRefund
+from actors.payout_messages import MERCHANT, QueryPayout
 from actors.recon_facts import Window, ledger_facts
 from engine.errors import DuplicateKey
 from engine.ids import Ids
@@ -129,6 +130,7 @@ class Reconciler:
                 Action.POST_SETTLEMENT,
                 Action.COMPLETE_ORDER,
                 Action.QUERY_REFUND,
+                Action.QUERY_DISPUTE,
                 Action.POST_FEE,
             ):
                 posted += await self._post(run_id, line.line_number, posting_of(line), item)
@@ -138,6 +140,17 @@ class Reconciler:
                 order_id = await self._order_of_refund(item.reference)
                 if order_id is not None:
                     await self.tell(REFUND, order_id, QueryRefund(item.reference))
+            elif item.action is Action.QUERY_DISPUTE and self.tell is not None:
+                # The order's refund actor owns its disputes (actors/dispute.py): it asks the
+                # PSP and records what it says, as after a lost webhook.
+                dispute = await self.store.get_dispute(item.reference)
+                order_id = dispute.order_id if dispute is not None else line.order_reference
+                if order_id is not None:
+                    await self.tell(REFUND, order_id, QueryDispute(item.reference))
+            elif item.action is Action.QUERY_PAYOUT and self.tell is not None:
+                payout = await self.store.get_payout(item.reference)
+                if payout is not None:
+                    await self.tell(MERCHANT, payout.merchant_id, QueryPayout(item.reference))
         return posted
 
     async def _order_of_refund(self, refund_id: str) -> str | None:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from engine.ledger import PSP_CLEARING, TransactionKind
 from engine.money import Money
 from engine.reconciliation.match import ItemClass, Reason
+from engine.reconciliation.match_out import settlement_key
 from engine.states import OrderStatus
 from simulator.oracle import Snapshot, Violation, violation
 from simulator.recon_faults import EXPECTED, ReconFault
@@ -45,6 +46,18 @@ WITHHELD = (
     ReconFault.CURRENCY_ALTERED,
     ReconFault.FEE_ALTERED,
 )
+
+
+def _withheld(day: DayTruth) -> set[str]:
+    """The settlement keys of the clean lines a fault withheld (found by their PSP id, unique
+    in a report: a dispute's withdrawal and its reversal share a reference)."""
+    by_id = {f.detail for f in day.injected if f.fault in WITHHELD and f.detail}
+    by_ref = {f.reference for f in day.injected if f.fault in WITHHELD and not f.detail}
+    return {
+        settlement_key(line.kind, line.reference)
+        for line in day.clean
+        if (line.psp_reference or "") in by_id or line.reference in by_ref
+    }
 
 
 def _deposit_truth(day: DayTruth) -> list[Key]:
@@ -142,10 +155,11 @@ def _check_settled(
         settled_total[currency] += gross
     wanted: dict[str, Money] = {}
     for day in desk.days:
-        withheld = {f.reference for f in day.injected if f.fault in WITHHELD}
+        withheld = _withheld(day)
         for line in day.clean:
-            if line.reference not in withheld:
-                wanted[line.reference] = line.gross
+            key = settlement_key(line.kind, line.reference)
+            if key not in withheld:
+                wanted[key] = line.gross
     wrong = [
         f"{ref}: settled {settled.get(ref, [])}, the PSP's gross {wanted.get(ref)}"
         for ref in sorted(set(settled) | set(wanted))
@@ -163,11 +177,12 @@ def _check_settled(
     in_transit: Counter[str] = Counter()
     for day in desk.days:
         for line in day.clean:
-            if line.reference not in settled:
+            if settlement_key(line.kind, line.reference) not in settled:
                 in_transit[line.currency] += line.gross.minor
-    # Disputes are not in the reports (yet): what an open or lost dispute withdrew left
-    # psp_clearing without a settlement line (Dr chargebacks / Cr psp_clearing).
-    in_transit.subtract(withdrawn)
+    # Every dispute's withdrawal (and a won one's reversal) is a line of some report: what
+    # psp_clearing holds of it is in transit until its line is settled. `withdrawn` (what the
+    # PSP's disputes keep) is no longer subtracted; it is kept for the caller's signature.
+    del withdrawn
     clearing = {c: v for (a, c), v in snap.trial.items() if a == PSP_CLEARING and v}
     off = [
         f"{c}: psp_clearing {clearing.get(c, 0)}, in transit {in_transit.get(c, 0)}"

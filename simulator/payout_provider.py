@@ -210,13 +210,28 @@ class FakePayoutProvider:
         if self.bank is None or self.bank_account is None:
             return
         self.bank.post(
-            self.bank_account,
+            self._account_of(payout.amount.currency),
             direction,
             payout.amount,
             at_ms=self.clock.now_ms(),
             counterparty=payout.payout_id,
             remittance=f"{remittance} {payout.key}",
         )
+
+    def _account_of(self, currency: str) -> str:
+        """Our account in `currency` at the bank: `bank_account` itself when it is one in that
+        currency (or not opened yet), else `<bank_account>_<currency>`, opened on first use."""
+        assert self.bank is not None and self.bank_account is not None
+        base = self.bank.accounts.get(self.bank_account)
+        if base is None:
+            self.bank.open_account(self.bank_account, currency)
+            return self.bank_account
+        if base.currency == currency:
+            return self.bank_account
+        account = f"{self.bank_account}_{currency.lower()}"
+        if account not in self.bank.accounts:
+            self.bank.open_account(account, currency)
+        return account
 
     def _emit(self, kind: PayoutEventKind, payout: ProviderPayout) -> None:
         notice = PayoutNotification(

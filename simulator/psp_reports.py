@@ -4,7 +4,8 @@ Stripe itemized report (or an Adyen Settlement Details Report) by engine/reconci
 Why: reconciliation must read the files real PSPs send, so the fake PSP sends those, written
 by the same project writers whose output the parsers are property-tested against. A day's
 report lists every capture the PSP took and every refund it paid in that day's window, each
-with the contracted fee (a capture pays `CONTRACT`, a refund pays nothing), all in one payout
+with the contracted fee (a capture pays `CONTRACT`, a refund pays nothing), every dispute's
+withdrawal (the day it opened) and a won dispute's reversal (the day it closed), all in one payout
 per currency (`po_<yyyymmdd>_<currency>`), the batch a bank deposit names.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from actors.reconciler import FeeContract
-from engine.gateway import CaptureStatus, PspRefundStatus
+from engine.gateway import CaptureStatus, PspDisputeStatus, PspRefundStatus
 from engine.money import Money
 from engine.reconciliation import Format, LineKind, SettlementLine, write_adyen, write_stripe
 from engine.reconciliation.match import contract_fee
@@ -84,8 +85,41 @@ def psp_lines(
                 value_at_ms=None,
             )
             moved.append((paid, refund.refund_id, line))
+    moved += dispute_lines(psp, start_ms, end_ms, tag, source)
     moved.sort(key=lambda m: (m[0], m[1]))
     return [line for _, _, line in moved]
+
+
+def dispute_lines(
+    psp: FakePsp, start_ms: int, end_ms: int, tag: str, source: Format
+) -> list[tuple[int, str, SettlementLine]]:
+    """Each dispute's withdrawal (when it opened) and, for a won one, its reversal (when it
+    closed), of [start_ms, end_ms). The fake PSP charges no dispute fee: the fee is 0."""
+    moved: list[tuple[int, str, SettlementLine]] = []
+    for dispute in psp.dispute_book.disputes.values():
+        steps = [(dispute.created_at_ms, LineKind.CHARGEBACK, -1, "")]
+        if dispute.status is PspDisputeStatus.WON and dispute.closed_at_ms is not None:
+            steps.append((dispute.closed_at_ms, LineKind.CHARGEBACK_REVERSAL, 1, "_rev"))
+        for at, kind, sign, suffix in steps:
+            if not start_ms <= at < end_ms:
+                continue
+            gross = Money(sign * dispute.amount.minor, dispute.amount.currency)
+            line = SettlementLine(
+                source=source,
+                line_number=1,
+                kind=kind,
+                reference=dispute.dispute_id,
+                psp_reference=f"txn_{dispute.dispute_id}{suffix}",
+                order_reference=dispute.order_key,
+                gross=gross,
+                fee=Money.zero(gross.currency),
+                net=gross,
+                batch=batch_of(tag, gross.currency),
+                booked_at_ms=at,
+                value_at_ms=None,
+            )
+            moved.append((at, f"{dispute.dispute_id}{suffix}", line))
+    return moved
 
 
 def write_report(lines: list[SettlementLine], source: Format) -> bytes:

@@ -287,7 +287,7 @@ class SimWorld:
         )
         self.psp.withhold = self.settlement.withholder(lambda: self.faults_on)
         if self.payouts.on:
-            self.payouts.make_provider()
+            self.settlement.payout_bank = self.payouts.make_provider().bank
         async with trio.open_nursery() as root:
             self._root = root
             await root.start(self._engine_supervisor)

@@ -36,6 +36,7 @@ from engine.states import PayoutStatus
 from engine.store.memory import MemoryUnitOfWork
 from engine.store.port import PAGE_SIZE_MAX, Store
 from scenarios import Faults, Traffic
+from simulator.bank import FakeBank
 from simulator.determinism import stream
 from simulator.oracle import Snapshot, Violation, violation
 from simulator.oracle_payouts import (
@@ -95,7 +96,9 @@ class SimPayouts:
 
     # --- the provider ---------------------------------------------------------------------------
     def make_provider(self) -> FakePayoutProvider:
-        provider = FakePayoutProvider(self.world.clock)
+        # Sellers are paid from our account at the fake bank, whose camt.053 statements the
+        # nightly reconciliation reads (simulator/bank_camt.py).
+        provider = FakePayoutProvider(self.world.clock, bank=FakeBank(), bank_account="payouts")
         provider.chooser = self._choose
         provider.latency = lambda _: self._rng_provider.uniform(0.0, PROVIDER_LATENCY_S_MAX)
         provider.outcome = self._outcome

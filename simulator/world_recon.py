@@ -6,7 +6,8 @@ once more when the run ends for the partial last batch, the desk writes the batc
 (Stripe-shaped, or Adyen's per `settlement_format`) from the fake PSP's books, injects the
 plan's discrepancies (simulator/recon_faults.py) and records them as ground truth, then writes
 the bank's camt.053 statement per currency: one deposit per PSP payout (batch), of the batch's
-true net. Each file is then reconciled inside the
+true net; and, when payouts are on, the bank's camt.053 of the seller payouts it paid and
+returned in the window (simulator/bank_camt.py). Each file is then reconciled inside the
 current engine incarnation (a request, so a crash or a database outage interrupts it like any
 other; the desk tries again at the next tick, and the reconciler is idempotent). A damaged
 report is refused with a located error, and the PSP sends it again undamaged.
@@ -40,8 +41,11 @@ from engine.reconciliation import (
     write_camt053,
 )
 from engine.reconciliation.match import ItemClass, Reason
-from engine.states import OrderStatus, RefundStatus
+from engine.reconciliation.match_out import UNHEARD_PAYOUT
+from engine.states import DisputeStatus, OrderStatus, RefundStatus
 from scenarios import Faults
+from simulator.bank import FakeBank
+from simulator.bank_camt import payout_statements
 from simulator.determinism import stream
 from simulator.fake_psp import FakePsp
 from simulator.psp_reports import CONTRACT, DAY_MS, psp_lines, write_report
@@ -123,6 +127,9 @@ class ReconDesk:
         self._closed = False
         self._rng_unheard = stream(seed, "capture_unheard")
         self._unheard_p = faults.psp_capture_unheard_p
+        #: The fake bank the payout provider pays sellers from (set by the world when payouts
+        #: are on): its camt.053 statements are reconciled with the PSP's files.
+        self.payout_bank: FakeBank | None = None
         #: Withheld captures a reconciled report made the PSP answer for again: each must come
         #: back auto_fixed `capture_not_heard` (unless its line was altered or dropped).
         self.heard_by_file: set[str] = set()
@@ -171,6 +178,11 @@ class ReconDesk:
         deposits = {b: n for b, n in sorted(deposits.items()) if n.minor > 0}
         self.days.append(DayTruth(tag, tuple(clean), tuple(sent), tuple(injected), deposits))
         self._statements(tag, end_ms, deposits)
+        if self.payout_bank is not None:
+            # The bank's statements of the seller payouts it carried in the window: each must
+            # list the payouts the engine booked as paid or returned in it (simulator/bank_camt).
+            for file_id, data in payout_statements(self.payout_bank, start_ms, end_ms, tag):
+                self.pending.append(Delivery(file_id, data, window))
         self.cutoff_ms = end_ms
 
     def _statements(self, tag: str, end_ms: int, deposits: dict[str, Money]) -> None:
@@ -269,8 +281,24 @@ class ReconDesk:
                 refund = await store.get_refund(line.reference)
                 if refund is not None and refund.status is not RefundStatus.SUCCEEDED:
                     unheard.add((line.reference, Reason.REFUND_NOT_HEARD))
+            elif line.kind in (LineKind.CHARGEBACK, LineKind.CHARGEBACK_REVERSAL):
+                dispute = await store.get_dispute(line.reference)
+                if dispute is None or (
+                    line.kind is LineKind.CHARGEBACK_REVERSAL
+                    and dispute.status is DisputeStatus.OPEN
+                ):
+                    unheard.add((line.reference, Reason.DISPUTE_NOT_HEARD))
+            elif line.kind in (LineKind.PAYOUT, LineKind.PAYOUT_REVERSAL):
+                payout = await store.get_payout(line.reference)
+                returned = line.kind is LineKind.PAYOUT_REVERSAL
+                if payout is not None and payout.status in UNHEARD_PAYOUT[returned]:
+                    unheard.add((line.reference, Reason.PAYOUT_NOT_HEARD))
         outcome: Outcome = await reconciler.reconcile(delivery.data, window=delivery.window)
-        items = tuple((i.reference, i.klass, i.reason) for i in outcome.stored)
+        items = tuple(
+            (i.reference, i.klass, i.reason)
+            for i in outcome.stored
+            if i.klass is not ItemClass.MATCHED  # a payout line's kept match
+        )
         return RunRecord(
             delivery.file_id, delivery.damaged, outcome.run.run_id, items, None, frozenset(unheard)
         )

@@ -16,7 +16,10 @@ the document must say what the API really does, no more and no less:
 - `POST /v1/payments -> GET /v1/payments/{payment_id}` as an OpenAPI link, so tools that
   follow links (schemathesis's stateful phase) read what they created;
 - `POST /v1/psp/webhooks` requires the PSP's `Stripe-Signature` header; a 429 carries
-  `Retry-After`.
+  `Retry-After`;
+- `POST /v1/reconciliations` takes the settlement file itself as its body, byte for byte
+  (`RAW_BODY_OPERATIONS`): described as `application/octet-stream` (any content type is read
+  the same way, so there is no 415), with a small Stripe report as its example.
 
 `complete(document)` is a pure function over the generated document, so it is tested alone.
 """
@@ -58,6 +61,31 @@ SIGNED_OPERATIONS = frozenset({("/v1/psp/webhooks", "post")})
 PUBLIC_OPERATIONS = frozenset({("/healthz", "get"), ("/readyz", "get")})
 #: Operations that wait for the engine and answer 503 when it does not answer in time.
 ENGINE_OPERATIONS = frozenset({("/v1/payments", "post")})
+
+#: Operations whose body is a file taken byte for byte (web/reconciliations.py): path ->
+#: the request body's description. The server reads any content type alike (no 415).
+RECONCILIATION_EXAMPLE = (
+    "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
+    "payment_metadata[order_id]\n"
+    "txn_1,2026-01-01 01:00:00,usd,25,1.03,23.97,charge,ch_1,ord_1\n"
+)
+RAW_BODY_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/v1/reconciliations", "post"): {
+        "required": True,
+        "description": (
+            "The settlement file, byte for byte: a Stripe itemized report or Adyen Settlement "
+            "Details Report (CSV), or an ISO 20022 camt.053 statement (XML); `format` names it "
+            "or `auto` detects it. Any content type is read the same way. An unusable file is "
+            "a 422 reconciliation-file-unusable problem naming line and column."
+        ),
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": RECONCILIATION_EXAMPLE,
+            }
+        },
+    }
+}
 
 #: What the server accepts in a path parameter: a path segment without NUL (web/boundary.py).
 PATH_SEGMENT_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": "^[^\x00/]+$"}
@@ -154,7 +182,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
         statuses.add(422)
     if method == "post":
         statuses |= {400, 413, 422}
-    if "requestBody" in operation:
+    if "requestBody" in operation and (path, method) not in RAW_BODY_OPERATIONS:
         statuses.add(415)
     if (path, method) in ENGINE_OPERATIONS:
         statuses.add(503)
@@ -201,6 +229,8 @@ def complete(
             if not isinstance(operation, dict):
                 continue
             _constrain_parameters(path, operation)
+            if (path, method) in RAW_BODY_OPERATIONS:
+                operation["requestBody"] = copy.deepcopy(RAW_BODY_OPERATIONS[(path, method)])
             _add_responses(path, method, operation)
             if "requestBody" in operation:
                 operation["requestBody"]["required"] = True

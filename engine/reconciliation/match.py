@@ -33,7 +33,7 @@ import attrs
 
 from engine.money import Money
 from engine.reconciliation.line import LineKind, Settlement, SettlementLine
-from engine.states import OrderStatus, RefundStatus
+from engine.states import DisputeStatus, OrderStatus, PayoutStatus, RefundStatus
 
 
 class ItemClass(enum.StrEnum):
@@ -57,10 +57,17 @@ class Reason(enum.StrEnum):
     DUPLICATE_REFERENCE = "duplicate_reference"
     ALREADY_SETTLED = "already_settled"
     MISSING_FROM_FILE = "missing_from_file"
-    KIND_NOT_RECONCILED = "kind_not_reconciled"  # disputes, payouts: not yet
+    KIND_NOT_RECONCILED = "kind_not_reconciled"  # adjustment lines
     REFUND_NOT_HEARD = "refund_not_heard"  # the PSP paid a refund; we never learned it
     REFUNDED_BUT_FAILED = "refunded_but_failed"
     DEPOSIT_DIFFERS = "deposit_differs"  # the bank credited another sum than the batch's net
+    # Disputes and seller payouts (engine/reconciliation/match_out.py).
+    DISPUTE_NOT_HEARD = "dispute_not_heard"  # the PSP withdrew or reinstated; we never learned it
+    REVERSED_BUT_LOST = "reversed_but_lost"  # the PSP gave back a dispute we recorded LOST
+    PAYOUT_NOT_PAID = "payout_not_paid"  # the bank paid a payout we record as failed or unsent
+    PAYOUT_NOT_HEARD = (
+        "payout_not_heard"  # the bank paid or returned it; the provider's word is late
+    )
 
 
 class Action(enum.StrEnum):
@@ -70,6 +77,11 @@ class Action(enum.StrEnum):
     COMPLETE_ORDER = "complete_order"  # the order actor asks the PSP, books, then settle
     POST_FEE = "post_fee"  # Dr psp_fees / Cr psp_clearing
     QUERY_REFUND = "query_refund"  # the refund actor asks the PSP, books, then settle
+    QUERY_DISPUTE = "query_dispute"  # the order's refund actor asks the PSP, books, then settle
+    QUERY_PAYOUT = "query_payout"  # the merchant actor asks the payout provider and books
+    #: A matched line that posts nothing (a bank's seller payout): its stored item is the trace
+    #: that this line was matched, so a later file naming it again is `already_settled`.
+    KEEP_MATCH = "keep_match"
     NONE = "none"
 
 
@@ -96,6 +108,30 @@ class RefundFact:
 
 
 @attrs.frozen
+class DisputeFact:
+    """What the ledger knows of one dispute (`amount` is positive: what the PSP withdrew)."""
+
+    dispute_id: str
+    order_id: str
+    amount: Money
+    status: DisputeStatus
+    #: The run that settled its withdrawal line, and its reversal line.
+    settled_by: str | None = None
+    reversal_settled_by: str | None = None
+
+
+@attrs.frozen
+class PayoutFact:
+    """What the ledger knows of one seller payout (`amount` is positive: what leaves us)."""
+
+    payout_id: str
+    amount: Money
+    status: PayoutStatus
+    settled_by: str | None = None
+    reversal_settled_by: str | None = None
+
+
+@attrs.frozen
 class LedgerFacts:
     """The ledger's side of one file: the captures its lines name, and those it must contain.
 
@@ -115,6 +151,11 @@ class LedgerFacts:
     #: PSP batch (payout) id -> the net the PSP's file of that batch said it would pay: what a
     #: bank deposit referencing the batch must be.
     batches: Mapping[str, Money] = attrs.Factory(dict)
+    #: The disputes the file's chargeback lines name (a reversal is expected once WON).
+    disputes: Mapping[str, DisputeFact] = attrs.Factory(dict)
+    #: The seller payouts a bank statement's payout lines name.
+    payouts: Mapping[str, PayoutFact] = attrs.Factory(dict)
+    #: Expected reversals (keys `<id>:reversal` in `expected`) name these.
 
 
 @attrs.frozen
@@ -291,6 +332,8 @@ def _deposit_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> I
 
 def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
     """One item per line of `settlement`, then one per expected capture the file lacks."""
+    from engine.reconciliation.match_out import OUT_KINDS, missing_out, out_item
+
     items: list[Item] = []
     seen: set[str] = set()
     for line in settlement.lines:
@@ -300,12 +343,14 @@ def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
             items.append(_refund_item(line, facts, seen))
         elif line.kind is LineKind.DEPOSIT:
             items.append(_deposit_item(line, facts, seen))
+        elif line.kind in OUT_KINDS:
+            items.append(out_item(line, facts, seen))
         elif line.kind is LineKind.FEE:
             items.append(
                 _on_line(ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE, line)
             )
         else:
-            detail = f"{line.kind} lines are not matched yet"
+            detail = f"{line.kind} lines are not reconciled"
             items.append(
                 _on_line(
                     ItemClass.INVESTIGATE,
@@ -317,6 +362,10 @@ def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
                 )
             )
     for reference in sorted(set(facts.expected) - seen):
+        out = missing_out(reference, facts)
+        if out is not None:
+            items.append(out)
+            continue
         capture = facts.captures.get(reference)
         refund = facts.refunds.get(reference)
         amount = None

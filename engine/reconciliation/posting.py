@@ -6,6 +6,11 @@ to one line, under a business key that makes the posting happen once.
 - A refund line: the PSP took the refund out of the payout: the same three accounts with the
   signs the line carries (Dr psp_clearing refund / Cr bank_cash), under `(settlement, <refund
   id>)`. The refund actor already moved the refund from refunds_clearing to psp_clearing.
+- A dispute line: the PSP took the withdrawal out of the payout (Dr psp_clearing / Cr
+  bank_cash) or paid a reversal into it (Dr bank_cash / Cr psp_clearing), under
+  `(settlement, <dispute id>)` and `(settlement, <dispute id>:reversal)`. The dispute actor
+  already moved the withdrawal from psp_clearing to chargebacks (and a win back).
+- A bank's seller payout line posts nothing: the payout's own postings moved bank_cash.
 - A fee line: Dr psp_fees / Cr psp_clearing (the fee's net, whichever way), under
   `(adjustment, fee:<PSP id>)`.
 
@@ -25,6 +30,7 @@ from engine.ledger import (
 )
 from engine.money import Money
 from engine.reconciliation.line import LineKind, SettlementLine
+from engine.reconciliation.match_out import settlement_key
 
 #: The prefix of a settlement transaction's description: `<run id>: ...` names the run that
 #: posted it, so a run repeated after a crash knows its own postings.
@@ -51,9 +57,15 @@ def signed_settlement_entries(gross: Money, fee: Money) -> tuple[Entry, ...]:
 
 def posting_of(line: SettlementLine) -> tuple[TransactionKind, str, tuple[Entry, ...]] | None:
     """(kind, reference, entries) of what `line` proves, or None if it posts nothing."""
-    if line.kind in (LineKind.CAPTURE, LineKind.REFUND):
+    if line.kind in (
+        LineKind.CAPTURE,
+        LineKind.REFUND,
+        LineKind.CHARGEBACK,
+        LineKind.CHARGEBACK_REVERSAL,
+    ):
         entries = signed_settlement_entries(line.gross, line.fee)
-        return (TransactionKind.SETTLEMENT, line.reference, entries) if entries else None
+        key = settlement_key(line.kind, line.reference)
+        return (TransactionKind.SETTLEMENT, key, entries) if entries else None
     if line.kind is LineKind.FEE:
         cost = -line.net.minor
         if cost == 0:

@@ -4,7 +4,8 @@ left for a person.
 Why a record of its own: a run is the audit trail of the last line of defence. It is stored
 once per file (the file's SHA-256 is unique, so a re-upload finds the earlier run instead of a
 second one), with its summary (counts and money per class) and one item per line that is not
-simply `matched` (auto_fixed items are stored resolved, with the repair as their note;
+simply `matched` (a matched seller payout line is kept, resolved, as the only trace that it
+was matched: it posts nothing; auto_fixed items are stored resolved, with the repair as their note;
 manual_review and investigate items are stored open until a person resolves them).
 
 Ids are derived, not drawn: the run id from the file's hash, an item id from the run id and
@@ -216,7 +217,11 @@ def build_run(
     )
     items = tuple(
         _stored(run_id, seq, item, now_ms)
-        for seq, item in enumerate(i for i in matching.items if i.klass is not ItemClass.MATCHED)
+        for seq, item in enumerate(
+            i
+            for i in matching.items
+            if i.klass is not ItemClass.MATCHED or i.action is Action.KEEP_MATCH
+        )
     )
     return run, items
 
@@ -236,6 +241,7 @@ def batches_of(settlement: Settlement) -> dict[str, tuple[str, int]]:
 
 def _stored(run_id: str, seq: int, item: Item, now_ms: int) -> ReconItem:
     fixed = item.klass is ItemClass.AUTO_FIXED
+    kept = item.action is Action.KEEP_MATCH
     return ReconItem(
         item_id=f"{run_id}_{seq:06d}",
         run_id=run_id,
@@ -248,8 +254,10 @@ def _stored(run_id: str, seq: int, item: Item, now_ms: int) -> ReconItem:
         expected=item.expected,
         found=item.found,
         detail=item.detail,
-        status=ItemStatus.RESOLVED if fixed else ItemStatus.OPEN,
+        status=ItemStatus.RESOLVED if fixed or kept else ItemStatus.OPEN,
         created_at_ms=now_ms,
-        resolution_note=f"repaired: {item.action.value}" if fixed else None,
-        resolved_at_ms=now_ms if fixed else None,
+        resolution_note=(
+            f"repaired: {item.action.value}" if fixed else "matched" if kept else None
+        ),
+        resolved_at_ms=now_ms if fixed or kept else None,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
+import trio
 from trio.testing import MockClock
 
 from actors.engine import Engine
@@ -172,3 +173,38 @@ async def test_a_dry_run_and_an_unusable_file_write_nothing(autojump_clock: Mock
             await rec.reconcile(data.replace(b"charge", b"chorge"))
         assert refused.value.line == 2
         assert await account(world, PSP_CLEARING) == 10_000
+
+
+async def test_a_dispute_never_heard_of_is_recorded_by_its_refund_actor_and_settled(
+    autojump_clock: MockClock,
+) -> None:
+    """Both webhooks of a dispute are lost; the night's report lists its withdrawal: the run
+    repairs it (auto_fixed dispute_not_heard) through the order's refund actor, which asks the
+    PSP and records it OPEN with its chargeback, and settles the line once; psp_clearing ends
+    at 0 (captured, withdrawn, both settled)."""
+    world = make_world()
+    async with world.running() as engine:
+        order = await captured_order(world, engine, 10_000)
+        # The dispute's webhooks are lost: the PSP sends them where nobody listens.
+        lost, _ = trio.open_memory_channel[object](100)
+        world.psp.webhook_send = lost  # type: ignore[assignment]
+        assert order.psp_capture_id is not None
+        opened = world.psp.dispute_book.open(order.psp_capture_id)
+        assert opened is not None
+        assert await world.store.get_dispute(opened.dispute_id) is None
+        _, outcome = await nightly(world, engine)
+        got = [(i.klass, i.reason, i.reference) for i in outcome.items]
+        assert got == [
+            (ItemClass.MATCHED, Reason.AS_EXPECTED, order.order_id),
+            (ItemClass.AUTO_FIXED, Reason.DISPUTE_NOT_HEARD, opened.dispute_id),
+        ]
+        assert outcome.run.status is RunStatus.CLEAN
+
+        async def recorded() -> bool:
+            return await world.store.get_dispute(opened.dispute_id) is not None
+
+        await wait_until(recorded)
+        dispute = await world.store.get_dispute(opened.dispute_id)
+        assert dispute is not None and dispute.order_id == order.order_id
+        assert await account(world, PSP_CLEARING) == 0
+        assert await account(world, "chargebacks") == 10_000

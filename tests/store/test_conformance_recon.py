@@ -127,3 +127,31 @@ async def test_an_open_item_is_resolved_once(store: Store) -> None:
     still_open = await store.list_recon_items(100, status="open")
     assert target.item_id not in {i.item_id for i in still_open}
     assert len(still_open) == len(items) - 1
+
+
+async def test_a_matched_payout_line_is_kept_resolved_as_its_only_trace(store: Store) -> None:
+    from engine.reconciliation.match import Action, PayoutFact
+    from engine.states import PayoutStatus
+
+    line = attrs.evolve(
+        _line(2, "pout_1", -900),
+        source=Format.CAMT053,
+        kind=LineKind.PAYOUT,
+        order_reference=None,
+        batch=None,
+    )
+    settlement = Settlement(Format.CAMT053, (line,), totals_of((line,)), None)
+    facts = LedgerFacts(
+        captures={},
+        payouts={"pout_1": PayoutFact("pout_1", Money(900, "USD"), PayoutStatus.PAID)},
+    )
+    run, items = build_run(b"statement", settlement, match(settlement, facts), 5_000)
+    assert run.status is RunStatus.CLEAN and run.counts["matched"] == 1
+    (kept,) = items
+    assert (kept.klass, kept.action, kept.status) == (
+        ItemClass.MATCHED,
+        Action.KEEP_MATCH,
+        ItemStatus.RESOLVED,
+    )
+    assert await store.record_recon_run(run, items) == run
+    assert await store.list_recon_items(100, reference="pout_1") == [kept]

@@ -150,7 +150,15 @@ def test_a_file_of_no_known_format_is_unsupported_not_damaged(data: bytes) -> No
 def test_the_examples_in_the_docs_read_as_the_docs_say() -> None:
     doc = (DATA.parents[2] / "docs" / "reconciliation.md").read_text()
     blocks = re.findall(r"```(?:csv|xml)\n(.*?)```", doc, re.S)
-    stripe, adyen, camt, example = (parse(block.encode()) for block in blocks)
+    stripe, adyen, camt, disputes, example = (parse(block.encode()) for block in blocks)
+    # The dispute example: a withdrawal and reversal of dp_1, a withdrawal of dp_2.
+    assert [
+        (ln.kind.value, ln.reference, ln.order_reference, ln.gross.minor) for ln in disputes.lines
+    ] == [
+        ("chargeback", "dp_1", "ord_1", -5000),
+        ("chargeback_reversal", "dp_1", "ord_1", 5000),
+        ("chargeback", "dp_2", "ord_2", -2000),
+    ]
     assert (stripe.source, adyen.source, camt.source) == (
         Format.STRIPE,
         Format.ADYEN,

@@ -156,16 +156,20 @@ def test_a_written_stripe_report_matches_after_parsing() -> None:
     assert result.money(ItemClass.MATCHED) == {"BHD": 12345, "JPY": 1500, "USD": 2500}
 
 
-def test_fee_lines_are_posted_and_other_kinds_are_flagged_until_they_are_matched() -> None:
+def test_fee_lines_are_posted_and_other_kinds_are_flagged() -> None:
     fee = attrs.evolve(
         _line(1, "fee_1", Money(-150, "USD"), Money(0, "USD")),
         kind=LineKind.FEE,
         order_reference=None,
     )
     payout = attrs.evolve(fee, kind=LineKind.PAYOUT, reference="po_9")
-    result = match(_settlement([fee, payout]), LedgerFacts({}))
+    adjustment = attrs.evolve(fee, kind=LineKind.ADJUSTMENT, reference="adj_1")
+    result = match(_settlement([fee, payout, adjustment]), LedgerFacts({}))
+    # A payout line is matched by payout id (engine/reconciliation/match_out.py): po_9 is none
+    # of ours; an adjustment is not reconciled.
     assert [(i.klass, i.reason, i.action) for i in result.items] == [
         (ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE),
+        (ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE),
         (ItemClass.INVESTIGATE, Reason.KIND_NOT_RECONCILED, Action.NONE),
     ]
 

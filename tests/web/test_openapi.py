@@ -142,6 +142,21 @@ async def test_constraints_the_server_enforces_are_in_the_schema(
     assert link["parameters"] == {"payment_id": "$response.body#/id"}
 
 
+async def test_the_reconciliation_upload_body_is_the_file_itself(
+    api: Api, autojump_clock: MockClock
+) -> None:
+    upload = (await _document(api))["paths"]["/v1/reconciliations"]["post"]
+    body = upload["requestBody"]
+    assert body["required"] is True
+    media = body["content"]["application/octet-stream"]
+    assert media["schema"] == {"type": "string", "format": "binary"}
+    assert media["example"].startswith("balance_transaction_id,")
+    assert {p["name"] for p in upload["parameters"]} == {"format", "dry_run"}
+    # Any content type is read alike: no 415; an unreadable file is a 422.
+    assert "415" not in upload["responses"] and "422" in upload["responses"]
+    assert {"200", "201"} <= set(upload["responses"])
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
