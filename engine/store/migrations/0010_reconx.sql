@@ -1,4 +1,4 @@
--- 0009_reconx: a matched seller payout line is kept as a reconciliation item (issue 12).
+-- 0010_reconx: a matched seller payout line is kept as a reconciliation item (issue 12).
 --
 -- A bank's seller payout line posts nothing (the payout's own posting moved bank_cash), so the
 -- only trace that a statement matched it is a stored item: class 'matched', action
