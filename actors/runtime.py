@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from actors.reply_slot import ReplySlot
 from engine.errors import StoreUnavailable, VersionConflict
 from engine.leases import Fenced
 from engine.limits import EngineConfig, store_retry_delay_s
@@ -81,47 +82,10 @@ class AskTimeout(Exception):
     """No reply within the ask deadline. The message may still be handled."""
 
 
-class _ReplySlot:
-    """A one-shot reply with one waiter (the asker), parked with trio's low-level API: lighter
-    than a memory channel or an Event (and its parking lot), and `ask` is on every request
-    path."""
-
-    __slots__ = ("_waiter", "abandoned", "done", "ok", "value")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.abandoned = False  # the asker gave up (deadline): the reply goes nowhere
-        self.ok = False
-        self.value: Any = None
-        self._waiter: trio.lowlevel.Task | None = None
-
-    def set(self, ok: bool, value: Any) -> None:
-        assert not self.done, "an ask is answered once"
-        self.ok = ok
-        self.value = value
-        self.done = True
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            trio.lowlevel.reschedule(waiter)
-
-    async def wait(self) -> None:
-        if self.done:
-            await trio.lowlevel.checkpoint()
-            return
-        assert self._waiter is None, "one asker waits for a reply"
-        self._waiter = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._waiter = None  # cancelled (the ask deadline): no reschedule will come
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-
 @attrs.define
 class _Envelope:
     message: Any
-    reply_to: _ReplySlot | None
+    reply_to: ReplySlot | None
 
 
 @attrs.define(eq=False)
@@ -215,7 +179,7 @@ class ActorSystem:
     ) -> Any:
         """Send `message` and wait for the reply; raises AskTimeout after the deadline."""
         timeout_s = self._config.ask_timeout_s if timeout_s is None else timeout_s
-        slot = _ReplySlot()
+        slot = ReplySlot()
         try:
             with trio.move_on_after(timeout_s):
                 await self._deliver(kind, key, _Envelope(message, slot))

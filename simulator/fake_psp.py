@@ -22,7 +22,6 @@ Webhooks are signed Stripe-style (simulator/signing.py) with `webhook_secret`; `
 from __future__ import annotations
 
 import enum
-import json
 import secrets
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -48,6 +47,7 @@ from engine.ports import Clock
 from simulator.call_faults import before_answer
 from simulator.psp_disputes import DisputeBook, PspDispute
 from simulator.psp_refunds import Refund, RefundBook
+from simulator.psp_wire_events import wire_event
 from simulator.signing import sign_webhook
 
 #: The most webhooks waiting to be sent before the PSP applies backpressure.
@@ -415,49 +415,3 @@ class FakePsp:
     def refunded_total(self) -> Counter[str]:
         """Succeeded refunds per currency (pending ones are held, not yet paid out)."""
         return self.refund_book.total()
-
-
-def wire_event(event: PspNotification) -> bytes:
-    """The JSON body of a webhook, keys sorted so the bytes (and the signature) are stable.
-    `refund_id` is present only on refund events (other events' bytes are as before)."""
-    body: dict[str, object] = {
-        "id": event.event_id,
-        "type": event.kind.value,
-        "reference": event.reference,
-        "created_ms": event.occurred_at_ms,
-        "capture_id": event.capture_id,
-        "reason": event.reason,
-    }
-    if event.refund_id is not None:
-        body["refund_id"] = event.refund_id
-    if event.dispute_id is not None:  # dispute events only (others' bytes are as before)
-        body["dispute_id"] = event.dispute_id
-        body["amount_minor"] = event.amount_minor
-        body["currency"] = event.currency
-        body["dispute_status"] = event.dispute_status
-    return json.dumps(
-        body,
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-
-
-def parse_event(body: bytes) -> PspNotification:
-    """A webhook body (already verified) as a `PspNotification`; ValueError if malformed."""
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("webhook body must be a JSON object")
-    return PspNotification(
-        event_id=str(data["id"]),
-        kind=PspEventKind(data["type"]),
-        reference=str(data["reference"]),
-        occurred_at_ms=int(data["created_ms"]),
-        capture_id=data.get("capture_id"),
-        reason=data.get("reason"),
-        refund_id=data.get("refund_id"),
-        raw={"type": data["type"], "reference": data["reference"]},
-        dispute_id=data.get("dispute_id"),
-        amount_minor=data.get("amount_minor"),
-        currency=data.get("currency"),
-        dispute_status=data.get("dispute_status"),
-    )

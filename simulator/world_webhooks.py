@@ -24,9 +24,9 @@ import trio
 
 from engine.gateway import PspNotification
 from simulator.determinism import stream
-from simulator.fake_psp import parse_event
 from simulator.oracle import Violation
-from simulator.oracle_flows import check_webhook_answer, status_before_event
+from simulator.oracle_webhooks import check_webhook_answer, status_before_event
+from simulator.psp_wire_events import parse_event
 from simulator.signing import SignatureInvalid, sign_webhook, verify_webhook
 from simulator.store import SimStore
 

@@ -36,6 +36,7 @@ from engine.records import (
     evolve,
 )
 from engine.states import is_terminal
+from engine.store.memory_api import ApiUnitMixin
 from engine.store.memory_disputes import DisputeOverlay
 from engine.store.memory_payouts import PayoutOverlay, PayoutUnitMixin
 from engine.store.memory_receivables import ReceivableUnitMixin
@@ -52,7 +53,7 @@ async def _no_checkpoint() -> None:
 _DELETED = None
 
 
-class MemoryUnitOfWork(PayoutUnitMixin, ReceivableUnitMixin):
+class MemoryUnitOfWork(PayoutUnitMixin, ReceivableUnitMixin, ApiUnitMixin):
     def __init__(self, tables: Tables, checkpoint: Checkpoint) -> None:
         self._t = tables
         self._cp = checkpoint
@@ -414,46 +415,3 @@ class MemoryUnitOfWork(PayoutUnitMixin, ReceivableUnitMixin):
         self._validate_api()
         self._apply()
         self._apply_api()
-
-    # --- API keys and merchant webhook endpoints -----------------------------------------------
-    async def insert_api_key(self, key: ApiKey) -> None:
-        if key.key_id in self._t.api_keys or key.key_id in self._api_keys:
-            raise DuplicateKey("api_keys.key_id", key.key_id)
-        if key.key_hash in self._t.api_key_ids or any(
-            k.key_hash == key.key_hash for k in self._api_keys.values()
-        ):
-            raise DuplicateKey("api_keys.key_hash")  # never echo a key's hash
-        self._api_keys[key.key_id] = key
-        self._api_key_new.add(key.key_id)
-
-    async def revoke_api_key(self, key_id: str, now_ms: int) -> bool:
-        current = self._api_keys.get(key_id) or self._t.api_keys.get(key_id)
-        if current is None:
-            return False
-        if current.revoked_at_ms is None:
-            self._api_keys[key_id] = attrs.evolve(current, revoked_at_ms=now_ms)
-        return True
-
-    async def put_webhook_endpoint(self, endpoint: WebhookEndpoint) -> None:
-        self._endpoints[endpoint.merchant_id] = endpoint
-
-    def _validate_api(self) -> None:
-        t = self._t
-        for key_id in self._api_key_new:
-            key = self._api_keys[key_id]
-            if key_id in t.api_keys:
-                raise DuplicateKey("api_keys.key_id", key_id)
-            if key.key_hash in t.api_key_ids:
-                raise DuplicateKey("api_keys.key_hash")
-
-    def _apply_api(self) -> None:
-        t = self._t
-        for key_id, key in self._api_keys.items():
-            committed = t.api_keys.get(key_id)
-            if committed is not None and committed.revoked_at_ms is not None:
-                continue  # a concurrent revocation won; the first revocation time stays
-            if committed is None and key_id not in self._api_key_new:
-                continue  # revoked a key that a concurrent unit never committed
-            t.api_keys[key_id] = key
-            t.api_key_ids[key.key_hash] = key_id
-        t.webhook_endpoints.update(self._endpoints)

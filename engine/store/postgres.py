@@ -43,26 +43,23 @@ from engine.records import (
     Balance,
     DeadLetter,
     Delivery,
-    Dispute,
     IdempotencyRecord,
     Payment,
     PaymentOrder,
-    Refund,
 )
 from engine.store import migrate as migrations
 from engine.store import pg_api as api
-from engine.store import pg_disputes as dq
 from engine.store import pg_leases
 from engine.store import pg_messages as mq
 from engine.store import pg_queries as q
 from engine.store import pg_reads as reads
-from engine.store import pg_refunds as rq
 from engine.store.pg_admin import apply_migrations as apply_migrations
 from engine.store.pg_admin import list_pending_migrations as list_pending_migrations
 from engine.store.pg_batch import GROUP_LINGER_S, GROUP_SIZE_MAX, BatchedUnitOfWork, GroupCommitter
 from engine.store.pg_bridge import Bridge, open_bridge
 from engine.store.pg_bridge import tolerate_lost_connections as tolerate_lost_connections
 from engine.store.pg_bridge import unavailable as unavailable
+from engine.store.pg_money_back import PgMoneyBackReadsMixin
 from engine.store.pg_payouts import PgPayoutReadsMixin
 from engine.store.pg_recon import PostgresRecon
 from engine.store.pg_txn import (
@@ -141,7 +138,7 @@ class PostgresStatistics:
     reads_answered: int
 
 
-class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
+class PostgresStore(PostgresRecon, PgPayoutReadsMixin, PgMoneyBackReadsMixin):
     """The `Store` port on PostgreSQL. Open it with `open_postgres_store`."""
 
     name = "postgres"
@@ -298,28 +295,6 @@ class PostgresStore(PostgresRecon, PgPayoutReadsMixin):
         self, limit: int, after: str | None = None
     ) -> list[PaymentOrder]:
         return await self._read(reads.list_unfinished_orders, limit, after)
-
-    async def get_refund(self, refund_id: str) -> Refund | None:
-        return await self._read(rq.get_refund, refund_id)
-
-    async def list_refunds(
-        self, order_id: str, limit: int, after: str | None = None
-    ) -> list[Refund]:
-        return await self._read(rq.list_refunds, order_id, limit, after)
-
-    async def list_unfinished_refunds(self, limit: int, after: str | None = None) -> list[Refund]:
-        return await self._read(rq.list_unfinished_refunds, limit, after)
-
-    async def get_dispute(self, dispute_id: str) -> Dispute | None:
-        return await self._read(dq.get_dispute, dispute_id)
-
-    async def list_disputes(
-        self, limit: int, after: str | None = None, seller_id: str | None = None
-    ) -> list[Dispute]:
-        return await self._read(dq.list_disputes, limit, after, seller_id)
-
-    async def list_unfinished_disputes(self, limit: int, after: str | None = None) -> list[Dispute]:
-        return await self._read(dq.list_unfinished_disputes, limit, after)
 
     async def get_transaction(self, txn_id: str) -> Transaction | None:
         return await self._read(q.get_transaction, txn_id)

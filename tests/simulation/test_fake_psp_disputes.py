@@ -16,7 +16,8 @@ from engine.gateway import (
     RefundRefusal,
 )
 from psp.events import encode_event as stripe_event
-from simulator.fake_psp import FakePsp, parse_event, wire_event
+from simulator.fake_psp import FakePsp
+from simulator.psp_wire_events import parse_event, wire_event
 from tests.simulation.test_fake_psp_refunds import EPOCH_MS, _captured, usd
 from web.psp_wire import decode_event
 

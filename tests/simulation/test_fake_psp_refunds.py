@@ -24,8 +24,9 @@ from engine.gateway import (
 )
 from engine.money import Money
 from engine.reconciliation import LineKind, parse, write_stripe
-from simulator.fake_psp import FakePsp, parse_event
+from simulator.fake_psp import FakePsp
 from simulator.psp_reports import DAY_MS, psp_lines
+from simulator.psp_wire_events import parse_event
 from simulator.signing import verify_webhook
 from web.psp_wire import decode_event, encode_event
 

@@ -20,9 +20,9 @@ from simulator.oracle_flows import (
     check_commission,
     check_flows_final,
     check_payment_orders,
-    check_webhook_answer,
     expected_commission,
 )
+from simulator.oracle_webhooks import check_webhook_answer
 
 T0 = 1_767_225_600_000
 
