@@ -304,14 +304,24 @@ async def open_http_gateway(
     base_url: str, api_key: str = FAKE_PSP_API_KEY, timeout_s: float = PSP_HTTP_TIMEOUT_S
 ) -> AsyncIterator[HttpGateway]:
     """A gateway to the Stripe API at `base_url` (the fake PSP, or https://api.stripe.com)."""
+    async with stripe_client(base_url, api_key, timeout_s) as client:
+        yield HttpGateway(client)
+
+
+@asynccontextmanager
+async def stripe_client(
+    base_url: str, api_key: str, timeout_s: float
+) -> AsyncIterator[stripe.StripeClient]:
+    """The `stripe` library's client at `base_url`, without its own retries: the engine
+    retries, with the same idempotency key (payments and payouts alike)."""
     http = stripe.HTTPXClient(timeout=timeout_s)
     client = stripe.StripeClient(
         api_key,
         base_addresses={"api": base_url.rstrip("/")},
         http_client=http,
-        max_network_retries=0,  # the engine retries, with the same idempotency key
+        max_network_retries=0,
     )
     try:
-        yield HttpGateway(client)
+        yield client
     finally:
         await http.close_async()  # type: ignore[no-untyped-call]

@@ -34,7 +34,7 @@ import stripe
 from engine.gateway import GatewayUnavailable
 from engine.money import Money
 from engine.payout_gateway import PayoutResult, ProviderPayoutStatus
-from web.http_gateway import FAKE_PSP_API_KEY, PSP_HTTP_TIMEOUT_S
+from web.http_gateway import FAKE_PSP_API_KEY, PSP_HTTP_TIMEOUT_S, stripe_client
 
 #: The metadata key that tags our payouts with our payout id.
 PAYOUT_METADATA_KEY = "payengine_payout"
@@ -140,14 +140,5 @@ async def open_http_payout_gateway(
     base_url: str, api_key: str = FAKE_PSP_API_KEY, timeout_s: float = PSP_HTTP_TIMEOUT_S
 ) -> AsyncIterator[HttpPayoutGateway]:
     """A payout gateway to the Stripe API at `base_url` (the fake PSP, or Stripe's)."""
-    http = stripe.HTTPXClient(timeout=timeout_s)
-    client = stripe.StripeClient(
-        api_key,
-        base_addresses={"api": base_url.rstrip("/")},
-        http_client=http,
-        max_network_retries=0,  # the engine retries, with the same idempotency key
-    )
-    try:
+    async with stripe_client(base_url, api_key, timeout_s) as client:
         yield HttpPayoutGateway(client)
-    finally:
-        await http.close_async()  # type: ignore[no-untyped-call]

@@ -216,7 +216,7 @@ def contract_fee(gross: Money, fee_bps: int, fee_fixed_minor: Mapping[str, int])
     return Money(min(fee, gross.minor), gross.currency)
 
 
-def _on_line(
+def item_on_line(
     klass: ItemClass,
     reason: Reason,
     action: Action,
@@ -240,75 +240,75 @@ def _capture_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> I
     ref = line.reference
     if ref in seen:
         detail = "the reference is on an earlier line of this file"
-        return _on_line(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, detail=detail
         )
     seen.add(ref)
     capture = facts.captures.get(ref)
     if capture is None:
-        return _on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+        return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     expected = capture.amount
     if capture.settled_by is not None:
         detail = f"settled by {capture.settled_by}"
-        return _on_line(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
         )
     review = ItemClass.MANUAL_REVIEW
     if line.currency != expected.currency:
-        return _on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
     if line.gross != expected:
-        return _on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     fee = expected_fee(line.gross, facts)
     if fee is not None and line.fee != fee:
         detail = f"fee {line.fee}, contract {fee}"
-        return _on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
+        return item_on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
     if capture.status is OrderStatus.SUCCESS:
-        return _on_line(
+        return item_on_line(
             ItemClass.MATCHED, Reason.AS_EXPECTED, Action.POST_SETTLEMENT, line, expected
         )
     if capture.status is OrderStatus.EXECUTING:
-        return _on_line(
+        return item_on_line(
             ItemClass.AUTO_FIXED, Reason.CAPTURE_NOT_HEARD, Action.COMPLETE_ORDER, line, expected
         )
     detail = f"the order is {capture.status}"
-    return _on_line(review, Reason.CAPTURED_BUT_FAILED, Action.NONE, line, expected, detail)
+    return item_on_line(review, Reason.CAPTURED_BUT_FAILED, Action.NONE, line, expected, detail)
 
 
 def _refund_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> Item:
     ref = line.reference
     if ref in seen:
         detail = "the reference is on an earlier line of this file"
-        return _on_line(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, detail=detail
         )
     seen.add(ref)
     refund = facts.refunds.get(ref)
     if refund is None:
-        return _on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+        return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     expected = Money(-refund.amount.minor, refund.amount.currency)
     if refund.settled_by is not None:
         detail = f"settled by {refund.settled_by}"
-        return _on_line(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
         )
     review = ItemClass.MANUAL_REVIEW
     if line.currency != expected.currency:
-        return _on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
     if line.gross != expected:
-        return _on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     if facts.fee_bps is not None and line.fee.minor != 0:
         detail = f"fee {line.fee}, contract 0 on a refund"
-        return _on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
+        return item_on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
     if refund.status is RefundStatus.SUCCEEDED:
-        return _on_line(
+        return item_on_line(
             ItemClass.MATCHED, Reason.AS_EXPECTED, Action.POST_SETTLEMENT, line, expected
         )
     if refund.status in (RefundStatus.REQUESTED, RefundStatus.SUBMITTED):
-        return _on_line(
+        return item_on_line(
             ItemClass.AUTO_FIXED, Reason.REFUND_NOT_HEARD, Action.QUERY_REFUND, line, expected
         )
     detail = f"the refund is {refund.status}"
-    return _on_line(review, Reason.REFUNDED_BUT_FAILED, Action.NONE, line, expected, detail)
+    return item_on_line(review, Reason.REFUNDED_BUT_FAILED, Action.NONE, line, expected, detail)
 
 
 def _deposit_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> Item:
@@ -316,18 +316,18 @@ def _deposit_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> I
     ref = line.reference
     if ref in seen:
         detail = "the reference is on an earlier line of this file"
-        return _on_line(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, detail=detail
         )
     seen.add(ref)
     expected = facts.batches.get(ref)
     if expected is None:
-        return _on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+        return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     if line.net != expected:
-        return _on_line(
+        return item_on_line(
             ItemClass.MANUAL_REVIEW, Reason.DEPOSIT_DIFFERS, Action.NONE, line, expected
         )
-    return _on_line(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.NONE, line, expected)
+    return item_on_line(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.NONE, line, expected)
 
 
 def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
@@ -347,12 +347,12 @@ def match(settlement: Settlement, facts: LedgerFacts) -> Matching:
             items.append(out_item(line, facts, seen))
         elif line.kind is LineKind.FEE:
             items.append(
-                _on_line(ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE, line)
+                item_on_line(ItemClass.AUTO_FIXED, Reason.FEE_NOT_POSTED, Action.POST_FEE, line)
             )
         else:
             detail = f"{line.kind} lines are not reconciled"
             items.append(
-                _on_line(
+                item_on_line(
                     ItemClass.INVESTIGATE,
                     Reason.KIND_NOT_RECONCILED,
                     Action.NONE,

@@ -53,6 +53,7 @@ from engine.reconciliation.match import (
     LedgerFacts,
     PayoutFact,
     Reason,
+    item_on_line,
 )
 from engine.states import DisputeStatus, OrderStatus, PayoutStatus
 
@@ -85,33 +86,13 @@ def reference_of_key(key: str) -> str:
     return key.removesuffix(REVERSAL_SUFFIX)
 
 
-def _item(
-    klass: ItemClass,
-    reason: Reason,
-    action: Action,
-    line: SettlementLine,
-    expected: Money | None = None,
-    detail: str = "",
-) -> Item:
-    return Item(
-        klass,
-        reason,
-        line.reference,
-        action,
-        line_number=line.line_number,
-        expected=expected,
-        found=line.gross,
-        detail=detail,
-    )
-
-
 def out_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> Item:
     """The item of one dispute or payout line (`seen`: settlement keys met earlier)."""
     assert line.kind in OUT_KINDS, line.kind
     key = settlement_key(line.kind, line.reference)
     if key in seen:
         detail = "the reference is on an earlier line of this file"
-        return _item(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.DUPLICATE_REFERENCE, Action.NONE, line, None, detail
         )
     seen.add(key)
@@ -128,12 +109,12 @@ def _signed(amount: Money, line: SettlementLine) -> Money:
 def _money_differs(line: SettlementLine, expected: Money, facts: LedgerFacts) -> Item | None:
     review = ItemClass.MANUAL_REVIEW
     if line.currency != expected.currency:
-        return _item(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
     if line.gross != expected:
-        return _item(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     if facts.fee_bps is not None and line.fee.minor != 0:
         detail = f"fee {line.fee}, contract 0 on a {line.kind}"
-        return _item(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
+        return item_on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
     return None
 
 
@@ -146,20 +127,22 @@ def _dispute_item(line: SettlementLine, facts: LedgerFacts) -> Item:
     settled_by = dispute.reversal_settled_by if reversal else dispute.settled_by
     if settled_by is not None:
         detail = f"settled by {settled_by}"
-        return _item(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
         )
     differs = _money_differs(line, expected, facts)
     if differs is not None:
         return differs
     if not reversal or dispute.status is DisputeStatus.WON:
-        return _item(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.POST_SETTLEMENT, line, expected)
+        return item_on_line(
+            ItemClass.MATCHED, Reason.AS_EXPECTED, Action.POST_SETTLEMENT, line, expected
+        )
     if dispute.status is DisputeStatus.OPEN:
-        return _item(
+        return item_on_line(
             ItemClass.AUTO_FIXED, Reason.DISPUTE_NOT_HEARD, Action.QUERY_DISPUTE, line, expected
         )
     detail = f"the dispute is {dispute.status}"
-    return _item(
+    return item_on_line(
         ItemClass.MANUAL_REVIEW, Reason.REVERSED_BUT_LOST, Action.NONE, line, expected, detail
     )
 
@@ -168,20 +151,24 @@ def _unheard_dispute(line: SettlementLine, facts: LedgerFacts) -> Item:
     """A dispute we have no record of: repairable when it is of an order captured here."""
     order = facts.captures.get(line.order_reference or "")
     if order is None or order.status is not OrderStatus.SUCCESS:
-        return _item(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+        return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     ceiling = order.amount
     if line.currency != ceiling.currency:
-        return _item(ItemClass.MANUAL_REVIEW, Reason.CURRENCY_DIFFERS, Action.NONE, line, ceiling)
+        return item_on_line(
+            ItemClass.MANUAL_REVIEW, Reason.CURRENCY_DIFFERS, Action.NONE, line, ceiling
+        )
     if not 0 < abs(line.gross.minor) <= ceiling.minor:
         detail = f"a dispute of order {order.order_id} cannot exceed its capture"
-        return _item(
+        return item_on_line(
             ItemClass.MANUAL_REVIEW, Reason.AMOUNT_DIFFERS, Action.NONE, line, ceiling, detail
         )
     if facts.fee_bps is not None and line.fee.minor != 0:
         detail = f"fee {line.fee}, contract 0 on a {line.kind}"
-        return _item(ItemClass.MANUAL_REVIEW, Reason.FEE_DIFFERS, Action.NONE, line, None, detail)
+        return item_on_line(
+            ItemClass.MANUAL_REVIEW, Reason.FEE_DIFFERS, Action.NONE, line, None, detail
+        )
     detail = f"dispute of order {order.order_id} not recorded: asking the PSP"
-    return _item(
+    return item_on_line(
         ItemClass.AUTO_FIXED, Reason.DISPUTE_NOT_HEARD, Action.QUERY_DISPUTE, line, None, detail
     )
 
@@ -189,26 +176,28 @@ def _unheard_dispute(line: SettlementLine, facts: LedgerFacts) -> Item:
 def _payout_item(line: SettlementLine, facts: LedgerFacts) -> Item:
     payout = facts.payouts.get(line.reference)
     if payout is None:
-        return _item(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
+        return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     expected = _signed(payout.amount, line)
     returned = line.kind is LineKind.PAYOUT_REVERSAL
     settled_by = payout.reversal_settled_by if returned else payout.settled_by
     if settled_by is not None:
         detail = f"settled by {settled_by}"
-        return _item(
+        return item_on_line(
             ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
         )
     review = ItemClass.MANUAL_REVIEW
     if line.currency != expected.currency:
-        return _item(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
     if line.gross != expected:
-        return _item(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     detail = f"the payout is {payout.status}"
     matched = PayoutStatus.RETURNED if returned else PayoutStatus.PAID
     if payout.status is matched or (not returned and payout.status is PayoutStatus.RETURNED):
-        return _item(ItemClass.MATCHED, Reason.AS_EXPECTED, Action.KEEP_MATCH, line, expected)
+        return item_on_line(
+            ItemClass.MATCHED, Reason.AS_EXPECTED, Action.KEEP_MATCH, line, expected
+        )
     if payout.status in UNHEARD_PAYOUT[returned]:
-        return _item(
+        return item_on_line(
             ItemClass.AUTO_FIXED,
             Reason.PAYOUT_NOT_HEARD,
             Action.QUERY_PAYOUT,
@@ -216,7 +205,7 @@ def _payout_item(line: SettlementLine, facts: LedgerFacts) -> Item:
             expected,
             detail,
         )
-    return _item(review, Reason.PAYOUT_NOT_PAID, Action.NONE, line, expected, detail)
+    return item_on_line(review, Reason.PAYOUT_NOT_PAID, Action.NONE, line, expected, detail)
 
 
 def missing_out(key: str, facts: LedgerFacts) -> Item | None:
