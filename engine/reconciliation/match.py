@@ -216,6 +216,24 @@ def contract_fee(gross: Money, fee_bps: int, fee_fixed_minor: Mapping[str, int])
     return Money(min(fee, gross.minor), gross.currency)
 
 
+def settled_or_differs(
+    line: SettlementLine, expected: Money, settled_by: str | None
+) -> Item | None:
+    """The item when an earlier file settled the line's movement (investigate) or the line's
+    currency or amount is not the expected (manual review); None when neither."""
+    if settled_by is not None:
+        detail = f"settled by {settled_by}"
+        return item_on_line(
+            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
+        )
+    review = ItemClass.MANUAL_REVIEW
+    if line.currency != expected.currency:
+        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
+    if line.gross != expected:
+        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
+    return None
+
+
 def item_on_line(
     klass: ItemClass,
     reason: Reason,
@@ -248,16 +266,9 @@ def _capture_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> I
     if capture is None:
         return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     expected = capture.amount
-    if capture.settled_by is not None:
-        detail = f"settled by {capture.settled_by}"
-        return item_on_line(
-            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
-        )
+    if (early := settled_or_differs(line, expected, capture.settled_by)) is not None:
+        return early
     review = ItemClass.MANUAL_REVIEW
-    if line.currency != expected.currency:
-        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
-    if line.gross != expected:
-        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     fee = expected_fee(line.gross, facts)
     if fee is not None and line.fee != fee:
         detail = f"fee {line.fee}, contract {fee}"
@@ -286,16 +297,9 @@ def _refund_item(line: SettlementLine, facts: LedgerFacts, seen: set[str]) -> It
     if refund is None:
         return item_on_line(ItemClass.INVESTIGATE, Reason.UNKNOWN_REFERENCE, Action.NONE, line)
     expected = Money(-refund.amount.minor, refund.amount.currency)
-    if refund.settled_by is not None:
-        detail = f"settled by {refund.settled_by}"
-        return item_on_line(
-            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
-        )
+    if (early := settled_or_differs(line, expected, refund.settled_by)) is not None:
+        return early
     review = ItemClass.MANUAL_REVIEW
-    if line.currency != expected.currency:
-        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
-    if line.gross != expected:
-        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     if facts.fee_bps is not None and line.fee.minor != 0:
         detail = f"fee {line.fee}, contract 0 on a refund"
         return item_on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)

@@ -54,6 +54,7 @@ from engine.reconciliation.match import (
     PayoutFact,
     Reason,
     item_on_line,
+    settled_or_differs,
 )
 from engine.states import DisputeStatus, OrderStatus, PayoutStatus
 
@@ -106,12 +107,12 @@ def _signed(amount: Money, line: SettlementLine) -> Money:
     return amount if line.kind in REVERSALS else Money(-amount.minor, amount.currency)
 
 
-def _money_differs(line: SettlementLine, expected: Money, facts: LedgerFacts) -> Item | None:
+def _money_differs(
+    line: SettlementLine, expected: Money, facts: LedgerFacts, settled_by: str | None
+) -> Item | None:
+    if (early := settled_or_differs(line, expected, settled_by)) is not None:
+        return early
     review = ItemClass.MANUAL_REVIEW
-    if line.currency != expected.currency:
-        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
-    if line.gross != expected:
-        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     if facts.fee_bps is not None and line.fee.minor != 0:
         detail = f"fee {line.fee}, contract 0 on a {line.kind}"
         return item_on_line(review, Reason.FEE_DIFFERS, Action.NONE, line, expected, detail)
@@ -125,12 +126,7 @@ def _dispute_item(line: SettlementLine, facts: LedgerFacts) -> Item:
     expected = _signed(dispute.amount, line)
     reversal = line.kind is LineKind.CHARGEBACK_REVERSAL
     settled_by = dispute.reversal_settled_by if reversal else dispute.settled_by
-    if settled_by is not None:
-        detail = f"settled by {settled_by}"
-        return item_on_line(
-            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
-        )
-    differs = _money_differs(line, expected, facts)
+    differs = _money_differs(line, expected, facts, settled_by)
     if differs is not None:
         return differs
     if not reversal or dispute.status is DisputeStatus.WON:
@@ -180,16 +176,9 @@ def _payout_item(line: SettlementLine, facts: LedgerFacts) -> Item:
     expected = _signed(payout.amount, line)
     returned = line.kind is LineKind.PAYOUT_REVERSAL
     settled_by = payout.reversal_settled_by if returned else payout.settled_by
-    if settled_by is not None:
-        detail = f"settled by {settled_by}"
-        return item_on_line(
-            ItemClass.INVESTIGATE, Reason.ALREADY_SETTLED, Action.NONE, line, expected, detail
-        )
+    if (early := settled_or_differs(line, expected, settled_by)) is not None:
+        return early
     review = ItemClass.MANUAL_REVIEW
-    if line.currency != expected.currency:
-        return item_on_line(review, Reason.CURRENCY_DIFFERS, Action.NONE, line, expected)
-    if line.gross != expected:
-        return item_on_line(review, Reason.AMOUNT_DIFFERS, Action.NONE, line, expected)
     detail = f"the payout is {payout.status}"
     matched = PayoutStatus.RETURNED if returned else PayoutStatus.PAID
     if payout.status is matched or (not returned and payout.status is PayoutStatus.RETURNED):
