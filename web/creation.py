@@ -3,7 +3,8 @@
 The engine call runs under the API's engine deadline; what it refuses comes back as a value
 (`Rejection`) mapped to its problem type, raised rather than returned so that the request's
 idempotency claim is released and nothing is stored; bad input the engine finds is a 422; an
-engine that does not answer in time is a 503 with Retry-After. The endpoints differ only in
+engine that does not answer in time is a 503 with Retry-After; an entity another process owns
+is `OwnedElsewhere`, which web/forward_api.py forwards to the owner. The endpoints differ only in
 the call, their rejections and how they show what was created.
 """
 
@@ -17,7 +18,8 @@ import trio
 from actors.runtime import AskTimeout
 from actors.service import Rejection
 from engine.errors import InvalidInput
-from engine.leases import Fenced
+from engine.leases import Fenced, NotOwner
+from web.forward_api import OwnedElsewhere
 from web.problems import UNAVAILABLE, VALIDATION_FAILED, ApiProblem, ProblemType
 from web.runtime import Runtime
 
@@ -39,6 +41,8 @@ async def create_through_engine(
         raise ApiProblem(
             UNAVAILABLE, "the engine did not answer in time", headers={"Retry-After": "1"}
         ) from None
+    except NotOwner as exc:  # several processes: the owner is asked (web/forward_api.py)
+        raise OwnedElsewhere(exc.partition) from None
     except Fenced:  # several processes: another one drives it (docs/architecture.md)
         raise ApiProblem(
             UNAVAILABLE,

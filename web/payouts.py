@@ -32,6 +32,7 @@ from web import logs
 from web.auth import guarded
 from web.bodies import decode_as, raw_body
 from web.creation import create_through_engine
+from web.forward_api import forwarding
 from web.idempotency import check_key, fingerprint, run_idempotent
 from web.problems import (
     FORBIDDEN,
@@ -243,8 +244,12 @@ async def create_payout() -> Response:
             payout_out(result), 201, {"Location": f"/v1/payouts/{result.payout_id}"}
         )
 
-    return await run_idempotent(
-        runtime, scope, key, fingerprint("POST", request.path, body_bytes), execute
+    return await forwarding(  # another process drives the merchant: its answer (forward_api.py)
+        runtime,
+        body_bytes,
+        lambda: run_idempotent(
+            runtime, scope, key, fingerprint("POST", request.path, body_bytes), execute
+        ),
     )
 
 

@@ -30,6 +30,7 @@ from web import logs
 from web.auth import guarded
 from web.bodies import decode_as, raw_body
 from web.creation import create_through_engine
+from web.forward_api import forwarding
 from web.idempotency import check_key, fingerprint, run_idempotent
 from web.problems import (
     NOT_FOUND,
@@ -233,8 +234,12 @@ async def create_refund() -> Response:
             refund_out(result), 201, {"Location": f"/v1/refunds/{result.refund_id}"}
         )
 
-    return await run_idempotent(
-        runtime, scope, key, fingerprint("POST", request.path, body_bytes), execute
+    return await forwarding(  # another process drives the order: its answer (forward_api.py)
+        runtime,
+        body_bytes,
+        lambda: run_idempotent(
+            runtime, scope, key, fingerprint("POST", request.path, body_bytes), execute
+        ),
     )
 
 
