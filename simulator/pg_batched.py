@@ -45,8 +45,8 @@ class BatchedCounts:
     committed: int = 0
     #: Ended normally with nothing to write: no commit was needed.
     empty: int = 0
-    #: Cancelled inside the unit (a crash at one of its crash points, before the group
-    #: commit): nothing of it was written.
+    #: Cancelled inside the unit, before the group commit (a crash at one of its crash points,
+    #: or the caller's own deadline): nothing of it was written.
     cancelled_before_commit: int = 0
     #: Of those committed or empty, cancelled at the crash point after the commit: written,
     #: and the caller not told.
