@@ -32,7 +32,7 @@ from actors.messages import (
     ExecuteOrder,
     QueryCapture,
 )
-from engine.errors import DuplicateKey
+from engine.errors import DuplicateKey, VersionConflict
 from engine.gateway import (
     CaptureResult,
     CaptureStatus,
@@ -56,6 +56,9 @@ from engine.store.batching import batched_unit_of_work
 from engine.store.port import UnitOfWork
 
 log = logging.getLogger("payengine.order")
+
+#: The ledger's unique business key: a second capture booking of an order fails on it.
+LEDGER_KEY = "ledger_transactions.kind_reference"
 
 
 class OrderActor:
@@ -221,6 +224,8 @@ class OrderActor:
                     await uow.record_psp_event(_event_record(event, self.ctx.clock.now_ms()))
                 await self._transition(uow, order, target, result)
         except DuplicateKey as exc:
+            if exc.key == LEDGER_KEY:  # our copy was stale: booked meanwhile (_book)
+                raise VersionConflict(f"order {order.order_id} was booked meanwhile") from exc
             if exc.key != "psp_events.event_id":
                 raise
             await self.on_start()
@@ -244,7 +249,8 @@ class OrderActor:
         )
         booked = order.booked
         if target is OrderStatus.SUCCESS and not booked:
-            await self._book(uow, order)
+            # EXECUTING proves it unbooked: booking and leaving EXECUTING are one unit.
+            await self._book(uow, order, unbooked=order.status is OrderStatus.EXECUTING)
             booked = True
         self.order = await uow.update_order(
             evolve(
@@ -263,14 +269,21 @@ class OrderActor:
         if "order_message_in_second_unit" not in self.ctx.faults:  # else a planted bug
             await uow.append_outbox(self._order_message(topic, order, result.capture_id))
 
-    async def _book(self, uow: UnitOfWork, order: PaymentOrder, reference: str = "") -> None:
+    async def _book(
+        self, uow: UnitOfWork, order: PaymentOrder, reference: str = "", *, unbooked: bool = False
+    ) -> None:
         """Post the capture transaction (its wallet credit comes with it) in `uow`.
 
         The ledger's unique business key `(capture, order_id)` makes a second booking
-        impossible; the check before posting only avoids the failed statement.
+        impossible; the check before posting only avoids the failed statement. With
+        `unbooked` the actor's copy of the order proves the booking absent (an EXECUTING
+        order: the booking commits with its leaving EXECUTING) and the read is skipped; a
+        stale copy then fails on that key, and `_settle` reloads as for a version conflict.
         """
         reference = reference or order.order_id
-        if await uow.get_transaction_by_reference(TransactionKind.CAPTURE, reference):
+        if not unbooked and await uow.get_transaction_by_reference(
+            TransactionKind.CAPTURE, reference
+        ):
             return
         entries, _, _ = capture_entries(
             order.seller_id, order.amount, self.ctx.config.commission_bps

@@ -195,6 +195,10 @@ def report(result: Any) -> str:
             "deterministic (trio scheduler seeding off): the trace hash is not reproducible",
         ]
         lines += [f"scaled     {note}" for note in tier["notes"]]
+        if "write_behind" in tier:  # simulator/pg_batched.py
+            batched = tier["write_behind"].items()
+            counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in batched)
+            lines.append(f"write-behind units: {counts}")
     lines += [
         f"trace      {result.trace_events:,} events, sha256 {result.trace_hash}",
         f"replay     {result.replay}",

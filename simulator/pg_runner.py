@@ -177,5 +177,6 @@ def run_scenario_postgres(
         "deterministic": False,
         "scheduler_deterministic": world.scheduling_deterministic,
         "notes": notes,
+        "write_behind": world.write_behind_report(),
     }
     return attrs.evolve(result, tier=tier)

@@ -7,6 +7,8 @@ an uncommitted unit of work, nor read the tables synchronously. So:
   its statements, before it commits, and before each read, exactly where the memory store does.
   A crash armed there cancels the engine incarnation; the cancelled unit rolls back in
   PostgreSQL (an in-process engine restart; a real process restart is a later issue).
+  Write-behind units (`batched_unit_of_work`) are the real store's, with the same crash points
+  plus one after their group commit (simulator/pg_batched.py).
 - The oracle reads the store only through the `Store` port (`read_snapshot`, `read_books`),
   asynchronously; the world caches what the runner and the progress bar read synchronously
   (`snapshot()` is the final state, read before the store closes).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from engine.ledger import Transaction
@@ -27,6 +29,7 @@ from engine.records import Balance, Dispute, Payment, PaymentOrder, Refund
 from engine.store.port import PAGE_SIZE_MAX
 from engine.store.postgres import PostgresStore
 from simulator.oracle import Snapshot
+from simulator.pg_batched import BatchedCounts, crashing_batched_unit
 
 Checkpoint = Callable[[], Awaitable[None]]
 
@@ -62,8 +65,12 @@ class PgSimStore:
 
     name = "postgres"
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, *, crash_point: Checkpoint | None = None) -> None:
         self._cp = checkpoint
+        #: A crash point that is no database call (after a group commit): crashes only.
+        self._crash_point = crash_point or checkpoint
+        #: How the run's write-behind units ended (the tier report's `write_behind`).
+        self.batched = BatchedCounts()
         self._pg: PostgresStore | None = None
         #: Set by the world: the final committed state, and counts for reports and progress.
         self.final: Snapshot | None = None
@@ -86,6 +93,17 @@ class PgSimStore:
         async with self.pg.unit_of_work() as uow:
             yield _CrashingUnit(uow, self._cp)
             await self._cp()  # a crash here: the unit rolls back, nothing of it is committed
+
+    def batched_unit_of_work(self) -> AbstractAsyncContextManager[Any]:
+        """The real store's write-behind unit with the tier's crash points (pg_batched.py):
+        found by `engine.store.batching.batched_unit_of_work`, which looks at the class."""
+        return crashing_batched_unit(
+            self.pg,
+            wrap=lambda uow: _CrashingUnit(uow, self._cp),
+            checkpoint=self._cp,
+            crash_point=self._crash_point,
+            counts=self.batched,
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -30,6 +30,7 @@ from trio._core import _run as _trio_run
 from engine.gateway import CaptureStatus
 from engine.records import PaymentOrder
 from engine.states import OrderStatus
+from engine.store.pg_batch import GroupStatistics
 from engine.store.postgres import PostgresLimits, PostgresStore, open_postgres_store
 from scenarios import Scenario
 from simulator.oracle import check_books, check_psp_keys
@@ -98,7 +99,7 @@ class PgWorld(SimWorld):
         self.dsn = dsn
         self.time_scale = time_scale
         # The memory SimStore made by SimWorld is replaced before anything used it.
-        store = PgSimStore(self._checkpoint)
+        store = PgSimStore(self._checkpoint, crash_point=self._crash_point)
         store.count_payments = lambda: len(set(self.buyers.replies.values()))
         self.store = store  # type: ignore[assignment]
         #: Whether trio's deterministic scheduling was on during the run (it must not be).
@@ -116,6 +117,8 @@ class PgWorld(SimWorld):
         self.stall_s = max(stall_s, STALL_ORACLE_TICKS * ORACLE_INTERVAL_S / time_scale)
         #: Called whenever a database operation answered (the runner's `StallThread.beat`).
         self.beat: Callable[[], None] = lambda: None
+        #: The engine store's group commits, read once the engine has stopped (tier report).
+        self.group_commits: GroupStatistics | None = None
 
     @property
     def pg_store(self) -> PgSimStore:
@@ -136,12 +139,32 @@ class PgWorld(SimWorld):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_progress)
                 await super().run()
+                # The engine has stopped: no group commit runs while its counters are read.
+                self.group_commits = pg.group.statistics()
                 with trio.fail_after(SNAPSHOT_TIMEOUT_S * self.time_scale):
                     self.pg_store.final = await read_snapshot(pg)
                     if self.payouts.on:  # simulator/world_payouts.py
                         sellers = self.payouts.seller_ids()
                         self.payouts.final_rows = await read_payouts(pg, sellers)
                 nursery.cancel_scope.cancel()
+
+    async def _crash_point(self) -> None:
+        """A crash point that is no database call (after a group commit): an armed crash
+        fires, the simulated outage does not refuse (the database answered)."""
+        if self._crash_armed:
+            self._crash()
+        await trio.lowlevel.checkpoint()
+
+    def write_behind_report(self) -> dict[str, int]:
+        """How the run's write-behind units ended, and the group commits that carried them."""
+        report = self.pg_store.batched.report()
+        if self.group_commits is not None:
+            report |= {
+                "group_commits": self.group_commits.groups,
+                "group_units": self.group_commits.units,
+                "group_fallbacks": self.group_commits.fallbacks,
+            }
+        return report
 
     def _answered(self) -> int:
         """Database operations answered so far, in both pools: the sign of a live run."""

@@ -27,6 +27,7 @@ def test_chargebacks_on_postgres_pass_the_oracle(kind: str) -> None:
     )
     assert result.ok, result.violation
     assert result.tier["store"] == "postgres"
+    assert result.tier["write_behind"]["committed"] > 0, result.tier["write_behind"]
     disputes = result.stats["disputes"]
     assert disputes["disputed"] > 0, disputes
     assert all(v == "held" for k, v in result.invariants.items() if "dispute" in k or "charge" in k)

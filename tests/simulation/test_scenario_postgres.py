@@ -71,6 +71,10 @@ def test_crash_restart_on_postgres_passes_the_oracle(kind: str) -> None:
     assert result.tier["store"] == "postgres"
     assert result.tier["scheduler_deterministic"] is False
     assert result.tier["time_scale"] == TIME_SCALE
+    # The actors' write-behind units ran on the real store, group-committed (pg_batched.py).
+    batched = result.tier["write_behind"]
+    assert batched["committed"] > 0 and batched["group_commits"] > 0, batched
+    assert batched["group_units"] >= batched["committed"], batched
     assert _databases(admin) == before  # the run's database was dropped
 
 
@@ -103,6 +107,8 @@ def test_cli_runs_happy_path_on_the_embedded_postgres(
     report = json.loads(target.read_text())
     assert report["ok"] is True and report["tier"]["deterministic"] is False
     assert report["summary"]["payments"].get("COMPLETED", 0) >= 1
+    assert report["tier"]["write_behind"]["committed"] > 0
+    assert "write-behind" in out
 
 
 @pytest.mark.parametrize(
